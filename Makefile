@@ -1,0 +1,66 @@
+# lofi_pipeline. `make all` and `make test` set everything up themselves: the system packages
+# (FluidSynth, the GM SoundFont, Chromium for the report test) and a virtual environment.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+LOFI := $(BIN)/lofi
+ARCHIVE ?=
+PROFILE ?=
+ARGS := $(if $(ARCHIVE),--archive "$(ARCHIVE)") $(if $(PROFILE),--profile $(PROFILE)) $(LOFI_ARGS)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+SF2 := /usr/share/sounds/sf2/FluidR3_GM.sf2
+DATASET := $(if $(ARCHIVE),,dataset/default.zip)
+STAGES := intake extract encode train generate arrange render master export
+
+.PHONY: all test setup system venv soundfont dataset status clean report bench $(STAGES)
+
+all: setup $(DATASET)
+	$(LOFI) all $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+$(STAGES): setup $(DATASET)
+	$(LOFI) $@ $(ARGS)
+
+status report: setup
+	$(LOFI) $@ $(ARGS)
+
+clean: venv
+	$(LOFI) clean $(ARGS)
+
+setup: system venv soundfont
+
+system:
+	@missing=""; \
+	command -v fluidsynth >/dev/null || missing="$$missing fluidsynth"; \
+	[ -f $(SF2) ] || missing="$$missing fluid-soundfont-gm"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+soundfont: system
+	@[ -e soundfonts/default.sf2 ] || ln -sf $(SF2) soundfonts/default.sf2
+
+dataset: dataset/default.zip
+
+dataset/default.zip: | venv
+	$(LOFI) dataset --out $@
+
+bench: setup
+	@command -v ffmpeg >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends ffmpeg; }
+	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/python benchmarks/bench_generate.py
+	$(BIN)/python benchmarks/bench_audio.py

@@ -1,0 +1,324 @@
+"""arrange: generated events -> a lo-fi multi-track MIDI file per track.
+
+Written with mido rather than music21: the arrangement needs exact control of MIDI channels
+(drums pinned to channel 10 with a GM kit chosen by program change, which music21's writer
+does not emit) and of millisecond-level humanised timing, which music21 re-quantises.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mido
+import numpy as np
+
+from . import atomic
+from .encode import Event, token_to_event
+from .events import PITCH_NAMES
+from .runner import Stage, StageContext, StageError
+
+TICKS_PER_BEAT = 480
+BEATS_PER_BAR = 4
+KICK, SNARE, SIDE_STICK, CLOSED_HAT, OPEN_HAT, LOW_TOM, MID_TOM = 36, 38, 37, 42, 46, 45, 47
+
+
+@dataclass
+class Part:
+    name: str
+    channel: int
+    program: int
+    notes: list = field(default_factory=list)  # (start_beats, duration_beats, pitch, velocity)
+
+    def add(self, start: float, duration: float, pitch: int, velocity: float) -> None:
+        self.notes.append((float(start), float(duration), int(pitch), int(np.clip(velocity, 1, 127))))
+
+
+def tokens_to_timeline(tokens: list[str], grid: int) -> tuple[list[Event], int]:
+    """Decode tokens to events on the beat grid; special tokens are dropped and counted."""
+    events, onset, dropped = [], 0, 0
+    for tok in tokens:
+        if tok.startswith("<"):
+            dropped += 1
+            continue
+        e = token_to_event(tok, onset)
+        events.append(e)
+        onset += e.shift
+    return events, dropped
+
+
+def chord_root(pcs: list[int]) -> int:
+    """The pitch class that best explains the set as a stack of thirds (ties: lowest pc)."""
+    pcs_set = set(pcs)
+
+    def score(r: int) -> float:
+        return (2 * ((r + 7) % 12 in pcs_set) + 1.5 * (((r + 4) % 12 in pcs_set) or ((r + 3) % 12 in pcs_set))
+                + 0.5 * (((r + 10) % 12 in pcs_set) or ((r + 11) % 12 in pcs_set)))
+    return max(sorted(pcs_set), key=score)
+
+
+def detect_minor(events: list[Event]) -> bool:
+    """Material is in C major or A minor after extraction: which tonic does it lean on?"""
+    weight = np.zeros(12)
+    for e in events:
+        if e.is_chord:
+            weight[chord_root([p % 12 for p in e.pitches])] += e.duration
+        else:
+            weight[e.pitches[0] % 12] += e.duration * 0.5
+    return weight[9] > weight[0]
+
+
+def choose_transposition(key: str, minor: bool, rng: np.random.Generator) -> tuple[int, str]:
+    if key == "auto":
+        shift = int(rng.integers(-5, 7))
+    else:
+        name = key.removesuffix("m")
+        if name not in PITCH_NAMES:
+            raise StageError(f"config key arrange.key: {key!r} is not 'auto' or a tonic "
+                             f"({', '.join(PITCH_NAMES)})")
+        shift = (PITCH_NAMES.index(name) - (9 if minor else 0) + 6) % 12 - 6
+    tonic = PITCH_NAMES[((9 if minor else 0) + shift) % 12]
+    return shift, tonic + ("m" if minor else "")
+
+
+def swing_beats(b: float, swing: float) -> float:
+    """Move off-beat 8ths to `swing` of the beat, stretching the rest of the beat to fit."""
+    whole, frac = divmod(b, 1.0)
+    frac = frac / 0.5 * swing if frac < 0.5 else swing + (frac - 0.5) / 0.5 * (1 - swing)
+    return whole + frac
+
+
+def voice_chord(pcs: list[int], root: int, extensions: bool, low: int = 52) -> list[int]:
+    tones = set(pcs)
+    if extensions:
+        if (root + 4) % 12 in tones and (root + 10) % 12 not in tones:
+            tones.add((root + 11) % 12)
+        elif (root + 3) % 12 in tones:
+            tones.add((root + 10) % 12)
+        tones.add((root + 2) % 12)
+    voiced, floor = [], low
+    start = root
+    for step in range(12):
+        pc = (start + step) % 12
+        if pc in tones:
+            pitch = floor + (pc - floor) % 12
+            voiced.append(pitch)
+            floor = pitch + 1
+    return sorted(voiced)
+
+
+def chords_from_events(events: list[Event], length: float) -> list[tuple[float, float, list[int]]]:
+    """(start, end, pitch classes) segments; a chordless stretch is harmonised by bar from its notes."""
+    segs = []
+    for e in events:
+        if e.is_chord and e.onset < length:
+            segs.append([e.onset, [p % 12 for p in e.pitches]])
+    if not segs:
+        bars = {}
+        for e in events:
+            bars.setdefault(int(e.onset // BEATS_PER_BAR), set()).add(e.pitches[0] % 12)
+        segs = [[b * BEATS_PER_BAR, sorted(pcs)] for b, pcs in sorted(bars.items()) if len(pcs) >= 2]
+        if not segs:
+            segs = [[0.0, [0, 4, 7]]]
+    out = []
+    for (start, pcs), nxt in zip(segs, segs[1:] + [[length, None]]):
+        out.append((start, min(nxt[0], length), pcs))
+    return [s for s in out if s[1] > s[0]]
+
+
+def drum_bar(part: Part, bar_start: float, variant: int, fill: bool, rng, level: float) -> None:
+    kicks = [[0, 2.5], [0, 1.75, 2.5], [0, 2, 2.75], [0, 0.75, 2.5]][variant]
+    for k in kicks:
+        part.add(bar_start + k, 0.25, KICK, (88 if k == 0 else 76) * level)
+    for s in (1, 3):
+        if not (fill and s == 3):
+            part.add(bar_start + s, 0.25, SNARE, 74 * level)
+    if rng.random() < 0.35:
+        part.add(bar_start + 3.75, 0.2, SIDE_STICK, 30 * level)  # ghost note
+    for h in np.arange(0, 4, 0.5):
+        if fill and h >= 3:
+            break
+        pitch = OPEN_HAT if (h == 3.5 and variant == 2) else CLOSED_HAT
+        part.add(bar_start + h, 0.2, pitch, (52 if h % 1 == 0 else 38) * level)
+    if fill:
+        for t, p in zip([3, 3.25, 3.5, 3.75], [SNARE, MID_TOM, LOW_TOM, SNARE]):
+            part.add(bar_start + t, 0.25, p, (62 + 8 * rng.random()) * level)
+
+
+def arrange_events(events: list[Event], grid: int, bars: int, rng: np.random.Generator, cfg) -> dict:
+    """The whole arrangement as parts of (beats) notes, before swing and humanising."""
+    length = float(bars * BEATS_PER_BAR)
+    timeline = [Event(e.onset / grid, e.duration / grid, e.shift / grid, e.sound, e.velocity) for e in events]
+    timeline = [e for e in timeline if e.onset < length]
+    minor = detect_minor(timeline)
+    shift, key = choose_transposition(cfg.key, minor, rng)
+    intro, outro = min(cfg.intro_bars, bars // 3) * 4.0, min(cfg.outro_bars, bars // 3) * 4.0
+    outro_start = length - outro
+
+    def fade(t: float) -> float:
+        return 1.0 if t < outro_start else max(0.35, 1 - 0.65 * (t - outro_start) / max(outro, 1))
+
+    keys = Part("Electric Piano", 0, cfg.keys_program)
+    lead = Part("Lead", 1, cfg.lead_program)
+    bass = Part("Bass", 2, cfg.bass_program)
+    drums = Part("Drums", 9, cfg.drum_kit)
+    chords = chords_from_events(timeline, length)
+    for start, end, pcs in chords:
+        pcs_t = [(pc + shift) % 12 for pc in pcs]
+        root = chord_root(pcs_t)
+        for p in voice_chord(pcs_t, root, cfg.extensions):
+            keys.add(start, (end - start) * 0.95, p, (56 + 4 * rng.random()) * fade(start))
+        if intro <= start < outro_start:
+            bass_root = 36 + (root - 36) % 12
+            dur = end - start
+            bass.add(start, min(dur, 1.0) * 0.9, bass_root, 74)
+            if dur >= 2:
+                bass.add(start + 1.5, 0.45, bass_root + (12 if rng.random() < 0.5 else 7), 62)
+            if dur >= 1.5 and rng.random() < 0.3:
+                bass.add(end - 0.5, 0.4, bass_root - 1, 58)  # chromatic approach
+    notes = [e for e in timeline if not e.is_chord]
+    if len(notes) >= 0.25 * max(1, len(timeline)):
+        melody = [(e.onset, e.duration, e.pitches[0] + shift) for e in notes]
+    else:
+        # Chord-heavy material: the lead takes the top chord tone on strong beats.
+        melody = []
+        for start, end, pcs in chords:
+            if start % 1 == 0 and rng.random() < 0.6:
+                top = max(voice_chord([(pc + shift) % 12 for pc in pcs], chord_root(
+                    [(pc + shift) % 12 for pc in pcs]), False))
+                melody.append((start, min(end - start, 2.0), top + 12))
+    for start, dur, pitch in melody:
+        if start >= intro / 2:
+            while pitch < 64:
+                pitch += 12
+            while pitch > 84:
+                pitch -= 12
+            lead.add(start, dur * 0.9, pitch, (60 + 6 * rng.random()) * fade(start))
+    for b in range(int(intro // 4), int(outro_start // 4)):
+        phrase_end = (b + 1) % 8 == 0
+        variant = 0 if b % 4 < 2 else int(rng.integers(1, 4))
+        drum_bar(drums, b * 4.0, variant, phrase_end, rng, 1.0)
+    return {"parts": [keys, lead, bass, drums], "key": key, "transpose": shift, "length_beats": length,
+            "minor": minor}
+
+
+def humanise(parts: list[Part], tempo_bpm: float, swing: float, humanize_ms: float,
+             velocity_jitter: int, rng: np.random.Generator) -> None:
+    beats_per_ms = tempo_bpm / 60000.0
+    for part in parts:
+        out = []
+        for start, dur, pitch, vel in part.notes:
+            s = swing_beats(start, swing)
+            e = swing_beats(start + dur, swing)
+            s = max(0.0, s + rng.normal(0, humanize_ms) * beats_per_ms) if start > 0 else 0.0
+            v = vel + rng.normal(0, velocity_jitter)
+            out.append((s, max(0.05, e - s), pitch, int(np.clip(round(v), 1, 127))))
+        part.notes = out
+
+
+def parts_to_midi(parts: list[Part], tempo_bpm: float, key: str, title: str, length_beats: float) -> mido.MidiFile:
+    mf = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
+    conductor = mido.MidiTrack()
+    conductor.append(mido.MetaMessage("track_name", name=title, time=0))
+    conductor.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm), time=0))
+    conductor.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
+    conductor.append(mido.MetaMessage("key_signature", key=key, time=0))
+    end_tick = round(length_beats * TICKS_PER_BEAT)
+    conductor.append(mido.MetaMessage("end_of_track", time=end_tick))
+    mf.tracks.append(conductor)
+    pans = {0: 50, 1: 78, 2: 64, 9: 64}
+    for part in parts:
+        track = mido.MidiTrack()
+        track.append(mido.MetaMessage("track_name", name=part.name, time=0))
+        track.append(mido.Message("program_change", channel=part.channel, program=part.program, time=0))
+        track.append(mido.Message("control_change", channel=part.channel, control=10,
+                                  value=pans.get(part.channel, 64), time=0))
+        msgs = []
+        for start, dur, pitch, vel in part.notes:
+            on = round(start * TICKS_PER_BEAT)
+            off = max(on + 1, round((start + dur) * TICKS_PER_BEAT))
+            msgs.append((on, 1, pitch, vel))
+            msgs.append((off, 0, pitch, 0))
+        msgs.sort()
+        now = 0
+        for tick, is_on, pitch, vel in msgs:
+            kind = "note_on" if is_on else "note_off"
+            track.append(mido.Message(kind, channel=part.channel, note=pitch, velocity=vel, time=tick - now))
+            now = tick
+        track.append(mido.MetaMessage("end_of_track", time=max(0, end_tick - now)))
+        mf.tracks.append(track)
+    return mf
+
+
+def midi_seconds(mf: mido.MidiFile) -> float:
+    return float(mf.length)
+
+
+def piano_roll_png(parts: list[Part], tempo_bpm: float, path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(11, 4), dpi=100)
+    sec = 60.0 / tempo_bpm
+    for i, part in enumerate(parts):
+        bars = [(s * sec, max(d * sec, 0.03)) for s, d, _, _ in part.notes]
+        for (x, w), (_, _, pitch, _) in zip(bars, part.notes):
+            ax.broken_barh([(x, w)], (pitch - 0.4, 0.8), color=f"C{i}", alpha=0.8)
+        ax.plot([], [], color=f"C{i}", lw=6, label=part.name)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("MIDI pitch (drums: GM keys)")
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=8, ncol=4)
+    ax.grid(alpha=0.2)
+    fig.tight_layout()
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def arrange_track(tokens: list[str], grid: int, bars: int | None, seed: int, cfg, title: str):
+    """(mido.MidiFile, parts, info) for one generated track; pure apart from its seed."""
+    events, dropped = tokens_to_timeline(tokens, grid)
+    if not events:
+        raise StageError(f"{title}: no decodable events to arrange")
+    if bars is None:
+        bars = max(1, int(np.ceil(sum(e.shift for e in events) / grid / BEATS_PER_BAR)))
+    rng = np.random.default_rng(seed)
+    tempo = int(rng.integers(cfg.tempo_min_bpm, cfg.tempo_max_bpm + 1))
+    arr = arrange_events(events, grid, bars, rng, cfg)
+    humanise(arr["parts"], tempo, cfg.swing, cfg.humanize_ms, cfg.velocity_jitter, rng)
+    mf = parts_to_midi(arr["parts"], tempo, arr["key"], title, arr["length_beats"])
+    info = {"key": arr["key"], "tempo_bpm": tempo, "bars": bars, "seconds": round(midi_seconds(mf), 3),
+            "unknown_dropped": dropped, "events": len(events),
+            "notes_per_part": {p.name: len(p.notes) for p in arr["parts"]}}
+    return mf, arr["parts"], info
+
+
+class ArrangeStage(Stage):
+    name = "arrange"
+    requires = ("generate",)
+    version = "1"
+    help = "turn generated events into lo-fi MIDI: keys, lead, bass, swung drums"
+
+    def params(self, cfg):
+        return cfg.section("arrange")
+
+    def run(self, ctx: StageContext) -> dict:
+        data = json.loads((ctx.inputs["generate"] / "tracks.json").read_text())
+        infos = []
+        for track in data["tracks"]:
+            stem = f"track_{track['index']:02d}"
+            title = f"{ctx.cfg.run.name} {track['index']:02d}"
+            mf, parts, info = arrange_track(track["tokens"], data["grid"], data["bars"],
+                                            track["seed"], ctx.cfg.arrange, title)
+            with atomic.atomic_path(ctx.out_dir / f"{stem}.mid") as tmp:
+                mf.save(tmp)
+            piano_roll_png(parts, info["tempo_bpm"], ctx.out_dir / f"{stem}.png",
+                           f"{title}: {info['key']}, {info['tempo_bpm']} BPM")
+            infos.append({"file": f"{stem}.mid", "piano_roll": f"{stem}.png", "title": title,
+                          "seed": track["seed"], **info})
+            ctx.log(f"{stem}.mid: {info['key']}, {info['tempo_bpm']} BPM, {info['seconds']:.0f}s, "
+                    + ", ".join(f"{k} {v}" for k, v in info["notes_per_part"].items()))
+        atomic.write_json(ctx.out_dir / "tracks.json", {"tracks": infos})
+        return {"tracks": len(infos), "seconds": [i["seconds"] for i in infos],
+                "unknown_dropped": sum(i["unknown_dropped"] for i in infos)}

@@ -1,0 +1,175 @@
+"""`lofi`: run the pipeline's stages, see what is fresh, clean up."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_config
+from .lock import LockedError, OutputsLock
+from .pipeline import STAGE_NAMES, build_stages
+from .runner import Runner, StageError
+
+EPILOG = """\
+stages, in order: intake -> extract -> encode -> train -> generate -> arrange -> render -> master -> export
+Asking for a stage first runs whatever is stale before it, as make does; fresh stages print "cached".
+
+examples:
+  lofi all                                   the whole pipeline on dataset/default.zip
+  lofi all --archive ~/midi/jazz.zip         the same on your own archive
+  lofi extract encode --profile quick        a tiny smoke run of the first stages
+  lofi master export --set master.preset=dusty   re-master only; nothing upstream re-runs
+  lofi render --midi song.mid                render any MIDI file, no model needed
+  lofi status                                what is fresh, what is stale and why
+"""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("run options")
+    g.add_argument("--config", default="lofi.toml", metavar="TOML",
+                   help="config file (default: lofi.toml)")
+    g.add_argument("--profile", help="config profile: default, quick, ... (see lofi.toml)")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config key, e.g. --set generate.temperature=0.8 (repeatable)")
+    g.add_argument("--archive", metavar="PATH", help="zip or folder of MIDI files (run.archive)")
+    g.add_argument("--midi", metavar="PATH",
+                   help="render: a MIDI file or folder to render instead of the arrange artifact")
+    g.add_argument("--outputs", metavar="DIR", help="artifact folder (run.outputs, default outputs)")
+    g.add_argument("--force", action="store_true", help="re-run the named stages even if cached")
+    g.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="if another run holds outputs/, wait this long for it (default: refuse)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lofi", description="Turn a zip of MIDI files into a playlist of lo-fi tracks.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    stages = build_stages()
+    for stage in stages:
+        p = sub.add_parser(stage.name, help=stage.help, description=f"{stage.name}: {stage.help}. "
+                           "Stale stages before it run first.")
+        p.add_argument("more", nargs="*", metavar="STAGE",
+                       help="further stages to run in the same call")
+        _common(p)
+    p = sub.add_parser("all", help="run every stage, then write the report")
+    _common(p)
+    p = sub.add_parser("status", help="show which artifacts are fresh or stale, and why")
+    _common(p)
+    p = sub.add_parser("report", help="write outputs/report.html from the built artifacts")
+    _common(p)
+    p = sub.add_parser("clean", help="remove what the pipeline wrote under outputs/")
+    _common(p)
+    p = sub.add_parser("dataset", help="build dataset/default.zip from music21's corpus (offline)")
+    p.add_argument("--out", default="dataset/default.zip", help="where to write the zip")
+    p.add_argument("--limit", type=int, default=0, help="only the first N corpus pieces")
+    p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    return parser
+
+
+def _config(args):
+    overrides = list(args.overrides)
+    if args.archive:
+        overrides.append(f"run.archive={json.dumps(str(args.archive))}")
+    if args.outputs:
+        overrides.append(f"run.outputs={json.dumps(str(args.outputs))}")
+    if getattr(args, "midi", None):
+        overrides.append(f"render.midi={json.dumps(str(args.midi))}")
+    return load_config(args.config, args.profile, overrides)
+
+
+def cmd_status(runner: Runner) -> int:
+    rows = []
+    for name in runner.order:
+        fresh, why = runner.state(name)
+        man = runner.manifest(name) or {}
+        secs = man.get("timings", {}).get("seconds")
+        rows.append((name, "fresh" if fresh else "stale", runner.key(name),
+                     f"{secs:.1f}s" if secs is not None else "-", why))
+    print(f"{'stage':<9} {'state':<6} {'key':<17} {'took':>8}  why")
+    for r in rows:
+        print(f"{r[0]:<9} {r[1]:<6} {r[2]:<17} {r[3]:>8}  {r[4]}")
+    return 0
+
+
+def cmd_clean(runner: Runner, wait: float) -> int:
+    out = runner.outputs
+    if not out.exists():
+        print(f"nothing to clean: {out}/ does not exist")
+        return 0
+    with OutputsLock(out, wait):
+        removed = []
+        for name in [*STAGE_NAMES, ".cache", ".tmp", "tracks", "report"]:
+            for path in (out / name, out / f".{name}.old"):
+                if path.exists():
+                    shutil.rmtree(path)
+                    removed.append(path.name)
+        for name in ("playlist.m3u8", "report.html"):
+            if (out / name).exists():
+                (out / name).unlink()
+                removed.append(name)
+    (out / ".lock").unlink(missing_ok=True)
+    print(f"removed from {out}/: {', '.join(removed) or 'nothing'}")
+    return 0
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    unknown = [m for m in getattr(args, "more", []) if m not in STAGE_NAMES]
+    if unknown:
+        parser.error(f"unknown stage {unknown[0]!r} (stages: {', '.join(STAGE_NAMES)})")
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        if args.command == "dataset":
+            from .dataset import build_default_dataset
+            man = build_default_dataset(Path(args.out), args.workers, args.limit)
+            print(f"wrote {args.out}: {man['pieces']} pieces ({len(man['failed'])} failed) "
+                  f"in {man['seconds']}s")
+            return 0
+        cfg = _config(args)
+        runner = Runner(cfg, build_stages(), Path("."))
+        if args.command == "status":
+            return cmd_status(runner)
+        if args.command == "clean":
+            return cmd_clean(runner, args.wait)
+        if args.command == "report":
+            from .report import write_report
+            with OutputsLock(runner.outputs, args.wait):
+                path = write_report(runner)
+            print(f"report: {path}")
+            return 0
+        targets = STAGE_NAMES[-1:] if args.command == "all" else [args.command, *args.more]
+        runner.run(targets, force=args.force, wait_s=args.wait)
+        if args.command == "all":
+            from .report import write_report
+            with OutputsLock(runner.outputs, args.wait):
+                report = write_report(runner)
+            out = runner.outputs
+            print(f"\ntracks:   {out}/tracks/\nplaylist: {out}/playlist.m3u8\nreport:   {report}")
+        return 0
+    except ConfigError as exc:
+        print(f"lofi: config error: {exc}", file=sys.stderr)
+        return 2
+    except LockedError as exc:
+        print(f"lofi: {exc}", file=sys.stderr)
+        return 75
+    except StageError as exc:
+        print(f"lofi: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lofi: interrupted; finished artifacts are kept, the unfinished one was discarded",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""master: the lo-fi chain. Tape wobble, pedalboard effects, a steep roll-off, vinyl texture,
+then loudness to a target with a true-peak ceiling."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import zlib
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm
+from pedalboard import (Bitcrush, BrickwallLimiter, Compressor, HighpassFilter, HighShelfFilter,
+                        LowShelfFilter, Pedalboard, Resample, Reverb)
+from scipy import signal
+
+from . import atomic
+from .render import read_audio, write_audio
+from .runner import Stage, StageContext
+
+# MP3 encoding adds about 0.1-0.15 dB of true peak, so the limiter aims this far below the ceiling.
+MP3_MARGIN_DB = 0.5
+
+
+def effects_board(p: dict, sample_rate: int) -> Pedalboard:
+    board = [HighpassFilter(cutoff_frequency_hz=p["highpass_hz"]),
+             LowShelfFilter(cutoff_frequency_hz=250, gain_db=p["low_shelf_db"]),
+             HighShelfFilter(cutoff_frequency_hz=3000, gain_db=p["high_shelf_db"]),
+             Compressor(threshold_db=p["compressor_threshold_db"], ratio=p["compressor_ratio"],
+                        attack_ms=15, release_ms=180),
+             Reverb(room_size=p["reverb_room_size"], damping=0.6, wet_level=p["reverb_wet"],
+                    dry_level=1.0 - p["reverb_wet"] / 2, width=0.9)]
+    if p["bitcrush_bits"] > 0:
+        board.append(Bitcrush(bit_depth=p["bitcrush_bits"]))
+    if 0 < p["resample_hz"] < sample_rate:
+        # Linear is about 50x faster than the default windowed sinc, and grit is the point here.
+        board.append(Resample(target_sample_rate=p["resample_hz"], quality=Resample.Quality.Linear))
+    return Pedalboard(board)
+
+
+def lowpass(audio: np.ndarray, sample_rate: int, cutoff_hz: float, order: int = 4) -> np.ndarray:
+    """A Butterworth roll-off (24 dB/octave at order 4); pedalboard's LowpassFilter is 6 dB/octave."""
+    sos = signal.butter(order, cutoff_hz, "low", fs=sample_rate, output="sos")
+    return signal.sosfilt(sos, audio, axis=-1).astype(np.float32)
+
+
+def wow_flutter(audio: np.ndarray, sample_rate: int, wow_cents: float, flutter_cents: float,
+                rng: np.random.Generator, wow_hz: float = 0.55, flutter_hz: float = 6.5) -> np.ndarray:
+    """Pitch wobble as a time-varying delay: the read position is the integral of the pitch ratio."""
+    if wow_cents <= 0 and flutter_cents <= 0:
+        return audio
+    n = audio.shape[-1]
+    t = np.arange(n) / sample_rate
+    k = np.log(2) / 1200 * sample_rate
+    phase_w, phase_f = rng.uniform(0, 2 * np.pi, 2)
+    offset = k * (wow_cents / (2 * np.pi * wow_hz) * (1 - np.cos(2 * np.pi * wow_hz * t + phase_w))
+                  + flutter_cents / (2 * np.pi * flutter_hz) * (1 - np.cos(2 * np.pi * flutter_hz * t + phase_f)))
+    pos = np.clip(np.arange(n) - offset, 0, n - 1)
+    idx = np.arange(n)
+    return np.stack([np.interp(pos, idx, ch) for ch in audio]).astype(np.float32)
+
+
+def vinyl_crackle(n: int, sample_rate: int, per_second: float, level_db: float,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Sparse clicks: a Poisson impulse train, ringing briefly, high-passed so they tick."""
+    out = np.zeros(n, np.float32)
+    count = rng.poisson(per_second * n / sample_rate)
+    if count == 0:
+        return out
+    where = rng.integers(0, n, count)
+    np.add.at(out, where, (10 ** (level_db / 20)) * rng.lognormal(0, 0.6, count) * rng.choice([-1, 1], count))
+    out = signal.lfilter([1.0], [1.0, -0.55], out)
+    sos = signal.butter(2, 1200, "high", fs=sample_rate, output="sos")
+    return signal.sosfilt(sos, out).astype(np.float32)
+
+
+def surface_hiss(shape: tuple, sample_rate: int, level_db: float, rng: np.random.Generator) -> np.ndarray:
+    noise = rng.standard_normal(shape).astype(np.float32)
+    sos = signal.butter(1, [800, 9000], "band", fs=sample_rate, output="sos")
+    noise = signal.sosfilt(sos, noise, axis=-1)
+    return (noise / (np.sqrt(np.mean(noise ** 2)) + 1e-12) * 10 ** (level_db / 20)).astype(np.float32)
+
+
+def true_peak_db(audio: np.ndarray) -> float:
+    """Peak of the 4x-oversampled signal (ITU-R BS.1770 true peak), in dBTP."""
+    up = signal.resample_poly(audio, 4, 1, axis=-1)
+    peak = float(np.max(np.abs(up))) if up.size else 0.0
+    return 20 * np.log10(max(peak, 1e-12))
+
+
+def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float:
+    return float(pyloudnorm.Meter(sample_rate).integrated_loudness(audio.T.astype(np.float64)))
+
+
+def normalise_loudness(audio: np.ndarray, sample_rate: int, target_lufs: float,
+                       ceiling_db: float) -> np.ndarray:
+    """Gain to the target loudness, then a true-peak brickwall below the ceiling. Limiting
+    lowers loudness a little, so the pair is repeated until the loudness settles."""
+    limiter = BrickwallLimiter(ceiling_db=ceiling_db - MP3_MARGIN_DB, release_ms=80,
+                               lookahead_ms=5, true_peak=True)
+    for _ in range(3):
+        loudness = integrated_lufs(audio, sample_rate)
+        if not np.isfinite(loudness):
+            return audio
+        audio = (audio * 10 ** ((target_lufs - loudness) / 20)).astype(np.float32)
+        audio = limiter(audio, sample_rate, reset=True)
+        if abs(integrated_lufs(audio, sample_rate) - target_lufs) < 0.2:
+            break
+    over = true_peak_db(audio) - (ceiling_db - MP3_MARGIN_DB)
+    if over > 0:
+        audio = audio * 10 ** (-over / 20)
+    return audio.astype(np.float32)
+
+
+def master_audio(audio: np.ndarray, sample_rate: int, p: dict, seed: int) -> np.ndarray:
+    """The whole chain on a (channels, samples) float array; pure apart from its seed."""
+    rng = np.random.default_rng(seed)
+    if audio.shape[0] == 1:
+        audio = np.repeat(audio, 2, axis=0)
+    audio = wow_flutter(audio.astype(np.float32), sample_rate, p["wow_cents"], p["flutter_cents"], rng)
+    audio = effects_board(p, sample_rate)(audio, sample_rate)
+    if p["crackle_per_second"] > 0:
+        clicks = vinyl_crackle(audio.shape[-1], sample_rate, p["crackle_per_second"], p["crackle_db"], rng)
+        audio = audio + np.stack([clicks, 0.8 * clicks])
+    if p["hiss_db"] > -120:
+        audio = audio + surface_hiss(audio.shape, sample_rate, p["hiss_db"], rng)
+    audio = lowpass(audio, sample_rate, p["lowpass_hz"])
+    return normalise_loudness(audio, sample_rate, p["target_lufs"], p["true_peak_db"])
+
+
+def texture_seed(run_seed: int, name: str) -> int:
+    return (run_seed * 1_000_003 + zlib.crc32(name.encode())) % (2**32)
+
+
+def master_file(src: Path, dst: Path, p: dict, seed: int) -> dict:
+    audio, sr = read_audio(src)
+    out = master_audio(audio, sr, p, seed)
+    write_audio(dst, out, sr, "wav", bit_depth=32)
+    return {"file": dst.name, "seconds": round(out.shape[1] / sr, 3),
+            "lufs": round(integrated_lufs(out, sr), 2), "true_peak_db": round(true_peak_db(out), 2),
+            "seed": seed}
+
+
+def _master_job(args) -> dict:
+    return master_file(*args)
+
+
+class MasterStage(Stage):
+    name = "master"
+    requires = ("render",)
+    version = "1"
+    help = "lo-fi mastering: EQ, compression, reverb, crackle, hiss, wow/flutter, loudness"
+
+    def params(self, cfg):
+        return {**{k: v for k, v in cfg.section("master").items() if k != "workers"}, "seed": cfg.run.seed}
+
+    def run(self, ctx: StageContext) -> dict:
+        renders = json.loads((ctx.inputs["render"] / "renders.json").read_text())["renders"]
+        p = self.params(ctx.cfg)
+        jobs = [(ctx.inputs["render"] / r["file"], ctx.out_dir / r["file"], p,
+                 texture_seed(ctx.cfg.run.seed, r["file"])) for r in renders]
+        workers = max(1, min(ctx.cfg.master.workers, len(jobs)))
+        if workers == 1:
+            results = [_master_job(j) for j in jobs]
+        else:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                results = list(pool.map(_master_job, jobs))
+        for r, src in zip(results, renders):
+            r["meta"] = src.get("meta", {})
+            ctx.log(f"{r['file']}: {r['lufs']:.1f} LUFS, true peak {r['true_peak_db']:.1f} dBTP")
+        atomic.write_json(ctx.out_dir / "masters.json", {"masters": results})
+        return {"files": len(results), "lufs": [r["lufs"] for r in results],
+                "true_peak_db": [r["true_peak_db"] for r in results]}

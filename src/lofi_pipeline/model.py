@@ -1,0 +1,48 @@
+"""The ensemble member: tokens -> Conv1D -> BiLSTM -> attention -> next-event softmax.
+
+Each member reads a window of past events and predicts the next one, so a bidirectional
+LSTM over the window never sees the event it predicts.
+"""
+from __future__ import annotations
+
+import os
+
+
+def configure_tensorflow(threads: int = 0) -> None:
+    """Thread counts for a small CPU machine; call before TensorFlow runs any op."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    n = threads or os.cpu_count() or 1
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, n))
+    except RuntimeError:
+        pass  # already initialised in this process: keep its settings
+
+
+def build_member(vocab_size: int, window: int, *, embed_dim: int = 64, conv_filters: int = 96,
+                 kernel_size: int = 5, lstm_units: int = 96, attention_heads: int = 2,
+                 dropout: float = 0.2, learning_rate: float = 3e-3, name: str = "member"):
+    import keras
+    from keras import layers
+
+    tokens = keras.Input(shape=(window,), dtype="int32", name="tokens")
+    x = layers.Embedding(vocab_size, embed_dim, name="embedding")(tokens)
+    x = layers.Conv1D(conv_filters, kernel_size, padding="causal", activation="relu", name="conv")(x)
+    x = layers.Dropout(dropout, name="conv_dropout")(x)
+    x = layers.Bidirectional(layers.LSTM(lstm_units, return_sequences=True), name="bilstm")(x)
+    # The newest step asks the whole window what matters for the next event.
+    query = layers.Cropping1D((window - 1, 0), name="newest_step")(x)
+    attended = layers.MultiHeadAttention(attention_heads, key_dim=max(8, lstm_units // attention_heads),
+                                         dropout=dropout, name="attention")(query, x)
+    x = layers.LayerNormalization(name="attention_norm")(layers.Add(name="residual")([query, attended]))
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    x = layers.Dense(2 * embed_dim, activation="relu", name="dense")(x)
+    probs = layers.Dense(vocab_size, activation="softmax", name="next_event")(x)
+
+    model = keras.Model(tokens, probs, name=name)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
+                  loss="sparse_categorical_crossentropy",
+                  metrics=["sparse_categorical_accuracy"])
+    return model

@@ -1,0 +1,98 @@
+import io
+
+import mido
+import numpy as np
+import pytest
+
+from lofi_pipeline.arrange import (arrange_track, chord_root, swing_beats, tokens_to_timeline,
+                                   voice_chord)
+from lofi_pipeline.config import load_config
+from conftest import ROOT
+
+TOKENS = ["c0.4.7_d12_s12_v2", "n72_d6_s6_v2", "n74_d6_s6_v2", "c0.5.9_d12_s12_v2", "<unk>",
+          "c2.7.11_d24_s24_v2", "n67_d4_s4_v2", "n69_d4_s4_v2", "n71_d4_s4_v2", "c0.4.7_d24_s24_v2"] * 6
+
+
+def cfg(*overrides):
+    return load_config(ROOT / "lofi.toml", None, list(overrides)).arrange
+
+
+def arranged(seed=5, bars=8, *overrides):
+    mf, parts, info = arrange_track(TOKENS, 12, bars, seed, cfg(*overrides), "Test")
+    buf = io.BytesIO()
+    mf.save(file=buf)
+    return buf.getvalue(), parts, info
+
+
+def test_decoding_drops_unknown_tokens_and_counts_them():
+    events, dropped = tokens_to_timeline(TOKENS[:6], 12)
+    assert dropped == 1 and len(events) == 5
+    assert [e.onset for e in events] == [0, 12, 18, 24, 36]
+
+
+def test_chord_helpers():
+    assert chord_root([0, 4, 7]) == 0 and chord_root([2, 7, 11]) == 7 and chord_root([0, 5, 9]) == 5
+    assert voice_chord([0, 4, 7], 0, extensions=True) == sorted(voice_chord([0, 4, 7], 0, True))
+    assert {p % 12 for p in voice_chord([0, 4, 7], 0, True)} == {0, 2, 4, 7, 11}
+    assert {p % 12 for p in voice_chord([9, 0, 4], 9, True)} == {9, 0, 4, 7, 11}
+    assert swing_beats(0.5, 0.6) == pytest.approx(0.6) and swing_beats(1.0, 0.6) == 1.0
+
+
+def test_every_part_is_there_on_its_channel_with_a_lofi_tempo():
+    data, parts, info = arranged()
+    mf = mido.MidiFile(file=io.BytesIO(data))
+    channels = {m.channel for t in mf.tracks for m in t if m.type == "note_on"}
+    assert {0, 1, 2, 9} <= channels
+    programs = {m.channel: m.program for t in mf.tracks for m in t if m.type == "program_change"}
+    assert programs[0] == 4 and programs[9] == 32 and programs[2] == 33
+    tempo = [m for m in mf.tracks[0] if m.type == "set_tempo"][0]
+    assert 70 <= info["tempo_bpm"] <= 90 and round(mido.tempo2bpm(tempo.tempo)) == info["tempo_bpm"]
+    assert all(info["notes_per_part"][p] > 0 for p in ("Electric Piano", "Bass", "Drums", "Lead"))
+
+
+def test_drums_are_boom_bap_with_a_fill_at_the_phrase_end():
+    _, parts, _ = arranged(5, 12, "arrange.swing=0.5", "arrange.humanize_ms=0")
+    drums = next(p for p in parts if p.name == "Drums")
+    snares = [round(s, 2) for s, _, pitch, _ in drums.notes if pitch == 38]
+    assert 8 + 1 in snares and 8 + 3 in snares  # backbeat in bar 3 (after a 2-bar intro)
+    toms = [s for s, _, pitch, _ in drums.notes if pitch in (45, 47)]
+    assert toms and all(31 <= s < 32 for s in toms)  # the fill ends bar 8
+
+
+def test_length_and_rhythmic_variety():
+    data, parts, info = arranged(bars=8)
+    mf = mido.MidiFile(file=io.BytesIO(data))
+    assert mf.length == pytest.approx(8 * 4 * 60 / info["tempo_bpm"], abs=0.3)
+    durations = {round(d, 2) for p in parts for _, d, _, _ in p.notes}
+    assert len(durations) > 3
+
+
+def test_same_seed_same_bytes_other_seed_other_music():
+    assert arranged(seed=1)[0] == arranged(seed=1)[0]
+    assert arranged(seed=1)[0] != arranged(seed=2)[0]
+
+
+def test_swing_and_humanising_move_offbeats():
+    _, straight, _ = arranged(3, 8, "arrange.swing=0.5", "arrange.humanize_ms=0", "arrange.velocity_jitter=0")
+    _, swung, _ = arranged(3, 8, "arrange.swing=0.62", "arrange.humanize_ms=0", "arrange.velocity_jitter=0")
+    hats = lambda parts: [s for s, _, p, _ in parts[3].notes if p == 42]
+    off_straight = [s % 1 for s in hats(straight) if abs(s % 1 - 0.5) < 0.2]
+    off_swung = [s % 1 for s in hats(swung) if abs(s % 1 - 0.6) < 0.2]
+    assert np.allclose(off_straight, 0.5) and np.allclose(off_swung, 0.62)
+
+
+def test_arranged_file_opens_in_music21_and_pretty_midi(tmp_path):
+    import pretty_midi
+    from music21 import converter
+    data, _, _ = arranged()
+    path = tmp_path / "t.mid"
+    path.write_bytes(data)
+    pm = pretty_midi.PrettyMIDI(str(path))
+    assert any(i.is_drum for i in pm.instruments) and len(pm.instruments) >= 4
+    score = converter.parse(str(path))
+    assert len(score.parts) >= 3
+
+
+def test_a_fixed_key_is_honoured():
+    _, _, info = arranged(4, 8, 'arrange.key="Eb"')
+    assert info["key"] in ("Eb", "Ebm")

@@ -1,0 +1,55 @@
+import pytest
+
+from conftest import ROOT
+from lofi_pipeline.config import ConfigError, load_config
+
+
+def test_defaults_and_the_toml_agree_and_profiles_apply():
+    cfg = load_config(ROOT / "lofi.toml")
+    assert cfg.profile == "default" and cfg.train.members == 3
+    quick = load_config(ROOT / "lofi.toml", "quick")
+    assert quick.train.members == 2 and quick.generate.bars == 4
+    assert quick.render.sample_rate == cfg.render.sample_rate
+
+
+def test_overrides_are_parsed_as_toml_values():
+    cfg = load_config(ROOT / "lofi.toml", None, ["generate.temperature=0.7", "train.kernel_sizes=[3]",
+                                                 "run.name=Rainy Days", "arrange.extensions=false"])
+    assert cfg.generate.temperature == 0.7 and cfg.train.kernel_sizes == [3]
+    assert cfg.run.name == "Rainy Days" and cfg.arrange.extensions is False
+
+
+def test_master_preset_sets_levels_but_explicit_keys_win():
+    dusty = load_config(ROOT / "lofi.toml", None, ["master.preset=dusty"])
+    assert dusty.master.crackle_per_second == 14.0
+    mixed = load_config(ROOT / "lofi.toml", None, ["master.preset=dusty", "master.crackle_per_second=1"])
+    assert mixed.master.crackle_per_second == 1.0
+    assert load_config(ROOT / "lofi.toml", None, ["master.preset=clean"]).master.crackle_per_second == 0
+
+
+@pytest.mark.parametrize("override, message", [
+    ("generate.temperature=-1", r"generate\.temperature: -1\.0 is out of range \[0\.01, 10\.0\]"),
+    ("generate.top_p=1.5", r"generate\.top_p: 1\.5 is out of range"),
+    ("arrange.tempo_min_bpm=0", r"arrange\.tempo_min_bpm: 0 is out of range \[40, 200\]"),
+    ("train.epochs=many", r"train\.epochs: expected int, got 'many'"),
+    ("train.epoch=3", r"unknown config key train\.epoch"),
+    ("nosuch.key=3", r"unknown config section \[nosuch\]"),
+    ("master.preset=loud", r"master\.preset: 'loud' is not one of clean, lofi, dusty"),
+    ("arrange.tempo_min_bpm=120", r"must not exceed arrange\.tempo_max_bpm"),
+    ("generate.combine=weighted", r"generate\.weights: combine='weighted' needs 3 weights"),
+])
+def test_bad_values_name_the_key_and_the_range(override, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(ROOT / "lofi.toml", None, [override])
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_profile_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="unknown profile 'huge'"):
+        load_config(ROOT / "lofi.toml", "huge")
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nepochs = 'x'\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml.*train\.epochs"):
+        load_config(bad)

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+from scipy import signal
+
+from conftest import sine
+from lofi_pipeline.config import load_config
+from lofi_pipeline.master import (integrated_lufs, lowpass, master_audio, true_peak_db, vinyl_crackle,
+                                  wow_flutter)
+from conftest import ROOT
+
+SR = 44100
+
+
+def params(*overrides):
+    return load_config(ROOT / "lofi.toml", None, list(overrides)).section("master")
+
+
+def music(seconds=6.0):
+    """A chord with a hard attack every half second and a bright top: something to master."""
+    t = np.arange(int(seconds * SR)) / SR
+    env = np.exp(-6 * (t % 0.5))
+    tone = sum(np.sin(2 * np.pi * f * t) for f in (110, 220, 330, 440, 2637, 7040, 10000)) * env * 0.2
+    return np.stack([tone, tone * 0.9]).astype(np.float32)
+
+
+def band_energy(audio, lo, hi):
+    f, pxx = signal.welch(audio[0], SR, nperseg=4096)
+    return pxx[(f >= lo) & (f < hi)].sum()
+
+
+def test_master_hits_loudness_and_true_peak_without_nan():
+    out = master_audio(music(), SR, params(), seed=1)
+    assert np.isfinite(out).all() and np.max(np.abs(out)) < 1.0
+    assert integrated_lufs(out, SR) == pytest.approx(-14.0, abs=1.0)
+    assert true_peak_db(out) <= -1.0
+
+
+def test_lowpass_leaves_less_energy_above_the_cutoff():
+    out = master_audio(music(), SR, params("master.crackle_per_second=0"), seed=1)
+    cutoff = params()["lowpass_hz"]
+    assert band_energy(out, cutoff, 20000) < 0.05 * band_energy(out, 20, cutoff)
+    steep = lowpass(sine(12000.0), SR, 3000)
+    assert np.sqrt(np.mean(steep[:, 4000:] ** 2)) < 0.01 * 0.3  # 2 octaves above: > 40 dB down
+
+
+def test_crackle_is_there_when_enabled_and_absent_when_disabled():
+    quiet = sine(220.0, 4.0, level=0.2)
+    hp = signal.butter(4, 2000, "high", fs=SR, output="sos")
+
+    def clicks(p):
+        out = master_audio(quiet, SR, p, seed=3)
+        residual = signal.sosfilt(hp, out[0])
+        return np.max(np.abs(residual)) / (np.median(np.abs(residual)) + 1e-9)
+    off = params("master.crackle_per_second=0", "master.hiss_db=-120", "master.wow_cents=0",
+                 "master.flutter_cents=0")
+    on = dict(off, crackle_per_second=10.0, crackle_db=-24.0)
+    assert clicks(on) > 3 * clicks(off)
+    assert np.count_nonzero(vinyl_crackle(SR * 2, SR, 0.0, -20, np.random.default_rng(0))) == 0
+
+
+def test_texture_is_seeded():
+    a = master_audio(sine(), SR, params(), seed=7)
+    b = master_audio(sine(), SR, params(), seed=7)
+    c = master_audio(sine(), SR, params(), seed=8)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_wow_and_flutter_bend_the_pitch_slightly():
+    tone = sine(1000.0, 3.0)
+    bent = wow_flutter(tone, SR, 30.0, 0.0, np.random.default_rng(0))
+    f, t, z = signal.stft(bent[0], SR, nperseg=8192)
+    peaks = f[np.argmax(np.abs(z[:, 2:-2]), axis=0)]
+    assert peaks.max() - peaks.min() >= 5.0 and abs(np.median(peaks) - 1000) < 25
+    assert np.array_equal(wow_flutter(tone, SR, 0, 0, np.random.default_rng(0)), tone)

@@ -1,0 +1,54 @@
+import mido
+import numpy as np
+import pytest
+
+from conftest import midi_bytes, progression_notes
+from lofi_pipeline.render import FluidSynthRenderer, read_audio, render_midi
+from lofi_pipeline.runner import StageError
+
+SF2 = "soundfonts/default.sf2"
+
+
+@pytest.fixture
+def multi_track_midi(tmp_path):
+    path = tmp_path / "song.mid"
+    path.write_bytes(midi_bytes(progression_notes(60, bars=4), drums=[(b / 2, 0.2, 42, 70) for b in range(32)],
+                                tempo_bpm=96))
+    return path
+
+
+def test_render_writes_stereo_float_wav_as_long_as_the_midi(multi_track_midi, tmp_path):
+    wav = tmp_path / "out.wav"
+    info = render_midi(multi_track_midi, wav, SF2)
+    audio, sr = read_audio(wav)
+    midi_seconds = mido.MidiFile(multi_track_midi).length
+    assert sr == 44100 and audio.shape[0] == 2 and audio.dtype == np.float32
+    assert midi_seconds <= info["seconds"] <= midi_seconds + 1.0
+    assert 0.01 < np.max(np.abs(audio)) < 1.0 and np.isfinite(audio).all()
+
+
+def test_options_come_first_with_gain_and_no_builtin_effects(multi_track_midi, tmp_path):
+    cmd = FluidSynthRenderer(SF2, 44100, 0.3).command(multi_track_midi, tmp_path / "o.wav")
+    assert cmd[:2] == ["fluidsynth", "-ni"] and cmd[-2:] == [SF2, str(multi_track_midi)]
+    joined = " ".join(cmd)
+    assert "-g 0.3" in joined and "-R 0" in joined and "-C 0" in joined and "-O float" in joined
+
+
+def test_missing_soundfont_is_one_clear_line(multi_track_midi, tmp_path):
+    with pytest.raises(StageError, match=r"SoundFont .*nope\.sf2 not found; run `make soundfont`") as err:
+        render_midi(multi_track_midi, tmp_path / "o.wav", tmp_path / "nope.sf2")
+    assert "\n" not in str(err.value) and not (tmp_path / "o.wav").exists()
+
+
+def test_a_file_that_is_not_a_soundfont_gives_an_error_not_a_silent_wav(multi_track_midi, tmp_path):
+    fake = tmp_path / "fake.sf2"
+    fake.write_bytes(b"RIFF....not a soundfont")
+    with pytest.raises(StageError, match="not a .sf2/.sf3 file"):
+        render_midi(multi_track_midi, tmp_path / "o.wav", fake)
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_missing_fluidsynth_binary_says_how_to_fix(multi_track_midi, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(StageError, match="fluidsynth not found on PATH; run `make setup`"):
+        render_midi(multi_track_midi, tmp_path / "o.wav", SF2)

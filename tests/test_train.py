@@ -1,0 +1,79 @@
+import json
+
+import numpy as np
+import pytest
+
+from lofi_pipeline.baselines import NGramModel, UnigramModel, next_event_metrics
+from lofi_pipeline.encode import load_encoded
+from lofi_pipeline.model import build_member
+from lofi_pipeline.train import evaluate, load_ensemble, member_specs, read_history, train_member
+
+
+def test_builder_has_the_named_layers_in_order():
+    model = build_member(50, 8, embed_dim=8, conv_filters=8, kernel_size=3, lstm_units=8)
+    names = [layer.name for layer in model.layers]
+    for expected in ("embedding", "conv", "bilstm", "attention", "attention_norm", "next_event"):
+        assert expected in names
+    assert names.index("conv") < names.index("bilstm") < names.index("attention") < names.index("next_event")
+    assert model.output_shape == (None, 50)
+
+
+def test_members_differ_by_seed_and_hyperparameters(trained):
+    cfg, _ = trained
+    specs = member_specs(cfg)
+    assert len({s["seed"] for s in specs}) == len(specs)
+    assert len({(s["kernel_size"], s["lstm_units"]) for s in specs}) == len(specs)
+
+
+def test_baselines_give_proper_distributions():
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 20, (300, 6)).astype(np.int32)
+    y = rng.integers(2, 20, 300).astype(np.int32)
+    for model in (UnigramModel(20).fit(y), NGramModel(20, 3).fit(x, y)):
+        p = model.predict(x[:50])
+        assert np.allclose(p.sum(axis=1), 1.0, atol=1e-5) and (p[:, 2:] > 0).all() and (p[:, 0] == 0).all()
+    # Deterministic successor: the n-gram must learn it, the unigram cannot.
+    x2 = np.tile(np.arange(2, 8, dtype=np.int32), (60, 1))
+    y2 = np.full(60, 9, np.int32)
+    ngram, uni = NGramModel(12, 3).fit(x2, y2), UnigramModel(12).fit(y2)
+    assert next_event_metrics(ngram.predict(x2), y2)["nll"] < 0.2
+    assert next_event_metrics(ngram.predict(x2), y2)["nll"] <= next_event_metrics(uni.predict(x2), y2)["nll"]
+
+
+def test_tiny_ensemble_beats_the_unigram_and_writes_its_artifacts(trained):
+    _, runner = trained
+    out = runner.artifact_dir("train")
+    metrics = json.loads((out / "metrics.json").read_text())["validation"]
+    assert np.isfinite(metrics["ensemble"]["nll"])
+    assert metrics["ensemble"]["nll"] < metrics["unigram"]["nll"]
+    assert set(metrics) >= {"member_0", "member_1", "ensemble", "unigram", "3-gram"}
+    assert (out / "curves.png").stat().st_size > 1000
+    assert sorted(p.name for p in (out / "members").iterdir()) == ["member_0.keras", "member_1.keras"]
+
+
+def test_metrics_recompute_from_the_saved_weights(trained):
+    cfg, runner = trained
+    vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
+    models, _, info = load_ensemble(runner.artifact_dir("train"), vocab)
+    recomputed, _ = evaluate({m["name"]: model for m, model in zip(info["members"], models)},
+                             len(vocab), data, cfg.train.ngram_order)
+    saved = json.loads((runner.artifact_dir("train") / "metrics.json").read_text())["validation"]
+    for name in saved:
+        assert recomputed[name]["nll"] == pytest.approx(saved[name]["nll"], abs=2e-3)
+
+
+def test_training_resumes_from_its_last_checkpoint(trained, tmp_path):
+    cfg, runner = trained
+    vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
+    spec = member_specs(cfg)[0]
+    work = tmp_path / "member"
+    train_member(spec, len(vocab), data["x_train"].shape[1], data, work, epochs=1, batch_size=64, patience=5)
+    first = read_history(work / "history.csv")
+    assert len(first) == 1 and (work / "backup").exists()
+    logs = []
+    train_member(spec, len(vocab), data["x_train"].shape[1], data, work, epochs=3, batch_size=64, patience=5,
+                 log=logs.append)
+    history = read_history(work / "history.csv")
+    assert logs == ["member_0: resuming after epoch 1"]
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    assert history[0] == first[0]  # epoch 0 was not trained again
