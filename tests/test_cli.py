@@ -1,0 +1,136 @@
+"""The `lofi` command end to end, in subprocesses, on the quick profile."""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, song_bytes, write_zip
+from lofi_pipeline.export import read_playlist
+
+pytestmark = pytest.mark.slow
+
+
+def lofi(*args, check=True, **kw):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([sys.executable, "-m", "lofi_pipeline", *args], cwd=ROOT, capture_output=True,
+                          text=True, env=env, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"lofi {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli")
+    archive = write_zip(base / "songs.zip", {f"song_{i:02d}.mid": song_bytes(i) for i in range(12)})
+    out = base / "outputs"
+    args = ["--profile", "quick", "--archive", str(archive), "--outputs", str(out)]
+    first = lofi("all", *args)
+    return args, out, first
+
+
+def test_all_leaves_tracks_playlist_and_report(quick_run):
+    args, out, first = quick_run
+    assert f"playlist: {out}/playlist.m3u8" in first.stdout and f"report:   {out}/report.html" in first.stdout
+    mp3s = sorted((out / "tracks").glob("*.mp3"))
+    assert len(mp3s) == 2
+    assert [p for _, p in read_playlist(out / "playlist.m3u8")] == [f"tracks/{m.name}" for m in mp3s]
+    stats = json.loads((out / "report" / "stats.json").read_text())
+    assert set(stats["generated"]) >= {"pitch_class_entropy", "scale_consistency", "polyphony", "empty_beat_rate",
+                                       "groove_consistency", "self_repetition", "longest_copied_run"}
+
+
+def test_second_run_is_all_cache_hits(quick_run):
+    args, out, _ = quick_run
+    start = time.monotonic()
+    again = lofi("all", *args)
+    lines = [l for l in again.stdout.splitlines() if l.startswith("[")]
+    assert lines == [l for l in lines if l.endswith(")") and " cached (" in l] and len(lines) == 9
+    assert time.monotonic() - start < 30
+    status = lofi("status", *args).stdout
+    assert status.count(" fresh ") == 9
+
+
+def test_changing_a_sampling_setting_reruns_from_generate(quick_run):
+    args, out, _ = quick_run
+    run = lofi("all", *args, "--set", "generate.temperature=0.7")
+    ran = re.findall(r"^\[(\w+)\] running", run.stdout, re.M)
+    assert ran == ["generate", "arrange", "render", "master", "export"]
+    assert len(read_playlist(out / "playlist.m3u8")) == 4  # two new takes, nothing dropped
+
+
+class _Sources(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.audio, self.images = [], []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "audio":
+            self.audio.append(a.get("src"))
+        if tag == "img":
+            self.images.append(a.get("src"))
+
+
+def test_report_loads_in_a_real_browser(quick_run, tmp_path):
+    _, out, _ = quick_run
+    page = out / "report.html"
+    parser = _Sources()
+    parser.feed(page.read_text())
+    assert len(parser.audio) == 2 and all((out / s).is_file() for s in parser.audio)
+    assert len(parser.images) >= 3 and all((out / s).is_file() for s in parser.images)
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "chromium is installed by `make test` (make system)"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+             f"--user-data-dir={tmp_path / 'profile'}", "--allow-file-access-from-files",
+             "--virtual-time-budget=5000"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    total = re.search(r'data-images-total="(\d+)"', dom)
+    loaded = re.search(r'data-images-loaded="(\d+)"', dom)
+    assert total and loaded and int(total.group(1)) == len(parser.images) == int(loaded.group(1))
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium, *flags, "--window-size=1200,2400", f"--screenshot={shot}", page.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.stat().st_size > 20000
+
+
+def test_errors_are_one_line_with_a_nonzero_exit(tmp_path):
+    junk = tmp_path / "songs.zip"
+    junk.write_bytes(b"definitely not a zip")
+    proc = lofi("intake", "--archive", str(junk), "--outputs", str(tmp_path / "o"), check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"lofi: error: {junk}: not a zip archive (or truncated: no central directory)"
+    bad = lofi("intake", "--set", "generate.top_p=2", check=False)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "generate.top_p" in bad.stderr
+    missing = lofi("render", "--midi", str(tmp_path / "x.mid"), "--set", 'render.soundfont="soundfonts/none.sf2"',
+                   "--outputs", str(tmp_path / "o"), check=False)
+    assert missing.returncode == 1 and "SoundFont soundfonts/none.sf2 not found" in missing.stderr
+
+
+def test_ctrl_c_stops_cleanly_with_status_130(tmp_path):
+    archive = write_zip(tmp_path / "a.zip", {f"s{i}.mid": song_bytes(i) for i in range(12)})
+    out = tmp_path / "o"
+    proc = subprocess.Popen([sys.executable, "-m", "lofi_pipeline", "train", "--profile", "quick",
+                             "--archive", str(archive), "--outputs", str(out), "--set", "train.epochs=50",
+                             "--set", "train.patience=50"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / ".tmp" / "train").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1].startswith("lofi: interrupted")
+    assert not (out / "train").exists() and not (out / ".tmp" / "train").exists()
+    assert (out / "encode" / "manifest.json").exists()  # finished stages are kept
