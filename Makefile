@@ -59,7 +59,8 @@ dataset: dataset/default.zip
 dataset/default.zip: | venv
 	$(LOFI) dataset --out $@
 
-bench: setup
+bench: setup $(DATASET)
+	$(LOFI) train $(ARGS)
 	@command -v ffmpeg >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends ffmpeg; }
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python benchmarks/bench_generate.py

@@ -120,10 +120,30 @@ def chords_from_events(events: list[Event], length: float) -> list[tuple[float, 
         segs = [[b * BEATS_PER_BAR, sorted(pcs)] for b, pcs in sorted(bars.items()) if len(pcs) >= 2]
         if not segs:
             segs = [[0.0, [0, 4, 7]]]
+    merged = [segs[0]]
+    for seg in segs[1:]:  # a restated chord is held, not struck again
+        if sorted(seg[1]) != sorted(merged[-1][1]):
+            merged.append(seg)
+    segs = merged
     out = []
     for (start, pcs), nxt in zip(segs, segs[1:] + [[length, None]]):
         out.append((start, min(nxt[0], length), pcs))
     return [s for s in out if s[1] > s[0]]
+
+
+def lead_from_chords(chords, shift: int, rng: np.random.Generator, centre: int = 74) -> list:
+    """For all-chord material: a line through the chord tones, moving to the nearest tone
+    at most chord changes and drifting back towards `centre`, so it sings rather than jumps."""
+    melody, prev = [], centre
+    for start, end, pcs in chords:
+        if rng.random() > 0.75:
+            continue
+        tones = [p for p in range(62, 87) if (p - shift) % 12 in pcs]
+        moving = [p for p in tones if p != prev] or tones
+        pitch = min(moving, key=lambda p: abs(p - prev) + 0.15 * abs(p - centre) + rng.random())
+        melody.append((start, min(end - start, 2.0), pitch))
+        prev = pitch
+    return melody
 
 
 def drum_bar(part: Part, bar_start: float, variant: int, fill: bool, rng, level: float) -> None:
@@ -180,13 +200,7 @@ def arrange_events(events: list[Event], grid: int, bars: int, rng: np.random.Gen
     if len(notes) >= 0.25 * max(1, len(timeline)):
         melody = [(e.onset, e.duration, e.pitches[0] + shift) for e in notes]
     else:
-        # Chord-heavy material: the lead takes the top chord tone on strong beats.
-        melody = []
-        for start, end, pcs in chords:
-            if start % 1 == 0 and rng.random() < 0.6:
-                top = max(voice_chord([(pc + shift) % 12 for pc in pcs], chord_root(
-                    [(pc + shift) % 12 for pc in pcs]), False))
-                melody.append((start, min(end - start, 2.0), top + 12))
+        melody = lead_from_chords(chords, shift, rng)
     for start, dur, pitch in melody:
         if start >= intro / 2:
             while pitch < 64:
@@ -261,10 +275,10 @@ def piano_roll_png(parts: list[Part], tempo_bpm: float, path: Path, title: str) 
     fig, ax = plt.subplots(figsize=(11, 4), dpi=100)
     sec = 60.0 / tempo_bpm
     for i, part in enumerate(parts):
-        bars = [(s * sec, max(d * sec, 0.03)) for s, d, _, _ in part.notes]
-        for (x, w), (_, _, pitch, _) in zip(bars, part.notes):
-            ax.broken_barh([(x, w)], (pitch - 0.4, 0.8), color=f"C{i}", alpha=0.8)
-        ax.plot([], [], color=f"C{i}", lw=6, label=part.name)
+        if part.notes:
+            start, dur, pitch, _ = np.array(part.notes).T
+            ax.barh(pitch, np.maximum(dur * sec, 0.03), left=start * sec, height=0.8, color=f"C{i}",
+                    alpha=0.8, label=part.name)
     ax.set_xlabel("seconds")
     ax.set_ylabel("MIDI pitch (drums: GM keys)")
     ax.set_title(title)
@@ -297,7 +311,7 @@ def arrange_track(tokens: list[str], grid: int, bars: int | None, seed: int, cfg
 class ArrangeStage(Stage):
     name = "arrange"
     requires = ("generate",)
-    version = "1"
+    version = "2"
     help = "turn generated events into lo-fi MIDI: keys, lead, bass, swung drums"
 
     def params(self, cfg):
