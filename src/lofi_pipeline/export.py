@@ -15,7 +15,7 @@ from mutagen.mp3 import MP3
 
 from . import atomic
 from .render import read_audio, write_audio
-from .runner import Stage, StageContext, hash_json
+from .runner import Stage, StageContext
 
 PLAYLIST = "playlist.m3u8"
 
@@ -77,15 +77,17 @@ class ExportStage(Stage):
     help = "encode tagged MP3s and add them to outputs/playlist.m3u8"
 
     def params(self, cfg):
-        return {**cfg.section("export"), "album": cfg.run.name, "seed": cfg.run.seed}
+        # playlist_dir is only where copies go: moving it must not re-key the tracks.
+        return {**{k: v for k, v in cfg.section("export").items() if k != "playlist_dir"},
+                "album": cfg.run.name, "seed": cfg.run.seed}
 
     def run(self, ctx: StageContext) -> dict:
         cfg = ctx.cfg.export
         masters = json.loads((ctx.inputs["master"] / "masters.json").read_text())["masters"]
         library = ctx.outputs_root / "tracks"
         library.mkdir(parents=True, exist_ok=True)
-        album, config_hash = ctx.cfg.run.name, hash_json(ctx.cfg.section("run") | {
-            s: ctx.cfg.section(s) for s in ("generate", "arrange", "master", "export")})[:12]
+        # The export key chains the archive's bytes, every stage's parameters and code versions.
+        album, config_hash = ctx.cfg.run.name, ctx.key
         exported, entries = [], []
         for n, m in enumerate(masters, 1):
             meta = m.get("meta") or {}

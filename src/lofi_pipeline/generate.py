@@ -150,7 +150,10 @@ class GenerateStage(Stage):
     help = "sample event sequences from the ensemble (temperature, top-k, top-p, primer, seed)"
 
     def params(self, cfg):
-        return {**cfg.section("generate"), "seed": cfg.run.seed}
+        params = {**cfg.section("generate"), "seed": cfg.run.seed}
+        if params["primer"] not in ("validation", "none"):
+            params["primer"] = "file"  # its bytes are an external input; its path is not a parameter
+        return params
 
     def external_inputs(self, cfg, root):
         primer = cfg.generate.primer

@@ -6,6 +6,7 @@ changing an effect re-keys `master` and `export` and nothing upstream.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
@@ -205,6 +206,8 @@ class Runner:
             atomic.replace_dir(tmp, self.artifact_dir(name))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                tmp.parent.rmdir()  # only if empty
         self.log(f"[{name}] done in {seconds:.1f}s")
         return seconds
 
