@@ -122,7 +122,8 @@ def trained(tmp_path_factory):
     from lofi_pipeline.runner import Runner
     base = tmp_path_factory.mktemp("trained")
     archive = write_zip(base / "songs.zip", {f"song_{i:02d}.mid": song_bytes(i) for i in range(10)})
-    cfg = quick_config(base / "outputs", f'run.archive="{archive}"', "encode.validation_share=0.2")
+    cfg = quick_config(base / "outputs", f'run.archive="{archive}"', "encode.validation_share=0.2",
+                       "train.epochs=12", "train.patience=3")
     runner = Runner(cfg, build_stages(), log=lambda m: None)
     runner.run(["train"])
     return cfg, runner

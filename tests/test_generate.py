@@ -90,7 +90,8 @@ def generate(trained, tmp_path, *overrides):
     shutil.copytree(runner.outputs, out, ignore=shutil.ignore_patterns(".lock"))
     from conftest import ROOT
     cfg2 = load_config(ROOT / "lofi.toml", "quick", [f'run.outputs="{out}"', f'run.archive="{cfg.run.archive}"',
-                                                     "encode.validation_share=0.2", *overrides])
+                                                     "encode.validation_share=0.2", "train.epochs=12",
+                                                     "train.patience=3", *overrides])
     r = Runner(cfg2, build_stages(), log=lambda m: None)
     r.run(["generate"])
     assert r.plan(["train"]) == []  # generating never retrains

@@ -6,6 +6,11 @@ from conftest import sine
 from lofi_pipeline.config import load_config
 from lofi_pipeline.master import (integrated_lufs, lowpass, master_audio, true_peak_db, vinyl_crackle,
                                   wow_flutter)
+
+
+def reference_true_peak_db(audio):
+    """Full 4x oversampling with scipy, independent of the pipeline's shortcut."""
+    return 20 * np.log10(np.max(np.abs(signal.resample_poly(audio, 4, 1, axis=-1))))
 from conftest import ROOT
 
 SR = 44100
@@ -29,14 +34,24 @@ def band_energy(audio, lo, hi):
 
 
 def test_master_hits_loudness_and_true_peak_without_nan():
-    out = master_audio(music(), SR, params(), seed=1)
+    out, lufs, peak = master_audio(music(), SR, params(), seed=1)
     assert np.isfinite(out).all() and np.max(np.abs(out)) < 1.0
-    assert integrated_lufs(out, SR) == pytest.approx(-14.0, abs=1.0)
-    assert true_peak_db(out) <= -1.0
+    assert integrated_lufs(out, SR) == pytest.approx(-14.0, abs=1.0) and lufs == pytest.approx(-14.0, abs=0.3)
+    assert reference_true_peak_db(out) <= -1.0 and peak == pytest.approx(reference_true_peak_db(out), abs=0.2)
+
+
+@pytest.mark.parametrize("level", [0.05, 0.5])
+def test_true_peak_matches_full_oversampling(level):
+    rng = np.random.default_rng(4)
+    noise = (rng.standard_normal((2, SR)) * level).astype(np.float32)
+    for audio in (noise, music(2.0), lowpass(noise, SR, 5000)):
+        assert true_peak_db(audio) == pytest.approx(reference_true_peak_db(audio), abs=0.2)
+    full_scale = np.sin(np.pi / 2 * np.arange(SR) + np.pi / 4)[None].astype(np.float32)  # fs/4 at 45 deg
+    assert true_peak_db(full_scale) > 20 * np.log10(np.max(np.abs(full_scale))) + 2.5  # the classic +3 dB
 
 
 def test_lowpass_leaves_less_energy_above_the_cutoff():
-    out = master_audio(music(), SR, params("master.crackle_per_second=0"), seed=1)
+    out, _, _ = master_audio(music(), SR, params("master.crackle_per_second=0"), seed=1)
     cutoff = params()["lowpass_hz"]
     assert band_energy(out, cutoff, 20000) < 0.05 * band_energy(out, 20, cutoff)
     steep = lowpass(sine(12000.0), SR, 3000)
@@ -48,7 +63,7 @@ def test_crackle_is_there_when_enabled_and_absent_when_disabled():
     hp = signal.butter(4, 2000, "high", fs=SR, output="sos")
 
     def clicks(p):
-        out = master_audio(quiet, SR, p, seed=3)
+        out, _, _ = master_audio(quiet, SR, p, seed=3)
         residual = signal.sosfilt(hp, out[0])
         return np.max(np.abs(residual)) / (np.median(np.abs(residual)) + 1e-9)
     off = params("master.crackle_per_second=0", "master.hiss_db=-120", "master.wow_cents=0",
@@ -59,9 +74,9 @@ def test_crackle_is_there_when_enabled_and_absent_when_disabled():
 
 
 def test_texture_is_seeded():
-    a = master_audio(sine(), SR, params(), seed=7)
-    b = master_audio(sine(), SR, params(), seed=7)
-    c = master_audio(sine(), SR, params(), seed=8)
+    a, _, _ = master_audio(sine(), SR, params(), seed=7)
+    b, _, _ = master_audio(sine(), SR, params(), seed=7)
+    c, _, _ = master_audio(sine(), SR, params(), seed=8)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 

@@ -146,7 +146,7 @@ def shift_table(vocab: Vocabulary) -> np.ndarray:
 class GenerateStage(Stage):
     name = "generate"
     requires = ("train", "encode")
-    version = "1"
+    version = "2"
     help = "sample event sequences from the ensemble (temperature, top-k, top-p, primer, seed)"
 
     def params(self, cfg):
@@ -177,7 +177,12 @@ class GenerateStage(Stage):
         tf.config.experimental.enable_op_determinism()
         vocab_enc, arrays, _ = load_encoded(ctx.inputs["encode"])
         models, vocab, info = load_ensemble(ctx.inputs["train"], vocab_enc)
-        sampler = EnsembleSampler(models, cfg.combine, cfg.weights or None)
+        sampler = EnsembleSampler(models, cfg.combine, cfg.weights or None, jit_compile=True)
+        try:  # XLA about doubles the rate here (benchmarks/bench_generate.py)
+            sampler.next_probs(np.zeros((cfg.tracks, sampler.window), np.int32))
+        except Exception as exc:  # an op XLA cannot compile on this build: plain graph mode
+            ctx.log(f"XLA unavailable ({type(exc).__name__}); using graph mode")
+            sampler = EnsembleSampler(models, cfg.combine, cfg.weights or None)
         grid = int(vocab.config.get("grid", 12))
         target_ticks = cfg.bars * 4 * grid
         max_events = cfg.events if cfg.events else target_ticks
