@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import functools
 import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -127,3 +129,21 @@ def trained(tmp_path_factory):
     runner = Runner(cfg, build_stages(), log=lambda m: None)
     runner.run(["train"])
     return cfg, runner
+
+
+def lofi_process(*args) -> subprocess.Popen:
+    """`python -m lofi_pipeline ARGS` in the project root, output captured."""
+    return subprocess.Popen([sys.executable, "-m", "lofi_pipeline", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def lofi(*args, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    proc = lofi_process(*args)
+    out, err = proc.communicate(timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"lofi {' '.join(args)} exited {proc.returncode}:\n{err[-3000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def quick_archive(folder: Path, songs: int = 12) -> Path:
+    return write_zip(folder / "songs.zip", {f"song_{i:02d}.mid": song_bytes(i) for i in range(songs)})

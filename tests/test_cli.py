@@ -1,36 +1,24 @@
 """The `lofi` command end to end, in subprocesses, on the quick profile."""
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, song_bytes, write_zip
+from conftest import lofi, lofi_process, quick_archive, song_bytes, write_zip
 from lofi_pipeline.export import read_playlist
 
 pytestmark = pytest.mark.slow
 
 
-def lofi(*args, check=True, **kw):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-m", "lofi_pipeline", *args], cwd=ROOT, capture_output=True,
-                          text=True, env=env, **kw)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"lofi {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
-    return proc
-
-
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("cli")
-    archive = write_zip(base / "songs.zip", {f"song_{i:02d}.mid": song_bytes(i) for i in range(12)})
+    archive = quick_archive(base)
     out = base / "outputs"
     args = ["--profile", "quick", "--archive", str(archive), "--outputs", str(out)]
     first = lofi("all", *args)
@@ -120,10 +108,8 @@ def test_errors_are_one_line_with_a_nonzero_exit(tmp_path):
 def test_ctrl_c_stops_cleanly_with_status_130(tmp_path):
     archive = write_zip(tmp_path / "a.zip", {f"s{i}.mid": song_bytes(i) for i in range(12)})
     out = tmp_path / "o"
-    proc = subprocess.Popen([sys.executable, "-m", "lofi_pipeline", "train", "--profile", "quick",
-                             "--archive", str(archive), "--outputs", str(out), "--set", "train.epochs=50",
-                             "--set", "train.patience=50"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = lofi_process("train", "--profile", "quick", "--archive", str(archive), "--outputs", str(out),
+                        "--set", "train.epochs=50", "--set", "train.patience=50")
     deadline = time.monotonic() + 120
     while not (out / ".tmp" / "train").exists() and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -1,11 +1,8 @@
 """Killed runs, fuzzed inputs and output hygiene."""
 import io
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 import zipfile
 
@@ -13,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import ROOT, midi_bytes, progression_notes, song_bytes, write_zip
+from conftest import ROOT, lofi_process, midi_bytes, quick_archive, write_zip
 from lofi_pipeline.arrange import arrange_track
 from lofi_pipeline.config import load_config
 from lofi_pipeline.export import read_playlist
@@ -21,11 +18,6 @@ from lofi_pipeline.intake import Limits, read_archive
 from lofi_pipeline.runner import StageError
 
 STAGES = ["intake", "extract", "encode", "train", "generate", "arrange", "render", "master", "export"]
-
-
-def lofi_proc(*args):
-    return subprocess.Popen([sys.executable, "-m", "lofi_pipeline", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
 def artifact_digest(stage_dir):
@@ -47,10 +39,10 @@ def artifact_digest(stage_dir):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     base = tmp_path_factory.mktemp("kill")
-    archive = write_zip(base / "songs.zip", {f"song_{i:02d}.mid": song_bytes(i) for i in range(12)})
+    archive = quick_archive(base)
     out = base / "reference"
     args = ["--profile", "quick", "--archive", str(archive)]
-    proc = lofi_proc("all", *args, "--outputs", str(out))
+    proc = lofi_process("all", *args, "--outputs", str(out))
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
     return base, args, out
@@ -68,7 +60,7 @@ def test_a_stage_killed_part_way_is_redone_and_nothing_is_lost(reference, stage)
     if stage == "export":  # the stage must get far enough to write MP3s before it dies
         for name in mp3s_before:
             (out / "tracks" / name).unlink()
-    proc = lofi_proc(stage, *args, "--outputs", str(out))
+    proc = lofi_process(stage, *args, "--outputs", str(out))
     deadline = time.monotonic() + 120
     while proc.poll() is None and not (out / ".tmp" / stage).exists() and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -77,7 +69,7 @@ def test_a_stage_killed_part_way_is_redone_and_nothing_is_lost(reference, stage)
     # (a) nothing half-written is taken as the artifact
     assert not (out / stage / "manifest.json").exists() or proc.returncode == 0
     # (b) a second run completes and gives what an uninterrupted run gives
-    again = lofi_proc(stage, *args, "--outputs", str(out))
+    again = lofi_process(stage, *args, "--outputs", str(out))
     stdout, err = again.communicate(timeout=600)
     assert again.returncode == 0, err[-2000:]
     assert f"[{stage}] running" in stdout
@@ -95,7 +87,7 @@ def test_killed_training_resumes_from_its_checkpoint(reference):
     shutil.copytree(ref, out, ignore=shutil.ignore_patterns(".lock"))
     shutil.rmtree(out / "train")
     slow = [*args, "--set", "train.epochs=6", "--set", "train.patience=6", "--outputs", str(out)]
-    proc = lofi_proc("train", *slow)
+    proc = lofi_process("train", *slow)
     deadline = time.monotonic() + 180
     history = None
     while time.monotonic() < deadline:
@@ -107,7 +99,7 @@ def test_killed_training_resumes_from_its_checkpoint(reference):
     assert history is not None, "training never reached its second epoch"
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
-    again = lofi_proc("train", *slow)
+    again = lofi_process("train", *slow)
     stdout, err = again.communicate(timeout=600)
     assert again.returncode == 0, err[-2000:]
     assert "member_0: resuming after epoch" in stdout
@@ -120,11 +112,11 @@ def test_two_runs_at_once_the_second_refuses_with_the_owner(reference):
     out = base / "concurrent"
     shutil.copytree(ref, out, ignore=shutil.ignore_patterns(".lock"))
     shutil.rmtree(out / "train")
-    first = lofi_proc("train", *args, "--outputs", str(out))
+    first = lofi_process("train", *args, "--outputs", str(out))
     deadline = time.monotonic() + 60
     while not (out / ".tmp" / "train").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    second = lofi_proc("train", *args, "--outputs", str(out))
+    second = lofi_process("train", *args, "--outputs", str(out))
     _, err = second.communicate(timeout=120)
     assert second.returncode == 75
     assert f"in use by another lofi run (pid {first.pid})" in err and err.count("\n") == 1
@@ -138,7 +130,7 @@ def test_clean_removes_only_what_the_pipeline_wrote(reference):
     shutil.copytree(ref, out, ignore=shutil.ignore_patterns(".lock"))
     (out / "my_notes.txt").write_text("keep me")
     (out / "mixes").mkdir()
-    proc = lofi_proc("clean", *args, "--outputs", str(out))
+    proc = lofi_process("clean", *args, "--outputs", str(out))
     proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert sorted(p.name for p in out.iterdir()) == ["mixes", "my_notes.txt"]

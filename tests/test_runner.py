@@ -81,12 +81,18 @@ def test_lock_refuses_a_second_writer_and_names_the_owner(tmp_path):
         pass
 
 
-def test_a_lock_left_by_a_killed_process_is_stale(tmp_path):
+def hold_lock_elsewhere(folder, seconds: float) -> subprocess.Popen:
+    """Another process that takes the outputs lock on `folder` and keeps it for `seconds`."""
     code = ("import sys, time; sys.path.insert(0, 'src'); from lofi_pipeline.lock import OutputsLock; "
-            f"l = OutputsLock(__import__('pathlib').Path({str(tmp_path)!r})); l.__enter__(); "
-            "print('locked', flush=True); time.sleep(60)")
+            f"l = OutputsLock(__import__('pathlib').Path({str(folder)!r})); l.__enter__(); "
+            f"print('locked', flush=True); time.sleep({seconds})")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_lock_left_by_a_killed_process_is_stale(tmp_path):
+    proc = hold_lock_elsewhere(tmp_path, 60)
     with pytest.raises(LockedError):
         with OutputsLock(tmp_path):
             pass
@@ -98,11 +104,7 @@ def test_a_lock_left_by_a_killed_process_is_stale(tmp_path):
 
 
 def test_waiting_for_the_lock(tmp_path):
-    code = ("import sys, time; sys.path.insert(0, 'src'); from lofi_pipeline.lock import OutputsLock; "
-            f"l = OutputsLock(__import__('pathlib').Path({str(tmp_path)!r})); l.__enter__(); "
-            "print('locked', flush=True); time.sleep(1.5)")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "locked"
+    proc = hold_lock_elsewhere(tmp_path, 1.5)
     start = time.monotonic()
     with OutputsLock(tmp_path, wait_s=20):
         assert time.monotonic() - start > 0.5

@@ -92,6 +92,23 @@ class _Collector:
     def skip(self, name: str, reason: str) -> None:
         self.result.skipped.append((name, reason))
 
+    def read(self, name: str, open_entry, read_errors: tuple = (OSError,)) -> None:
+        """Keep one entry if it is a MIDI file within the size limit; `open_entry()` gives a reader."""
+        if not name.lower().endswith(MIDI_SUFFIXES):
+            self.skip(name, "not MIDI: extension is not .mid/.midi")
+            return
+        try:
+            with open_entry() as opened:
+                data = _read_capped(opened, self.limits.max_entry_bytes)
+        except read_errors as exc:
+            self.skip(name, f"corrupt entry: {exc}")
+            return
+        if data is None:
+            self.skip(name, f"too large: inflates past {self.limits.max_entry_bytes / MiB:g} MiB "
+                            "(intake.max_entry_mib)")
+            return
+        self.add(name, data)
+
     def add(self, name: str, data: bytes) -> None:
         self.total += len(data)
         if self.total > self.limits.max_total_bytes:
@@ -136,24 +153,12 @@ def read_zip(path: Path, limits: Limits = Limits()) -> IntakeResult:
             if unsafe:
                 col.skip(name, unsafe)
                 continue
-            if not name.lower().endswith(MIDI_SUFFIXES):
-                col.skip(name, "not MIDI: extension is not .mid/.midi")
-                continue
             if info.flag_bits & 0x1:
                 col.skip(name, "encrypted entry: cannot be read without a password")
                 continue
-            try:
-                with archive.open(info) as opened:
-                    data = _read_capped(opened, limits.max_entry_bytes)
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError,
-                    NotImplementedError, RuntimeError) as exc:
-                col.skip(name, f"corrupt entry: {exc}")
-                continue
-            if data is None:
-                col.skip(name, f"too large: inflates past {limits.max_entry_bytes / MiB:g} MiB "
-                               "(intake.max_entry_mib)")
-                continue
-            col.add(name, data)
+            # zipfile reports damage (bad CRC, unknown compression, truncation) in many ways.
+            col.read(name, lambda: archive.open(info), (zipfile.BadZipFile, zipfile.LargeZipFile, OSError,
+                                                       EOFError, NotImplementedError, RuntimeError))
     return col.result
 
 
@@ -171,16 +176,7 @@ def read_folder(path: Path, limits: Limits = Limits()) -> IntakeResult:
             if full.is_symlink():
                 col.skip(rel, "symlink entry: links are never followed")
                 continue
-            if not fname.lower().endswith(MIDI_SUFFIXES):
-                col.skip(rel, "not MIDI: extension is not .mid/.midi")
-                continue
-            with open(full, "rb") as f:
-                data = _read_capped(f, limits.max_entry_bytes)
-            if data is None:
-                col.skip(rel, f"too large: over {limits.max_entry_bytes / MiB:g} MiB "
-                              "(intake.max_entry_mib)")
-                continue
-            col.add(rel, data)
+            col.read(rel, lambda: open(full, "rb"))
     return col.result
 
 
