@@ -149,3 +149,16 @@ def test_intake_stage_writes_only_inside_its_artifact(tmp_path, quick_cfg):
     man = (tmp_path / "outputs" / "intake" / "manifest.json").read_text()
     assert '"unsafe path"' in man
     assert not os.path.exists("/tmp/abs.mid") or os.path.getmtime("/tmp/abs.mid") < os.path.getmtime(z)
+
+
+def test_duplicate_entry_names_keep_both_contents(tmp_path):
+    import warnings
+    z = tmp_path / "dups.zip"
+    with warnings.catch_warnings(), zipfile.ZipFile(z, "w") as zf:
+        warnings.simplefilter("ignore")  # zipfile warns about the repeated name, which is the point
+        zf.writestr("song.mid", song_bytes(0))
+        zf.writestr("song.mid", song_bytes(1))
+        zf.writestr("song.mid", song_bytes(0))
+    result = read_archive(z)
+    assert [b.name for b in result.files] == ["song.mid", "song.mid"]
+    assert len({b.sha for b in result.files}) == 2 and len(result.duplicates) == 1

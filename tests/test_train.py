@@ -55,7 +55,7 @@ def test_metrics_recompute_from_the_saved_weights(trained):
     cfg, runner = trained
     vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
     models, _, info = load_ensemble(runner.artifact_dir("train"), vocab)
-    recomputed, _ = evaluate({m["name"]: model for m, model in zip(info["members"], models)},
+    recomputed = evaluate({m["name"]: model for m, model in zip(info["members"], models)},
                              len(vocab), data, cfg.train.ngram_order)
     saved = json.loads((runner.artifact_dir("train") / "metrics.json").read_text())["validation"]
     for name in saved:

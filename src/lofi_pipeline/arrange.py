@@ -264,10 +264,6 @@ def parts_to_midi(parts: list[Part], tempo_bpm: float, key: str, title: str, len
     return mf
 
 
-def midi_seconds(mf: mido.MidiFile) -> float:
-    return float(mf.length)
-
-
 def piano_roll_png(parts: list[Part], tempo_bpm: float, path: Path, title: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -302,7 +298,7 @@ def arrange_track(tokens: list[str], grid: int, bars: int | None, seed: int, cfg
     arr = arrange_events(events, grid, bars, rng, cfg)
     humanise(arr["parts"], tempo, cfg.swing, cfg.humanize_ms, cfg.velocity_jitter, rng)
     mf = parts_to_midi(arr["parts"], tempo, arr["key"], title, arr["length_beats"])
-    info = {"key": arr["key"], "tempo_bpm": tempo, "bars": bars, "seconds": round(midi_seconds(mf), 3),
+    info = {"key": arr["key"], "tempo_bpm": tempo, "bars": bars, "seconds": round(float(mf.length), 3),
             "unknown_dropped": dropped, "events": len(events),
             "notes_per_part": {p.name: len(p.notes) for p in arr["parts"]}}
     return mf, arr["parts"], info

@@ -1,6 +1,6 @@
 """Build dataset/default.zip from music21's bundled corpus: no network involved.
 
-The 371 Bach chorales give four-part chord progressions; the corpus's roman-numeral
+The Bach chorales (350 distinct files) give four-part chord progressions; the corpus's roman-numeral
 analyses (.rntxt) are realised as block chords, so the model also sees plain progressions.
 """
 from __future__ import annotations

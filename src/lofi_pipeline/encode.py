@@ -16,7 +16,7 @@ import numpy as np
 
 from . import atomic
 from .events import Piece
-from .runner import Stage, StageContext, StageError
+from .runner import Stage, StageContext, StageError, hash_json
 
 PAD, UNK = 0, 1
 SPECIALS = ["<pad>", "<unk>"]
@@ -128,7 +128,6 @@ class Vocabulary:
         return [self.tokens[i] for i in ids]
 
     def fingerprint(self) -> str:
-        from .runner import hash_json
         return hash_json(self.tokens)[:16]
 
     def to_json(self) -> dict:

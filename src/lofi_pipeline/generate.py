@@ -1,7 +1,6 @@
 """generate: sample event sequences from the ensemble, all tracks in one batch."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -216,7 +215,3 @@ class GenerateStage(Stage):
         return {"tracks": len(tracks), "events": [len(t["ids"]) for t in tracks],
                 "self_repetition": [t["self_repetition"] for t in tracks],
                 "distinct_events": [t["distinct_events"] for t in tracks], "seeds": seeds}
-
-
-def read_tracks(generate_dir: Path) -> dict:
-    return json.loads((Path(generate_dir) / "tracks.json").read_text())

@@ -210,7 +210,3 @@ class Runner:
                 tmp.parent.rmdir()  # only if empty
         self.log(f"[{name}] done in {seconds:.1f}s")
         return seconds
-
-
-def read_manifest(stage_dir: Path) -> dict:
-    return json.loads((Path(stage_dir) / "manifest.json").read_text())

@@ -120,7 +120,7 @@ def format_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def evaluate(models: dict, vocab_size: int, data: dict, ngram_order: int) -> tuple[dict, dict]:
+def evaluate(models: dict, vocab_size: int, data: dict, ngram_order: int) -> dict:
     """Metrics on the validation windows for members, their average, and both baselines."""
     x, y = data["x_val"], data["y_val"]
     probs = {name: m.predict(x, batch_size=1024, verbose=0) for name, m in models.items()}
@@ -130,7 +130,7 @@ def evaluate(models: dict, vocab_size: int, data: dict, ngram_order: int) -> tup
     metrics["unigram"] = next_event_metrics(unigram.predict(x), y)
     ngram = NGramModel(vocab_size, ngram_order).fit(data["x_train"], data["y_train"])
     metrics[f"{ngram_order}-gram"] = next_event_metrics(ngram.predict(x), y)
-    return metrics, probs
+    return metrics
 
 
 class TrainStage(Stage):
@@ -163,7 +163,7 @@ class TrainStage(Stage):
             shutil.copyfile(work / "best.keras", ctx.out_dir / "members" / f"{spec['name']}.keras")
             models[spec["name"]] = model
             histories[spec["name"]] = read_history(work / "history.csv")
-        metrics, _ = evaluate(models, len(vocab), data, cfg.ngram_order)
+        metrics = evaluate(models, len(vocab), data, cfg.ngram_order)
         table = format_table(metrics)
         ctx.log("validation next-event metrics:\n" + table)
         vocab.save(ctx.out_dir / "vocab.json")
