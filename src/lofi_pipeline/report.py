@@ -48,8 +48,8 @@ def music_statistics(runner: Runner) -> dict | None:
     g["self_repetition"] = float(np.mean([self_repetition(s) for s in generated]))
     d["self_repetition"] = float(np.mean([self_repetition(s) for s in val]))
     grams = ngrams(train, 16)
-    g["longest_copied_run"] = max(longest_copied_run(s, train) for s in generated)
-    d["longest_copied_run"] = max(longest_copied_run(s, train) for s in val)
+    g["longest_copied_run"] = longest_copied_run(generated, train)
+    d["longest_copied_run"] = longest_copied_run(val, train)
     g["copied_16_event_share"] = float(np.mean([copied_share(s, grams) for s in generated]))
     d["copied_16_event_share"] = float(np.mean([copied_share(s, grams) for s in val]))
     return {"generated": g, "validation": d,

@@ -85,12 +85,12 @@ def duration_histogram(events: list[Event], grid: int) -> np.ndarray:
     return h / h.sum() if h.sum() else h
 
 
-def longest_copied_run(seq: list[int], training: list[list[int]]) -> int:
-    """Longest run of `seq` that occurs verbatim inside one training sequence."""
+def longest_copied_run(seqs: list[list[int]], training: list[list[int]]) -> int:
+    """Longest run of any of `seqs` that occurs verbatim inside one training sequence."""
     def occurs(n: int) -> bool:
-        grams = {tuple(t[i:i + n]) for t in training for i in range(len(t) - n + 1)}
-        return any(tuple(seq[i:i + n]) in grams for i in range(len(seq) - n + 1))
-    lo, hi = 0, len(seq)
+        grams = ngrams(training, n)
+        return any(tuple(s[i:i + n]) in grams for s in seqs for i in range(len(s) - n + 1))
+    lo, hi = 0, max((len(s) for s in seqs), default=0)
     while lo < hi:  # occurs(n) is monotone: a copied run of n holds copied runs of n - 1
         mid = (lo + hi + 1) // 2
         if occurs(mid):

@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+
+from lofi_pipeline.encode import Event
+from lofi_pipeline.stats import (copied_share, empty_beat_rate, groove_consistency, histogram_distance,
+                                 longest_copied_run, ngrams, pitch_class_entropy, polyphony, scale_consistency)
+
+
+def notes(pitches, step=12, dur=12):
+    return [Event(i * step, dur, step, f"n{p}", 2) for i, p in enumerate(pitches)]
+
+
+def test_pitch_statistics_follow_their_definitions():
+    assert pitch_class_entropy(notes(range(60, 72))) == pytest.approx(np.log2(12))
+    assert pitch_class_entropy(notes([60] * 8)) == 0.0
+    assert scale_consistency(notes([60, 62, 64, 65, 67, 69, 71])) == 1.0
+    assert scale_consistency(notes([60, 61, 62, 63])) == pytest.approx(0.75)
+    assert polyphony([Event(0, 12, 12, "c0.4.7", 2)]) == 3.0
+
+
+def test_rhythm_statistics_follow_their_definitions():
+    bar = [0, 12, 24, 36]
+    two_same_bars = [Event(t, 6, 6, "n60", 2) for t in bar + [48 + t for t in bar]]
+    assert groove_consistency(two_same_bars, 12) == 1.0
+    shifted = [Event(t, 6, 6, "n60", 2) for t in bar + [48 + 6 + t for t in bar]]
+    assert groove_consistency(shifted, 12) == pytest.approx(1 - 8 / 48)
+    assert empty_beat_rate(notes([60, 62], step=24), 12) == pytest.approx(1 / 3)
+
+
+def test_originality_measures_copied_runs():
+    training = [[5, 6, 7, 8, 9, 10], [1, 2, 3]]
+    assert longest_copied_run([[0, 6, 7, 8, 0]], training) == 3
+    assert longest_copied_run([[4, 4], [1, 2, 3, 4]], training) == 3
+    assert longest_copied_run([[11, 12]], training) == 0
+    assert copied_share([5, 6, 7, 9], ngrams(training, 2), n=2) == pytest.approx(2 / 3)
+    assert histogram_distance([0.5, 0.5], [1.0, 0.0]) == 0.5
