@@ -176,6 +176,15 @@ class GenerateStage(Stage):
         tf.config.experimental.enable_op_determinism()
         vocab_enc, arrays, _ = load_encoded(ctx.inputs["encode"])
         models, vocab, info = load_ensemble(ctx.inputs["train"], vocab_enc)
+        seeds = [track_seed(run_seed, i) for i in range(cfg.tracks)]
+        rngs = [np.random.default_rng(s) for s in seeds]
+        if cfg.primer == "none":
+            primers = [np.zeros(0, np.int32) for _ in seeds]
+        elif cfg.primer == "validation":
+            primers = [validation_primer(arrays, rng, cfg.primer_events) for rng in rngs]
+        else:
+            primer = primer_from_midi(Path(cfg.primer), vocab, info["window"])
+            primers = [primer for _ in seeds]
         sampler = EnsembleSampler(models, cfg.combine, cfg.weights or None, jit_compile=True)
         try:  # XLA about doubles the rate here (benchmarks/bench_generate.py)
             sampler.next_probs(np.zeros((cfg.tracks, sampler.window), np.int32))
@@ -187,15 +196,6 @@ class GenerateStage(Stage):
         max_events = cfg.events if cfg.events else target_ticks
         if cfg.events:
             target_ticks = 10**12
-        seeds = [track_seed(run_seed, i) for i in range(cfg.tracks)]
-        rngs = [np.random.default_rng(s) for s in seeds]
-        if cfg.primer == "none":
-            primers = [np.zeros(0, np.int32) for _ in seeds]
-        elif cfg.primer == "validation":
-            primers = [validation_primer(arrays, rng, cfg.primer_events) for rng in rngs]
-        else:
-            primer = primer_from_midi(Path(cfg.primer), vocab, sampler.window)
-            primers = [primer for _ in seeds]
         params = {k: getattr(cfg, k) for k in ("temperature", "top_k", "top_p",
                                                "repetition_penalty", "repetition_window")}
         seqs = generate_tracks(sampler, primers, rngs, target_ticks, max_events + max(map(len, primers)),
