@@ -116,6 +116,12 @@ def cmd_clean(runner: Runner, wait: float) -> int:
     return 0
 
 
+def cmd_report(runner: Runner, wait: float) -> Path:
+    from .report import write_report
+    with OutputsLock(runner.outputs, wait):
+        return write_report(runner)
+
+
 def _sigterm(signum, frame):
     raise KeyboardInterrupt
 
@@ -141,17 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "clean":
             return cmd_clean(runner, args.wait)
         if args.command == "report":
-            from .report import write_report
-            with OutputsLock(runner.outputs, args.wait):
-                path = write_report(runner)
-            print(f"report: {path}")
+            print(f"report: {cmd_report(runner, args.wait)}")
             return 0
         targets = STAGE_NAMES[-1:] if args.command == "all" else [args.command, *args.more]
         runner.run(targets, force=args.force, wait_s=args.wait)
         if args.command == "all":
-            from .report import write_report
-            with OutputsLock(runner.outputs, args.wait):
-                report = write_report(runner)
+            report = cmd_report(runner, args.wait)
             out = runner.outputs
             print(f"\ntracks:   {out}/tracks/\nplaylist: {out}/playlist.m3u8\nreport:   {report}")
         return 0
