@@ -69,8 +69,11 @@ def midi_bytes_to_piece(data: bytes, name: str, sha256: str, grid: int = 12,
     limit = max_beats * grid
     notes: list[NoteEvent] = []
     drums: list[NoteEvent] = []
+    pitched_parts = []
     for part in score.parts:
         drum_part = _is_drum_part(part)
+        if not drum_part:
+            pitched_parts.append(part)
         # music21 splits notes at barlines into tied pieces; one sounding note is one event.
         for el in part.stripTies().flatten().notes:
             onset = round(float(el.offset) * grid)
@@ -89,9 +92,8 @@ def midi_bytes_to_piece(data: bytes, name: str, sha256: str, grid: int = 12,
 
     try:
         pitched = score.__class__()
-        for part in score.parts:
-            if not _is_drum_part(part):
-                pitched.insert(0, part)
+        for part in pitched_parts:
+            pitched.insert(0, part)
         key = pitched.analyze("key")
         tonic_pc, mode = key.tonic.pitchClass, (MINOR if key.mode == "minor" else MAJOR)
     except Exception:

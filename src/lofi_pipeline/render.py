@@ -111,12 +111,15 @@ def render_midi(midi: Path, wav: Path, soundfont: Path, sample_rate: int = 44100
     return {"seconds": round(audio.shape[1] / sr, 3), "peak": round(peak, 4), "channels": audio.shape[0]}
 
 
+def given_midi_files(path: Path) -> list[Path]:
+    """The files `--midi PATH` names: the file itself, or a folder's .mid/.midi files."""
+    return sorted(path.glob("*.mid*")) if path.is_dir() else [path]
+
+
 def midi_inputs(cfg, root: Path, inputs: dict) -> list[tuple[Path, dict]]:
     """(MIDI file, what is known of it: title, key, tempo, seed) for each file to render."""
     if cfg.render.midi:
-        path = root / cfg.render.midi
-        files = [(f, {"title": f.stem}) for f in
-                 (sorted(path.glob("*.mid*")) if path.is_dir() else [path])]
+        files = [(f, {"title": f.stem}) for f in given_midi_files(root / cfg.render.midi)]
     else:
         tracks = json.loads((inputs["arrange"] / "tracks.json").read_text())["tracks"]
         files = [(inputs["arrange"] / t["file"], {k: t[k] for k in ("title", "key", "tempo_bpm", "seed")})
@@ -142,9 +145,8 @@ class RenderStage(Stage):
         sf = root / cfg.render.soundfont
         digests = {"soundfont": sha256_file(sf) if sf.is_file() else "missing"}
         if cfg.render.midi:
-            path = root / cfg.render.midi
-            files = sorted(path.glob("*.mid*")) if path.is_dir() else [path]
-            digests["midi"] = ",".join(sha256_file(f) if f.is_file() else "missing" for f in files)
+            digests["midi"] = ",".join(sha256_file(f) if f.is_file() else "missing"
+                                       for f in given_midi_files(root / cfg.render.midi))
         return digests
 
     def check(self, cfg, root):

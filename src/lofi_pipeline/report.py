@@ -64,7 +64,6 @@ def plot_statistics(stats: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     from .encode import LADDER_BEATS
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), dpi=100)
-    x = np.arange(12)
     for ax, key, labels, title in (
             (axes[0], "pitch_class_histogram", PITCH_NAMES, "pitch classes (C major / A minor reference)"),
             (axes[1], "duration_histogram", [str(b) for b in LADDER_BEATS], "event durations (beats)")):
