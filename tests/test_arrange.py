@@ -7,7 +7,7 @@ import pytest
 from lofi_pipeline.arrange import (arrange_track, chord_root, swing_beats, tokens_to_timeline,
                                    voice_chord)
 from lofi_pipeline.config import load_config
-from conftest import ROOT
+from helpers import ROOT
 
 TOKENS = ["c0.4.7_d12_s12_v2", "n72_d6_s6_v2", "n74_d6_s6_v2", "c0.5.9_d12_s12_v2", "<unk>",
           "c2.7.11_d24_s24_v2", "n67_d4_s4_v2", "n69_d4_s4_v2", "n71_d4_s4_v2", "c0.4.7_d24_s24_v2"] * 6

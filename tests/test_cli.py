@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from conftest import lofi, lofi_process, quick_archive, song_bytes, write_zip
+from helpers import lofi, lofi_process, quick_archive, song_bytes, write_zip
 from lofi_pipeline.export import read_playlist
 
 pytestmark = pytest.mark.slow

@@ -1,6 +1,6 @@
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from lofi_pipeline.config import ConfigError, load_config
 
 

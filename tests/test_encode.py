@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from conftest import midi_bytes, progression_notes
-from lofi_pipeline.encode import (PAD, UNK, Vocabulary, make_windows, piece_to_events, split_by_piece,
-                                  tokens_to_events)
-from lofi_pipeline.extract import midi_bytes_to_piece
-from lofi_pipeline.runner import StageError
+from helpers import midi_bytes, progression_notes
+from lofi_pipeline.encode import make_windows, piece_to_events, split_by_piece
+from lofi_pipeline.token_format import PAD, UNK, Vocabulary, tokens_to_events
+from lofi_pipeline.midi_io import midi_bytes_to_piece
+from lofi_pipeline.errors import StageError
 
 
 @pytest.fixture

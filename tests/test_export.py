@@ -6,12 +6,12 @@ import pytest
 from mutagen.id3 import ID3
 from mutagen.mp3 import MP3
 
-from conftest import midi_bytes, progression_notes
+from helpers import ROOT, midi_bytes, progression_notes, read_mp3
 from lofi_pipeline.export import merge_playlist, read_playlist
 from lofi_pipeline.master import integrated_lufs
 from test_master import reference_true_peak_db
 from lofi_pipeline.pipeline import build_stages
-from lofi_pipeline.render import read_audio
+from lofi_pipeline.audio_io import read_wav
 from lofi_pipeline.runner import Runner
 
 
@@ -35,16 +35,16 @@ def song(tmp_path):
 def test_render_master_export_from_a_midi_file(song, tmp_path, quick_cfg):
     library = tmp_path / "library"
     cfg = quick_cfg(f'render.midi="{song}"', f'export.playlist_dir="{library}"')
-    runner = Runner(cfg, build_stages(), log=lambda m: None)
+    runner = Runner(cfg, build_stages(), root=ROOT, log=lambda m: None)
     runner.run(["export"])
     out = tmp_path / "outputs"
     assert runner.closure(["export"]) == ["render", "master", "export"]  # no model needed
-    mastered, sr = read_audio(out / "master" / "song.wav")
+    mastered, sr = read_wav(out / "master" / "song.wav")
     midi_seconds = mido.MidiFile(song).length
     assert abs(mastered.shape[1] / sr - midi_seconds) < 1.0
     exports = json.loads((out / "export" / "exports.json").read_text())["exports"]
     mp3 = out / exports[0]["file"]
-    decoded, sr = read_audio(mp3)
+    decoded, sr = read_mp3(mp3)
     assert abs(decoded.shape[1] / sr - midi_seconds) < 1.0
     assert integrated_lufs(decoded, sr) == pytest.approx(-14.0, abs=1.0)
     assert reference_true_peak_db(decoded) <= -1.0 and np.isfinite(decoded).all()
@@ -61,7 +61,7 @@ def test_render_master_export_from_a_midi_file(song, tmp_path, quick_cfg):
     assert len(read_playlist(out / "playlist.m3u8")) == 1
     # Changing an effect re-runs master and export only, and adds the new take.
     cfg2 = quick_cfg(f'render.midi="{song}"', "master.reverb_wet=0.3")
-    runner2 = Runner(cfg2, build_stages(), log=lambda m: None)
+    runner2 = Runner(cfg2, build_stages(), root=ROOT, log=lambda m: None)
     assert runner2.plan(["export"]) == ["master", "export"]
     runner2.run(["export"])
     assert len(read_playlist(out / "playlist.m3u8")) == 2

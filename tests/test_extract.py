@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from conftest import midi_bytes, progression_notes, song_bytes, write_zip
-from lofi_pipeline.extract import UnusableMidi, midi_bytes_to_piece
+from helpers import ROOT, midi_bytes, progression_notes, song_bytes, write_zip
+from lofi_pipeline.midi_io import UnusableMidi, midi_bytes_to_piece
 from lofi_pipeline.pipeline import build_stages
 from lofi_pipeline.runner import Runner
 
@@ -67,7 +67,7 @@ def test_extract_counts_skips_and_second_run_is_cached(tmp_path, quick_cfg):
                                              "drums_only.mid": midi_bytes(drums=[(0, 1, 36, 90)]),
                                              "broken.mid": b"MThd\x00\x00\x00\x06garbage"})
     logs = []
-    runner = Runner(quick_cfg(f'run.archive="{archive}"'), build_stages(), log=logs.append)
+    runner = Runner(quick_cfg(f'run.archive="{archive}"'), build_stages(), root=ROOT, log=logs.append)
     runner.run(["extract"])
     stats = json.loads((runner.artifact_dir("extract") / "manifest.json").read_text())["stats"]
     assert stats["pieces"] == 2 and stats["files_parsed"] == 4
@@ -79,9 +79,9 @@ def test_extract_counts_skips_and_second_run_is_cached(tmp_path, quick_cfg):
 
 def test_adding_one_file_reparses_only_that_file(tmp_path, quick_cfg):
     first = write_zip(tmp_path / "a.zip", {"a.mid": song_bytes(0), "b.mid": song_bytes(1)})
-    Runner(quick_cfg(f'run.archive="{first}"'), build_stages(), log=lambda m: None).run(["extract"])
+    Runner(quick_cfg(f'run.archive="{first}"'), build_stages(), root=ROOT, log=lambda m: None).run(["extract"])
     second = write_zip(tmp_path / "b.zip", {"a.mid": song_bytes(0), "b.mid": song_bytes(1), "c.mid": song_bytes(2)})
-    runner = Runner(quick_cfg(f'run.archive="{second}"'), build_stages(), log=lambda m: None)
+    runner = Runner(quick_cfg(f'run.archive="{second}"'), build_stages(), root=ROOT, log=lambda m: None)
     runner.run(["extract"])
     stats = runner.manifest("extract")["stats"]
     assert stats["files_parsed"] == 1 and stats["files_from_cache"] == 2 and stats["pieces"] == 3

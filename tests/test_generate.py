@@ -3,11 +3,13 @@ import json
 import numpy as np
 import pytest
 
-from conftest import midi_bytes, progression_notes
-from lofi_pipeline.encode import PAD, UNK, Vocabulary, load_encoded
+from helpers import midi_bytes, progression_notes
+from lofi_pipeline.encode import load_encoded
+from lofi_pipeline.token_format import PAD, UNK, Vocabulary
 from lofi_pipeline.generate import (EnsembleSampler, primer_from_midi, sample_event, self_repetition,
                                     track_seed)
-from lofi_pipeline.runner import Runner, StageError
+from lofi_pipeline.errors import StageError
+from lofi_pipeline.runner import Runner
 from lofi_pipeline.pipeline import build_stages
 from lofi_pipeline.train import load_ensemble
 
@@ -88,11 +90,11 @@ def generate(trained, tmp_path, *overrides):
     import shutil
     out = tmp_path / "outputs"
     shutil.copytree(runner.outputs, out, ignore=shutil.ignore_patterns(".lock"))
-    from conftest import ROOT
+    from helpers import ROOT
     cfg2 = load_config(ROOT / "lofi.toml", "quick", [f'run.outputs="{out}"', f'run.archive="{cfg.run.archive}"',
                                                      "encode.validation_share=0.2", "train.epochs=12",
                                                      "train.patience=3", *overrides])
-    r = Runner(cfg2, build_stages(), log=lambda m: None)
+    r = Runner(cfg2, build_stages(), root=ROOT, log=lambda m: None)
     r.run(["generate"])
     assert r.plan(["train"]) == []  # generating never retrains
     return json.loads((r.artifact_dir("generate") / "tracks.json").read_text())["tracks"]

@@ -4,10 +4,11 @@ import zipfile
 
 import pytest
 
-from conftest import song_bytes, write_zip
+from helpers import ROOT, song_bytes, write_zip
 from lofi_pipeline.intake import Limits, read_archive, unsafe_name_reason
 from lofi_pipeline.pipeline import build_stages
-from lofi_pipeline.runner import Runner, StageError
+from lofi_pipeline.errors import StageError
+from lofi_pipeline.runner import Runner
 
 
 def reasons(result):
@@ -69,24 +70,54 @@ def test_non_zip_and_truncated_zip_are_errors(tmp_path):
         read_archive(cut)
 
 
-def test_zip_bomb_entry_is_refused_without_trusting_the_header(tmp_path):
-    bomb = b"MThd" + b"\0" * (3 << 20)  # compresses to a few KiB
-    z = write_zip(tmp_path / "bomb.zip", {"bomb.mid": bomb, "ok.mid": song_bytes(0)})
-    # Lie in the central directory about the uncompressed size: the reader must still stop.
-    data = bytearray(z.read_bytes())
+BOMB = b"MThd" + b"\0" * (3 << 20)  # 3 MiB that deflate to about 3 KiB
+
+
+def set_uncompressed_size(data: bytearray, name: bytes, size: int) -> bytearray:
+    """Rewrite an entry's uncompressed size in its local and central headers (a lying header)."""
+    for sig, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        at = 0
+        while (at := data.find(sig, at)) >= 0:
+            name_at = at + (30 if sig == b"PK\x03\x04" else 46)
+            if data[name_at:name_at + len(name)] == name:
+                data[at + offset:at + offset + 4] = size.to_bytes(4, "little")
+            at += 4
+    return data
+
+
+def test_a_header_that_lies_about_the_size_inflates_nothing_past_it(tmp_path):
+    z = write_zip(tmp_path / "bomb.zip", {"bomb.mid": BOMB, "ok.mid": song_bytes(0)})
+    z.write_bytes(bytes(set_uncompressed_size(bytearray(z.read_bytes()), b"bomb.mid", 1000)))
     with zipfile.ZipFile(z) as zf:
-        info = zf.getinfo("bomb.mid")
-    assert info.file_size == len(bomb)
+        assert zf.getinfo("bomb.mid").file_size == 1000  # the lie is in place
     result = read_archive(z, Limits(max_entry_bytes=1 << 20))
-    assert reasons(result)["bomb.mid"].startswith("too large")
+    assert reasons(result)["bomb.mid"].startswith("corrupt entry")  # its CRC gives it away
     assert [b.name for b in result.files] == ["ok.mid"]
-    assert len(data) < 64 * 1024
+    assert result.inflated_bytes < len(song_bytes(0)) + (64 << 10)
 
 
-def test_total_size_limit_refuses_the_archive(tmp_path):
+def test_entries_past_the_size_or_the_compression_ratio_are_refused_while_inflating(tmp_path):
+    z = write_zip(tmp_path / "bomb.zip", {"bomb.mid": BOMB, "ok.mid": song_bytes(0)})
+    by_ratio = read_archive(z, Limits(max_entry_bytes=32 << 20, max_ratio=100))
+    assert reasons(by_ratio)["bomb.mid"].startswith("compression ratio: inflates over 100x")
+    assert by_ratio.inflated_bytes < 100 * 4096 + (64 << 10) + len(song_bytes(0))
+    by_size = read_archive(z, Limits(max_entry_bytes=1 << 20, max_ratio=1e5))
+    assert reasons(by_size)["bomb.mid"].startswith("too large")
+    assert [b.name for b in by_size.files] == ["ok.mid"]
+
+
+def test_refused_entries_count_toward_the_total(tmp_path):
+    z = write_zip(tmp_path / "bombs.zip", {f"bomb{i}.mid": BOMB + bytes([i]) for i in range(3)})
+    limits = Limits(max_entry_bytes=1 << 20, max_total_bytes=int(2.5 * (1 << 20)), max_ratio=1e5)
+    with pytest.raises(StageError, match=r"bombs\.zip: entries inflate past 2\.5 MiB in total"):
+        read_archive(z, limits)
+
+
+def test_a_cap_on_bytes_read_refuses_the_archive(tmp_path):
     z = write_zip(tmp_path / "many.zip", {f"s{i}.mid": song_bytes(i) for i in range(6)})
-    with pytest.raises(StageError, match="in total"):
-        read_archive(z, Limits(max_total_bytes=3 * len(song_bytes(0))))
+    with pytest.raises(StageError, match=r"many\.zip: reading past .* MiB of the archive \(intake\.max_read_mib\)") as err:
+        read_archive(z, Limits(max_read_bytes=600))
+    assert "\n" not in str(err.value)
 
 
 def test_symlink_entries_are_refused(tmp_path):
@@ -142,7 +173,7 @@ def test_intake_stage_writes_only_inside_its_artifact(tmp_path, quick_cfg):
                                        "fine.mid": song_bytes(2)})
     cfg = quick_cfg(f'run.archive="{z}"')
     before = set(os.listdir(tmp_path))
-    Runner(cfg, build_stages(), log=lambda m: None).run(["intake"])
+    Runner(cfg, build_stages(), root=ROOT, log=lambda m: None).run(["intake"])
     assert set(os.listdir(tmp_path)) - before == {"outputs"}
     kept = list((tmp_path / "outputs" / "intake" / "midi").iterdir())
     assert len(kept) == 1

@@ -2,11 +2,12 @@ import mido
 import numpy as np
 import pytest
 
-from conftest import midi_bytes, progression_notes
-from lofi_pipeline.render import FluidSynthRenderer, read_audio, render_midi
-from lofi_pipeline.runner import StageError
+from helpers import midi_bytes, progression_notes
+from helpers import SOUNDFONT as SF2
+from lofi_pipeline.audio_io import read_wav
+from lofi_pipeline.render import FluidSynthRenderer, render_midi
+from lofi_pipeline.errors import StageError
 
-SF2 = "soundfonts/default.sf2"
 
 
 @pytest.fixture
@@ -20,7 +21,7 @@ def multi_track_midi(tmp_path):
 def test_render_writes_stereo_float_wav_as_long_as_the_midi(multi_track_midi, tmp_path):
     wav = tmp_path / "out.wav"
     info = render_midi(multi_track_midi, wav, SF2)
-    audio, sr = read_audio(wav)
+    audio, sr = read_wav(wav)
     midi_seconds = mido.MidiFile(multi_track_midi).length
     assert sr == 44100 and audio.shape[0] == 2 and audio.dtype == np.float32
     assert midi_seconds <= info["seconds"] <= midi_seconds + 1.0
@@ -29,7 +30,7 @@ def test_render_writes_stereo_float_wav_as_long_as_the_midi(multi_track_midi, tm
 
 def test_options_come_first_with_gain_and_no_builtin_effects(multi_track_midi, tmp_path):
     cmd = FluidSynthRenderer(SF2, 44100, 0.3).command(multi_track_midi, tmp_path / "o.wav")
-    assert cmd[:2] == ["fluidsynth", "-ni"] and cmd[-2:] == [SF2, str(multi_track_midi)]
+    assert cmd[:2] == ["fluidsynth", "-ni"] and cmd[-2:] == [str(SF2), str(multi_track_midi)]
     joined = " ".join(cmd)
     assert "-g 0.3" in joined and "-R 0" in joined and "-C 0" in joined and "-O float" in joined
 

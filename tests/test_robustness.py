@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import ROOT, lofi_process, midi_bytes, quick_archive, write_zip
+from helpers import ROOT, lofi_process, midi_bytes, quick_archive, write_zip
 from lofi_pipeline.arrange import arrange_track
 from lofi_pipeline.config import load_config
 from lofi_pipeline.export import read_playlist
 from lofi_pipeline.intake import Limits, read_archive
-from lofi_pipeline.runner import StageError
+from lofi_pipeline.errors import StageError
 
 STAGES = ["intake", "extract", "encode", "train", "generate", "arrange", "render", "master", "export"]
 
@@ -141,7 +141,7 @@ def test_a_failing_stage_leaves_no_temporary_files(tmp_path, quick_cfg):
     from lofi_pipeline.runner import Runner
     only_drums = write_zip(tmp_path / "d.zip", {"a.mid": midi_bytes(drums=[(0, 1, 36, 90)]),
                                                 "b.mid": midi_bytes(drums=[(0, 1, 38, 90)])})
-    runner = Runner(quick_cfg(f'run.archive="{only_drums}"'), build_stages(), log=lambda m: None)
+    runner = Runner(quick_cfg(f'run.archive="{only_drums}"'), build_stages(), root=ROOT, log=lambda m: None)
     with pytest.raises(StageError, match="at least 2 usable pieces"):
         runner.run(["encode"])
     leftovers = [p for p in (tmp_path / "outputs").rglob("*") if ".tmp" in p.name or p.parent.name == ".tmp"]

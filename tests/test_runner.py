@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import subprocess
@@ -6,8 +7,9 @@ import time
 
 import pytest
 
-from conftest import ROOT, song_bytes, write_zip
-from lofi_pipeline import atomic
+from helpers import ROOT, quick_config, song_bytes, write_zip
+from lofi_pipeline import atomic, hashing
+from lofi_pipeline.config import INPUT, PARAM, RUNTIME, SECTION_CLASSES, SECTIONS, Config
 from lofi_pipeline.lock import LockedError, OutputsLock
 from lofi_pipeline.pipeline import STAGE_NAMES, build_stages
 from lofi_pipeline.runner import Runner
@@ -18,29 +20,120 @@ def runner_for(tmp_path, quick_cfg):
     archive = write_zip(tmp_path / "a.zip", {f"s{i}.mid": song_bytes(i) for i in range(4)})
 
     def make(*overrides):
-        return Runner(quick_cfg(f'run.archive="{archive}"', *overrides), build_stages(), log=lambda m: None)
+        return Runner(quick_cfg(f'run.archive="{archive}"', *overrides), build_stages(), root=ROOT,
+                      log=lambda m: None)
     return make
 
 
-def test_keys_chain_so_an_effect_change_never_retrains(runner_for):
-    base, changed = runner_for(), runner_for("master.reverb_wet=0.4")
-    same = [n for n in STAGE_NAMES if base.key(n) == changed.key(n)]
-    assert same == ["intake", "extract", "encode", "train", "generate", "arrange", "render"]
-    sampling = runner_for("generate.temperature=0.5")
-    assert [n for n in STAGE_NAMES if base.key(n) != sampling.key(n)] == STAGE_NAMES[4:]
+# -- every config key re-keys exactly the stages that read it -------------------------------
+def config_fields():
+    """(section, field) for every key of every config section: new keys are covered by themselves."""
+    return [(s, f) for s in SECTIONS for f in dataclasses.fields(getattr(Config(), s))]
+
+
+def changed_value(f: dataclasses.Field):
+    """A valid value other than the default, whatever the key's type and range."""
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    lo, hi, choices = f.metadata["lo"], f.metadata["hi"], f.metadata["choices"]
+    if choices:
+        return next(c for c in choices if c != default)
+    if isinstance(default, bool):
+        return not default
+    if isinstance(default, int):
+        return default + 1 if hi is None or default + 1 <= hi else default - 1
+    if isinstance(default, float):
+        return default + (hi - default) / 2 if hi > default else (default + lo) / 2
+    if isinstance(default, list):
+        return default + default[:1] if default else [1.0]
+    return default + "_changed"
+
+
+def toml_value(value) -> str:
+    return json.dumps(value)
+
+
+def readers(section: str, key: str) -> set[str]:
+    return {s.name for s in build_stages() if section in s.reads or f"{section}.{key}" in s.reads}
+
+
+def own_parts(runner: Runner) -> dict:
+    return {n: runner.own_parts(n) for n in STAGE_NAMES}
+
+
+@pytest.mark.parametrize("section, field", config_fields(), ids=lambda v: getattr(v, "name", v))
+def test_changing_a_config_key_rekeys_exactly_the_stages_that_read_it(tmp_path, section, field):
+    role = field.metadata["role"]
+    make = lambda *o: Runner(quick_config(tmp_path / "outputs", *o), build_stages(), root=tmp_path)  # noqa: E731
+    base = own_parts(make())
+    if role == INPUT:  # a path: its bytes count, never the path itself
+        one, same, two = tmp_path / "one.bin", tmp_path / "same.bin", tmp_path / "two.bin"
+        one.write_bytes(b"first file")
+        same.write_bytes(b"first file")
+        two.write_bytes(b"second file")
+        first = own_parts(make(f"{section}.{field.name}={toml_value(str(one))}"))
+        assert own_parts(make(f"{section}.{field.name}={toml_value(str(same))}")) == first
+        second = own_parts(make(f"{section}.{field.name}={toml_value(str(two))}"))
+        assert {n for n in STAGE_NAMES if first[n] != second[n]} == readers(section, field.name) != set()
+        changed = first
+    else:
+        changed = own_parts(make(f"{section}.{field.name}={toml_value(changed_value(field))}"))
+    rekeyed = {n for n in STAGE_NAMES if base[n] != changed[n]}
+    if role == RUNTIME:
+        assert rekeyed == set(), f"{section}.{field.name} only says where or how fast work runs"
+    else:
+        assert role in (PARAM, INPUT)
+        assert rekeyed == readers(section, field.name) != set(), f"nothing hashes {section}.{field.name}"
+
+
+def test_every_section_has_a_dataclass():
+    assert set(SECTION_CLASSES) == set(SECTIONS)
+
+
+# -- code, libraries and programs are in the keys --------------------------------------------
+def test_library_and_program_versions_rekey_only_the_stages_that_use_them(runner_for, monkeypatch, tmp_path):
+    base = own_parts(runner_for())
+    real_version = hashing.metadata.version
+    monkeypatch.setattr(hashing.metadata, "version",
+                        lambda d: "0.0.1-other" if d == "pedalboard" else real_version(d))
+    newer = own_parts(runner_for())
+    assert {n for n in STAGE_NAMES if base[n] != newer[n]} == {"master", "export"}
+    monkeypatch.undo()
+    fake = tmp_path / "bin" / "fluidsynth"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'FluidSynth runtime version 9.9.9'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    hashing.binary_version.cache_clear()
+    try:
+        other = own_parts(runner_for())
+    finally:
+        monkeypatch.undo()
+        hashing.binary_version.cache_clear()
+    assert {n for n in STAGE_NAMES if base[n] != other[n]} == {"render"}
+    assert other["render"]["binaries"] == {"fluidsynth": "FluidSynth runtime version 9.9.9"}
+
+
+def test_code_fingerprints_follow_imports_not_a_list():
+    modules, libraries = hashing.import_closure("lofi_pipeline.master")
+    assert "lofi_pipeline.audio_io" in modules and "lofi_pipeline.render" not in modules
+    assert {"pedalboard", "scipy", "pyloudnorm"} <= set(libraries)
+    modules, libraries = hashing.import_closure("lofi_pipeline.render")
+    assert "pedalboard" not in libraries and "midi2audio" in libraries
+    assert "music21" in hashing.import_closure("lofi_pipeline.extract")[1]  # a function-level import
 
 
 def test_keys_hash_archive_bytes_not_paths(tmp_path, quick_cfg):
     a = write_zip(tmp_path / "a.zip", {"s.mid": song_bytes(0)})
     b = tmp_path / "copy.zip"
     b.write_bytes(a.read_bytes())
-    ra = Runner(quick_cfg(f'run.archive="{a}"'), build_stages())
-    rb = Runner(quick_cfg(f'run.archive="{b}"'), build_stages())
+    ra = Runner(quick_cfg(f'run.archive="{a}"'), build_stages(), root=ROOT)
+    rb = Runner(quick_cfg(f'run.archive="{b}"'), build_stages(), root=ROOT)
     assert ra.key("intake") == rb.key("intake")
     c = write_zip(tmp_path / "c.zip", {"s.mid": song_bytes(1)})
-    assert Runner(quick_cfg(f'run.archive="{c}"'), build_stages()).key("intake") != ra.key("intake")
+    assert Runner(quick_cfg(f'run.archive="{c}"'), build_stages(), root=ROOT).key("intake") != ra.key("intake")
 
 
+# -- freshness follows upstream outputs and re-checks a stage's own ---------------------------
 def test_status_says_why_a_stage_is_stale(runner_for):
     r = runner_for()
     r.run(["encode"])
@@ -50,7 +143,68 @@ def test_status_says_why_a_stage_is_stale(runner_for):
     assert r2.state("extract")[0]
     assert r2.state("train") == (False, "not built yet")
     r3 = runner_for("extract.grid_per_beat=24")
-    assert r3.state("encode") == (False, "upstream changed: extract")
+    assert r3.state("extract") == (False, "parameters changed: extract.grid_per_beat")
+    assert r3.state("encode") == (False, "upstream stale: extract") and r3.key("encode") is None
+    r3.run(["extract"])
+    assert r3.state("encode") == (False, "upstream output changed: extract")
+
+
+def test_a_rerun_that_writes_the_same_bytes_leaves_the_next_stages_fresh(runner_for):
+    logs = []
+    r = runner_for()
+    r.run(["encode"])
+    r.log = logs.append
+    r.run(["extract"], force=True)
+    assert logs[0].startswith("[intake] cached") and logs[1] == "[extract] running (forced)"
+    logs.clear()
+    r.run(["encode"])
+    assert logs[-1] == f"[encode] cached ({r.key('encode')})"
+
+
+@pytest.mark.slow
+def test_retraining_rekeys_everything_after_train(runner_for):
+    r = runner_for()
+    r.run(["generate"])
+    before = r.key("generate")
+    r.run(["train"], force=True)  # new .keras files: their digests differ even for equal weights
+    assert r.state("generate") == (False, "upstream output changed: train")
+    r.run(["generate"])
+    assert r.key("generate") != before and r.state("generate")[0]
+
+
+def test_a_deleted_or_edited_output_makes_its_stage_stale(runner_for):
+    r = runner_for()
+    r.run(["encode"])
+    data = r.artifact_dir("encode") / "data.npz"
+    data.unlink()
+    r.forget()
+    assert r.state("encode") == (False, "output missing or changed: encode/data.npz")
+    assert r.plan(["encode"]) == ["encode"]
+    r.run(["encode"])
+    assert data.exists() and r.state("encode")[0]
+    pieces = r.artifact_dir("extract") / "pieces.json"
+    pieces.write_text(pieces.read_text().replace('"major"', '"minor"', 1))
+    r.forget()
+    assert r.state("extract") == (False, "output missing or changed: extract/pieces.json")
+    assert r.state("encode") == (False, "upstream stale: extract")
+    r.run(["encode"])  # extract is redone from its per-file cache and encode is found fresh
+    assert r.state("encode") == (True, "up to date")
+
+
+def test_a_runner_whose_root_is_not_the_working_directory(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    write_zip(project / "songs.zip", {f"s{i}.mid": song_bytes(i) for i in range(3)})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = quick_config("outputs", 'run.archive="songs.zip"')  # both relative to the root
+    runner = Runner(cfg, build_stages(), root=project, log=lambda m: None)
+    runner.run(["extract"])
+    assert (project / "outputs" / "extract" / "pieces.json").exists()
+    assert list(elsewhere.iterdir()) == []
+    monkeypatch.chdir(project)
+    assert Runner(cfg, build_stages(), root=project).state("extract") == (True, "up to date")
 
 
 def test_a_crash_mid_stage_leaves_nothing_trusted(runner_for, monkeypatch):
@@ -72,6 +226,19 @@ def test_a_crash_mid_stage_leaves_nothing_trusted(runner_for, monkeypatch):
     assert r2.state("extract") == (True, "up to date")
 
 
+def test_manifest_records_parts_outputs_and_timings(runner_for):
+    r = runner_for()
+    r.run(["encode"])
+    man = json.loads((r.artifact_dir("encode") / "manifest.json").read_text())
+    assert man["class"] == "EncodeStage" and man["key"] == r.key("encode")
+    assert man["parts"]["upstream"] == {"extract": r.manifest("extract")["outputs_digest"]}
+    assert set(man["outputs"]) == {"encode/data.npz", "encode/pieces.json", "encode/vocab.json"}
+    assert "encode" in man["parts"]["code"] and "token_format" in man["parts"]["code"]
+    assert man["parts"]["params"]["run.seed"] == r.cfg.run.seed
+    assert "numpy" in man["versions"] and man["timings"]["seconds"] >= 0
+
+
+# -- one writer at a time -------------------------------------------------------------------------
 def test_lock_refuses_a_second_writer_and_names_the_owner(tmp_path):
     with OutputsLock(tmp_path):
         with pytest.raises(LockedError, match=rf"in use by another lofi run \(pid {os.getpid()}\)"):
@@ -83,7 +250,7 @@ def test_lock_refuses_a_second_writer_and_names_the_owner(tmp_path):
 
 def hold_lock_elsewhere(folder, seconds: float) -> subprocess.Popen:
     """Another process that takes the outputs lock on `folder` and keeps it for `seconds`."""
-    code = ("import sys, time; sys.path.insert(0, 'src'); from lofi_pipeline.lock import OutputsLock; "
+    code = ("import sys, time; from lofi_pipeline.lock import OutputsLock; "
             f"l = OutputsLock(__import__('pathlib').Path({str(folder)!r})); l.__enter__(); "
             f"print('locked', flush=True); time.sleep({seconds})")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -109,12 +276,3 @@ def test_waiting_for_the_lock(tmp_path):
     with OutputsLock(tmp_path, wait_s=20):
         assert time.monotonic() - start > 0.5
     proc.wait()
-
-
-def test_manifest_records_class_versions_and_timings(runner_for):
-    r = runner_for()
-    r.run(["encode"])
-    man = json.loads((r.artifact_dir("encode") / "manifest.json").read_text())
-    assert man["class"] == "EncodeStage" and man["key"] == r.key("encode")
-    assert man["upstream"] == {"extract": r.key("extract")}
-    assert "music21" in man["versions"] and man["timings"]["seconds"] >= 0

@@ -14,9 +14,10 @@ import mido
 import numpy as np
 
 from . import atomic
-from .encode import Event, token_to_event
+from .errors import StageError
 from .events import PITCH_NAMES
-from .runner import Stage, StageContext, StageError
+from .runner import Stage, StageContext
+from .token_format import Event, token_to_event
 
 TICKS_PER_BEAT = 480
 BEATS_PER_BAR = 4
@@ -307,20 +308,17 @@ def arrange_track(tokens: list[str], grid: int, bars: int | None, seed: int, cfg
 class ArrangeStage(Stage):
     name = "arrange"
     requires = ("generate",)
-    version = "2"
+    reads = ("arrange", "run.name")
     help = "turn generated events into lo-fi MIDI: keys, lead, bass, swung drums"
-
-    def params(self, cfg):
-        return cfg.section("arrange")
 
     def run(self, ctx: StageContext) -> dict:
         data = json.loads((ctx.inputs["generate"] / "tracks.json").read_text())
         infos = []
         for track in data["tracks"]:
             stem = f"track_{track['index']:02d}"
-            title = f"{ctx.cfg.run.name} {track['index']:02d}"
+            title = f"{ctx.params.run.name} {track['index']:02d}"
             mf, parts, info = arrange_track(track["tokens"], data["grid"], data["bars"],
-                                            track["seed"], ctx.cfg.arrange, title)
+                                            track["seed"], ctx.params.arrange, title)
             with atomic.atomic_path(ctx.out_dir / f"{stem}.mid") as tmp:
                 mf.save(tmp)
             piano_roll_png(parts, info["tempo_bpm"], ctx.out_dir / f"{stem}.png",

@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from .encode import PAD
+from .token_format import PAD
 
 
 def next_event_metrics(probs: np.ndarray, targets: np.ndarray) -> dict:

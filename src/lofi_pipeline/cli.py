@@ -11,7 +11,8 @@ from pathlib import Path
 from .config import ConfigError, load_config
 from .lock import LockedError, OutputsLock
 from .pipeline import STAGE_NAMES, build_stages
-from .runner import Runner, StageError
+from .errors import StageError
+from .runner import Runner
 
 EPILOG = """\
 stages, in order: intake -> extract -> encode -> train -> generate -> arrange -> render -> master -> export
@@ -87,7 +88,8 @@ def cmd_status(runner: Runner) -> int:
         fresh, why = runner.state(name)
         man = runner.manifest(name) or {}
         secs = man.get("timings", {}).get("seconds")
-        rows.append((name, "fresh" if fresh else "stale", runner.key(name),
+        # A stage after a stale one has no key yet: it depends on what that one will write.
+        rows.append((name, "fresh" if fresh else "stale", runner.key(name) or "(after upstream)",
                      f"{secs:.1f}s" if secs is not None else "-", why))
     print(f"{'stage':<9} {'state':<6} {'key':<17} {'took':>8}  why")
     for r in rows:
@@ -100,17 +102,18 @@ def cmd_clean(runner: Runner, wait: float) -> int:
     if not out.exists():
         print(f"nothing to clean: {out}/ does not exist")
         return 0
+    from .report import REPORT_PATHS
     with OutputsLock(out, wait):
         removed = []
-        for name in [*STAGE_NAMES, ".cache", ".tmp", "tracks", "report"]:
-            for path in (out / name, out / f".{name}.old"):
-                if path.exists():
-                    shutil.rmtree(path)
-                    removed.append(path.name)
-        for name in ("playlist.m3u8", "report.html"):
-            if (out / name).exists():
-                (out / name).unlink()
-                removed.append(name)
+        for name in [*runner.owned_paths(), *REPORT_PATHS]:
+            path = out / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+            else:
+                continue
+            removed.append(name)
     (out / ".lock").unlink(missing_ok=True)
     print(f"removed from {out}/: {', '.join(removed) or 'nothing'}")
     return 0
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"in {man['seconds']}s")
             return 0
         cfg = _config(args)
-        runner = Runner(cfg, build_stages(), Path("."))
+        runner = Runner(cfg, build_stages(), Path.cwd())
         if args.command == "status":
             return cmd_status(runner)
         if args.command == "clean":

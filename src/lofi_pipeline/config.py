@@ -17,8 +17,14 @@ class ConfigError(ValueError):
     """A config value that is unknown, of the wrong type or out of range."""
 
 
-def opt(default, lo=None, hi=None, choices=None):
-    meta = {"lo": lo, "hi": hi, "choices": choices}
+# What a key is to the cache. PARAM: its value is part of the key of every stage that reads
+# it. INPUT: a path whose bytes (never the path itself) go into the key. RUNTIME: where or how
+# fast work runs (worker counts, threads, folders); it never changes an artifact's bytes.
+PARAM, INPUT, RUNTIME = "param", "input", "runtime"
+
+
+def opt(default, lo=None, hi=None, choices=None, role=PARAM):
+    meta = {"lo": lo, "hi": hi, "choices": choices, "role": role}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -28,8 +34,8 @@ def opt(default, lo=None, hi=None, choices=None):
 class RunConfig:
     seed: int = opt(1234, 0, 2**31 - 1)
     name: str = opt("Late Night Study")
-    archive: str = opt("")
-    outputs: str = opt("outputs")
+    archive: str = opt("", role=INPUT)
+    outputs: str = opt("outputs", role=RUNTIME)
 
 
 @dataclass
@@ -38,12 +44,14 @@ class IntakeConfig:
     max_total_mib: float = opt(512.0, 0.001, 65536)
     max_entries: int = opt(50000, 1, 10**7)
     max_files: int = opt(0, 0, 10**7)
+    max_ratio: float = opt(100.0, 1.0, 100000.0)
+    max_read_mib: float = opt(1024.0, 0.001, 1048576)
 
 
 @dataclass
 class ExtractConfig:
     grid_per_beat: int = opt(12, 1, 96)
-    workers: int = opt(2, 1, 64)
+    workers: int = opt(2, 1, 64, role=RUNTIME)
     max_beats: int = opt(4000, 8, 10**6)
 
 
@@ -70,7 +78,7 @@ class TrainConfig:
     attention_heads: int = opt(2, 1, 64)
     dropout: float = opt(0.2, 0.0, 0.9)
     ngram_order: int = opt(3, 2, 5)
-    threads: int = opt(0, 0, 256)
+    threads: int = opt(0, 0, 256, role=RUNTIME)
 
 
 @dataclass
@@ -85,7 +93,7 @@ class GenerateConfig:
     weights: list = opt([])
     repetition_penalty: float = opt(1.3, 1.0, 10.0)
     repetition_window: int = opt(16, 0, 1024)
-    primer: str = opt("validation")
+    primer: str = opt("validation", role=INPUT)
     primer_events: int = opt(8, 0, 1024)
 
 
@@ -108,11 +116,11 @@ class ArrangeConfig:
 
 @dataclass
 class RenderConfig:
-    soundfont: str = opt("soundfonts/default.sf2")
-    midi: str = opt("")
+    soundfont: str = opt("soundfonts/default.sf2", role=INPUT)
+    midi: str = opt("", role=INPUT)
     sample_rate: int = opt(44100, 8000, 192000)
     gain: float = opt(0.4, 0.01, 10.0)
-    workers: int = opt(2, 1, 64)
+    workers: int = opt(2, 1, 64, role=RUNTIME)
 
 
 @dataclass
@@ -135,14 +143,14 @@ class MasterConfig:
     flutter_cents: float = opt(2.0, 0.0, 50.0)
     target_lufs: float = opt(-14.0, -40.0, -5.0)
     true_peak_db: float = opt(-1.0, -20.0, 0.0)
-    workers: int = opt(2, 1, 64)
+    workers: int = opt(2, 1, 64, role=RUNTIME)
 
 
 @dataclass
 class ExportConfig:
     bitrate_kbps: int = opt(192, 32, 320)
     artist: str = opt("lofi_pipeline")
-    playlist_dir: str = opt("")
+    playlist_dir: str = opt("", role=RUNTIME)
 
 
 @dataclass
@@ -162,6 +170,82 @@ class Config:
     def section(self, name: str) -> dict:
         return dataclasses.asdict(getattr(self, name))
 
+    def view(self, reads: tuple[str, ...], owner: str) -> "ParamView":
+        """A read-only view of the keys named in `reads` (whole sections or section.key)."""
+        values: dict[str, dict[str, Any]] = {}
+        for item in reads:
+            section, _, key = item.partition(".")
+            if section not in SECTIONS:
+                raise ConfigError(f"stage {owner} reads unknown config section {section!r}")
+            entries = self.section(section)
+            if key and key not in entries:
+                raise ConfigError(f"stage {owner} reads unknown config key {item}")
+            for k in ([key] if key else entries):
+                values.setdefault(section, {})[k] = _frozen(entries[k])
+        return ParamView(values, owner)
+
+
+def _frozen(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+def field_role(section: str, key: str) -> str:
+    f = {f.name: f for f in dataclasses.fields(globals()[SECTION_CLASSES[section]])}[key]
+    return f.metadata.get("role", PARAM)
+
+
+class _SectionView:
+    __slots__ = ("_name", "_values", "_owner")
+
+    def __init__(self, name: str, values: dict, owner: str):
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_values", values)
+        object.__setattr__(self, "_owner", owner)
+
+    def __getattr__(self, key: str):
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(f"stage {self._owner} does not read {self._name}.{key}: add it to the "
+                                 f"stage's `reads` so that it is part of the stage's key") from None
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"config is read-only inside stage {self._owner}")
+
+
+class ParamView:
+    """What a stage may know of the config: exactly the keys it declared, read-only.
+    Reading anything else raises, so a setting cannot change output without changing the key."""
+    __slots__ = ("_sections", "_owner")
+
+    def __init__(self, values: dict[str, dict[str, Any]], owner: str):
+        object.__setattr__(self, "_owner", owner)
+        object.__setattr__(self, "_sections", {s: _SectionView(s, v, owner) for s, v in values.items()})
+
+    def __getattr__(self, section: str) -> _SectionView:
+        try:
+            return self._sections[section]
+        except KeyError:
+            raise AttributeError(f"stage {self._owner} reads nothing from config section "
+                                 f"[{section}]: add it to the stage's `reads`") from None
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"config is read-only inside stage {self._owner}")
+
+    def items(self):
+        """(section.key, value) for every key in the view."""
+        for s, view in self._sections.items():
+            for k, v in view._values.items():
+                yield f"{s}.{k}", v
+
+    def section(self, name: str) -> dict[str, Any]:
+        """One section's keys in the view, as a plain dict."""
+        return dict(getattr(self, name)._values)
+
+    def hashed(self) -> dict[str, Any]:
+        """The keys whose values belong in the stage's cache key (role PARAM)."""
+        return {k: v for k, v in self.items() if field_role(*k.split(".", 1)) == PARAM}
+
 
 # Master presets set a group of effect levels at once; explicit keys still win over them.
 MASTER_PRESETS = {
@@ -174,6 +258,7 @@ MASTER_PRESETS = {
 }
 
 SECTIONS = [f.name for f in dataclasses.fields(Config) if f.name != "profile"]
+SECTION_CLASSES = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "profile"}
 
 
 def _check_value(key: str, f: dataclasses.Field, value: Any) -> Any:

@@ -5,15 +5,14 @@ analyses (.rntxt) are realised as block chords, so the model also sees plain pro
 """
 from __future__ import annotations
 
-import multiprocessing
 import time
 import zipfile
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from tqdm import tqdm
 
 from . import atomic
+from .parallel import process_map
 
 
 def corpus_sources() -> list[str]:
@@ -45,11 +44,9 @@ def build_default_dataset(out_zip: Path, workers: int = 2, limit: int = 0) -> di
     sources = corpus_sources()
     if limit:
         sources = sources[:limit]
-    ctx = multiprocessing.get_context("spawn")
     written, failed = [], []
-    with atomic.atomic_path(out_zip) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf, \
-            ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        results = pool.map(source_to_midi_bytes, sources, chunksize=8)
+    with atomic.atomic_path(out_zip) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        results = process_map(source_to_midi_bytes, sources, workers, chunksize=8)
         for source, data, error in tqdm(results, total=len(sources), desc="dataset", unit="piece",
                                         disable=None):
             if data is None:

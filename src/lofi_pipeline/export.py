@@ -12,9 +12,10 @@ from pathlib import Path
 
 from mutagen.id3 import COMM, ID3, TALB, TCON, TIT2, TPE1, TRCK, ID3NoHeaderError
 from mutagen.mp3 import MP3
+from pedalboard.io import AudioFile
 
 from . import atomic
-from .render import read_audio, write_audio
+from .audio_io import read_wav
 from .runner import Stage, StageContext
 
 PLAYLIST = "playlist.m3u8"
@@ -22,8 +23,10 @@ PLAYLIST = "playlist.m3u8"
 
 def write_mp3(wav: Path, mp3: Path, bitrate_kbps: int = 192) -> float:
     """Encode with pedalboard's built-in LAME (its default would be 320 kbps); returns seconds."""
-    audio, sr = read_audio(wav)
-    write_audio(mp3, audio, sr, "mp3", quality=bitrate_kbps)
+    audio, sr = read_wav(wav)
+    with open(mp3, "wb") as fh, AudioFile(fh, "w", sr, audio.shape[0], format="mp3",
+                                          quality=bitrate_kbps) as f:
+        f.write(audio)
     return audio.shape[1] / sr
 
 
@@ -61,6 +64,8 @@ def merge_playlist(path: Path, new: list[tuple[str, str]]) -> int:
     entries = read_playlist(path)
     listed = {p for _, p in entries}
     added = [(i, p) for i, p in new if p not in listed and not listed.add(p)]
+    if not added and path.exists():
+        return 0
     lines = ["#EXTM3U"] + [x for i, p in entries + added for x in (i, p)]
     atomic.write_text(path, "\n".join(lines) + "\n")
     return len(added)
@@ -70,49 +75,63 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "track"
 
 
+def copy_to_library(outputs_root: Path, exports: list[dict], entries: list[tuple[str, str]],
+                    target: Path) -> int:
+    """Copy the MP3s that are not there yet and merge the playlist; returns files copied."""
+    (target / "tracks").mkdir(parents=True, exist_ok=True)
+    copied = 0
+    for e in exports:
+        if not (target / e["file"]).exists():
+            with atomic.atomic_path(target / e["file"]) as tmp:
+                shutil.copyfile(outputs_root / e["file"], tmp)
+            copied += 1
+    merge_playlist(target / PLAYLIST, entries)
+    return copied
+
+
 class ExportStage(Stage):
     name = "export"
     requires = ("master",)
-    version = "1"
+    reads = ("export", "run.name", "run.seed")
+    owns = ("tracks", PLAYLIST)
     help = "encode tagged MP3s and add them to outputs/playlist.m3u8"
 
-    def params(self, cfg):
-        # playlist_dir is only where copies go: moving it must not re-key the tracks.
-        return {**{k: v for k, v in cfg.section("export").items() if k != "playlist_dir"},
-                "album": cfg.run.name, "seed": cfg.run.seed}
-
     def run(self, ctx: StageContext) -> dict:
-        cfg = ctx.cfg.export
+        p = ctx.params.export
         masters = json.loads((ctx.inputs["master"] / "masters.json").read_text())["masters"]
         library = ctx.outputs_root / "tracks"
         library.mkdir(parents=True, exist_ok=True)
-        # The export key chains the archive's bytes, every stage's parameters and code versions.
-        album, config_hash = ctx.cfg.run.name, ctx.key
-        exported, entries = [], []
+        # The export key covers the archive's bytes and every stage's code and parameters.
+        album, config_hash = ctx.params.run.name, ctx.key
+        exported = []
         for n, m in enumerate(masters, 1):
             meta = m.get("meta") or {}
             title = meta.get("title") or Path(m["file"]).stem
             name = f"{slug(album)}-{n:02d}-{ctx.key[:8]}.mp3"
             mp3 = library / name
             if not mp3.exists():  # named by content key: an existing one is already complete
-                comment = (f"seed={meta.get('seed', ctx.cfg.run.seed)} run_seed={ctx.cfg.run.seed} "
+                comment = (f"seed={meta.get('seed', ctx.params.run.seed)} run_seed={ctx.params.run.seed} "
                            f"config={config_hash} key={meta.get('key', '?')} tempo={meta.get('tempo_bpm', '?')}")
                 with atomic.atomic_path(mp3) as tmp:
-                    write_mp3(ctx.inputs["master"] / m["file"], tmp, cfg.bitrate_kbps)
-                    tag_mp3(tmp, title, cfg.artist, album, n, len(masters), comment)
+                    write_mp3(ctx.inputs["master"] / m["file"], tmp, p.bitrate_kbps)
+                    tag_mp3(tmp, title, p.artist, album, n, len(masters), comment)
+            ctx.record_output(mp3)
             seconds = MP3(mp3).info.length
-            entries.append((f"#EXTINF:{round(seconds)},{cfg.artist} - {title}", f"tracks/{name}"))
-            exported.append({"file": f"tracks/{name}", "title": title, "seconds": round(seconds, 2), **meta})
+            exported.append({"file": f"tracks/{name}", "title": title, "seconds": round(seconds, 2),
+                             "extinf": f"#EXTINF:{round(seconds)},{p.artist} - {title}", **meta})
             ctx.log(f"tracks/{name}: {title} ({seconds:.0f}s)")
-        added = merge_playlist(ctx.outputs_root / PLAYLIST, entries)
-        if cfg.playlist_dir:
-            target = Path(cfg.playlist_dir).expanduser()
-            (target / "tracks").mkdir(parents=True, exist_ok=True)
-            for e in exported:
-                if not (target / e["file"]).exists():
-                    shutil.copyfile(ctx.outputs_root / e["file"], target / e["file"])
-            merge_playlist(target / PLAYLIST, entries)
-            ctx.log(f"copied {len(exported)} MP3s and the playlist to {target}")
         atomic.write_json(ctx.out_dir / "exports.json", {"exports": exported, "config_hash": config_hash})
-        ctx.log(f"playlist: {added} new entries in {ctx.outputs_root / PLAYLIST}")
-        return {"files": len(exported), "playlist_added": added, "config_hash": config_hash}
+        return {"files": len(exported), "config_hash": config_hash}
+
+    def deliver(self, ctx: StageContext) -> None:
+        """On every run: the playlist lists this take, and a music library gets its copies."""
+        exports = json.loads((ctx.out_dir / "exports.json").read_text())["exports"]
+        entries = [(e["extinf"], e["file"]) for e in exports]
+        added = merge_playlist(ctx.outputs_root / PLAYLIST, entries)
+        if added:
+            ctx.log(f"playlist: {added} new entries in {ctx.outputs_root / PLAYLIST}")
+        if ctx.params.export.playlist_dir:
+            target = ctx.path(ctx.params.export.playlist_dir)
+            copied = copy_to_library(ctx.outputs_root, exports, entries, target)
+            if copied:
+                ctx.log(f"copied {copied} MP3s and the playlist to {target}")

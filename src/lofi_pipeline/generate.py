@@ -7,9 +7,12 @@ import numpy as np
 from tqdm import tqdm
 
 from . import atomic
-from .encode import PAD, UNK, Vocabulary, load_encoded, piece_to_events
-from .intake import midi_header_reason
-from .runner import Stage, StageContext, StageError, sha256_file
+from .encode import load_encoded, piece_to_events
+from .errors import StageError
+from .hashing import sha256_file
+from .midi_io import UnusableMidi, midi_bytes_to_piece, midi_header_reason
+from .runner import Stage, StageContext
+from .token_format import PAD, UNK, Vocabulary
 
 
 def sample_event(probs: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
@@ -74,7 +77,6 @@ def self_repetition(ids: list[int], size: int = 16) -> float:
 
 
 def primer_from_midi(path: Path, vocab: Vocabulary, window: int) -> np.ndarray:
-    from .extract import UnusableMidi, midi_bytes_to_piece
     if not path.is_file():
         raise StageError(f"primer {path}: file not found (generate.primer)")
     data = path.read_bytes()
@@ -145,24 +147,19 @@ def shift_table(vocab: Vocabulary) -> np.ndarray:
 class GenerateStage(Stage):
     name = "generate"
     requires = ("train", "encode")
-    version = "2"
+    reads = ("generate", "run.seed", "train.threads")
     help = "sample event sequences from the ensemble (temperature, top-k, top-p, primer, seed)"
 
-    def params(self, cfg):
-        params = {**cfg.section("generate"), "seed": cfg.run.seed}
-        if params["primer"] not in ("validation", "none"):
-            params["primer"] = "file"  # its bytes are an external input; its path is not a parameter
-        return params
+    def external_inputs(self, params, root):
+        # The primer is a mode or a MIDI file; a file counts by its bytes, never its path.
+        primer = params.generate.primer
+        if primer in ("validation", "none"):
+            return {"primer": primer}
+        path = root / primer
+        return {"primer": sha256_file(path) if path.is_file() else "missing"}
 
-    def external_inputs(self, cfg, root):
-        primer = cfg.generate.primer
-        if primer not in ("validation", "none"):
-            path = root / primer
-            return {"primer": sha256_file(path) if path.is_file() else "missing"}
-        return {}
-
-    def check(self, cfg, root):
-        primer = cfg.generate.primer
+    def check(self, params, root):
+        primer = params.generate.primer
         if primer not in ("validation", "none") and not (root / primer).is_file():
             raise StageError(f"primer {primer}: file not found (generate.primer is "
                              "'validation', 'none' or a MIDI file)")
@@ -171,8 +168,8 @@ class GenerateStage(Stage):
         from .model import configure_tensorflow
         from .train import load_ensemble
         import tensorflow as tf
-        cfg, run_seed = ctx.cfg.generate, ctx.cfg.run.seed
-        configure_tensorflow(ctx.cfg.train.threads)
+        cfg, run_seed = ctx.params.generate, ctx.params.run.seed
+        configure_tensorflow(ctx.params.train.threads)
         tf.config.experimental.enable_op_determinism()
         vocab_enc, arrays, _ = load_encoded(ctx.inputs["encode"])
         models, vocab, info = load_ensemble(ctx.inputs["train"], vocab_enc)
@@ -183,14 +180,14 @@ class GenerateStage(Stage):
         elif cfg.primer == "validation":
             primers = [validation_primer(arrays, rng, cfg.primer_events) for rng in rngs]
         else:
-            primer = primer_from_midi(Path(cfg.primer), vocab, info["window"])
+            primer = primer_from_midi(ctx.path(cfg.primer), vocab, info["window"])
             primers = [primer for _ in seeds]
-        sampler = EnsembleSampler(models, cfg.combine, cfg.weights or None, jit_compile=True)
+        sampler = EnsembleSampler(models, cfg.combine, list(cfg.weights) or None, jit_compile=True)
         try:  # XLA about doubles the rate here (benchmarks/bench_generate.py)
             sampler.next_probs(np.zeros((cfg.tracks, sampler.window), np.int32))
         except Exception as exc:  # an op XLA cannot compile on this build: plain graph mode
             ctx.log(f"XLA unavailable ({type(exc).__name__}); using graph mode")
-            sampler = EnsembleSampler(models, cfg.combine, cfg.weights or None)
+            sampler = EnsembleSampler(models, cfg.combine, list(cfg.weights) or None)
         grid = int(vocab.config.get("grid", 12))
         target_ticks = cfg.bars * 4 * grid
         max_events = cfg.events if cfg.events else target_ticks

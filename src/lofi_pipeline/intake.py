@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from . import atomic
-from .runner import Stage, StageContext, StageError, hash_json, sha256_file
+from .errors import StageError
+from .hashing import path_digest
+from .midi_io import midi_header_reason
+from .runner import Stage, StageContext
 
 MIDI_SUFFIXES = (".mid", ".midi")
 MiB = 1 << 20
@@ -22,9 +25,14 @@ MiB = 1 << 20
 
 @dataclass(frozen=True)
 class Limits:
+    """max_entry_bytes: one entry, inflated. max_total_bytes: every byte inflated, whatever
+    became of its entry. max_ratio: inflated / compressed bytes of one entry. max_read_bytes:
+    compressed bytes read from the archive (file bytes, for a folder)."""
     max_entry_bytes: int = 32 * MiB
     max_total_bytes: int = 512 * MiB
     max_entries: int = 50000
+    max_ratio: float = 100.0
+    max_read_bytes: int = 1024 * MiB
 
 
 @dataclass
@@ -42,6 +50,8 @@ class IntakeResult:
     files: list[MidiBlob] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     duplicates: list[tuple[str, str]] = field(default_factory=list)
+    inflated_bytes: int = 0  # every byte inflated, kept or not
+    read_bytes: int = 0      # compressed bytes read from the archive
 
     def skip_counts(self) -> dict[str, int]:
         return dict(Counter(reason.split(":")[0] for _, reason in self.skipped))
@@ -59,62 +69,66 @@ def unsafe_name_reason(name: str) -> str | None:
     return None
 
 
-def midi_header_reason(data: bytes) -> str | None:
-    if not data:
-        return "empty file: 0 bytes"
-    if data[:4] == b"MThd":
-        return None
-    if data[:4] == b"RIFF" and data[8:12] == b"RMID":
-        return None
-    return "not a MIDI file: no MThd header"
-
-
-def _read_capped(opened, cap: int) -> bytes | None:
-    """Read at most cap bytes; None if there is more. Never trusts the header's size."""
-    chunks, total = [], 0
-    while True:
-        chunk = opened.read(min(1 << 16, cap + 1 - total))
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        total += len(chunk)
-        if total > cap:
-            return None
-
-
 class _Collector:
     def __init__(self, limits: Limits, source: str):
         self.limits, self.source = limits, source
         self.result = IntakeResult()
         self.seen: dict[str, str] = {}
-        self.total = 0
 
     def skip(self, name: str, reason: str) -> None:
         self.result.skipped.append((name, reason))
 
-    def read(self, name: str, open_entry, read_errors: tuple = (OSError,)) -> None:
-        """Keep one entry if it is a MIDI file within the size limit; `open_entry()` gives a reader."""
+    def _count(self, n: int) -> None:
+        """Every inflated byte counts toward the total, kept or not."""
+        self.result.inflated_bytes += n
+        if self.result.inflated_bytes > self.limits.max_total_bytes:
+            raise StageError(
+                f"{self.source}: entries inflate past {self.limits.max_total_bytes / MiB:g} MiB "
+                f"in total (intake.max_total_mib); refusing the archive")
+
+    def _read_capped(self, opened, stored_bytes: int) -> tuple[bytes | None, str]:
+        """Read one entry chunk by chunk, never trusting its header's sizes; (None, reason)
+        once it inflates past the entry limit or the compression-ratio limit."""
+        ratio_cap = self.limits.max_ratio * max(stored_bytes, 1)
+        cap = self.limits.max_entry_bytes
+        chunks, size = [], 0
+        while True:
+            chunk = opened.read(1 << 16)
+            if not chunk:
+                return b"".join(chunks), ""
+            self._count(len(chunk))
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > cap:
+                return None, f"too large: inflates past {cap / MiB:g} MiB (intake.max_entry_mib)"
+            if size > ratio_cap:
+                return None, (f"compression ratio: inflates over {self.limits.max_ratio:g}x its "
+                              f"{stored_bytes} stored bytes (intake.max_ratio)")
+
+    def read(self, name: str, open_entry, stored_bytes: int, read_errors: tuple = (OSError,)) -> None:
+        """Keep one entry if it is a MIDI file within the limits; `open_entry()` gives a reader
+        and `stored_bytes` is what it reads from disk (compressed size, or file size)."""
         if not name.lower().endswith(MIDI_SUFFIXES):
             self.skip(name, "not MIDI: extension is not .mid/.midi")
             return
+        self.result.read_bytes += stored_bytes
+        if self.result.read_bytes > self.limits.max_read_bytes:
+            raise StageError(f"{self.source}: reading past {self.limits.max_read_bytes / MiB:g} MiB of "
+                             f"the archive (intake.max_read_mib); refusing the archive")
         try:
             with open_entry() as opened:
-                data = _read_capped(opened, self.limits.max_entry_bytes)
+                data, reason = self._read_capped(opened, stored_bytes)
+        except StageError:  # a limit on the whole archive: a RuntimeError, but not the entry's fault
+            raise
         except read_errors as exc:
             self.skip(name, f"corrupt entry: {exc}")
             return
         if data is None:
-            self.skip(name, f"too large: inflates past {self.limits.max_entry_bytes / MiB:g} MiB "
-                            "(intake.max_entry_mib)")
+            self.skip(name, reason)
             return
         self.add(name, data)
 
     def add(self, name: str, data: bytes) -> None:
-        self.total += len(data)
-        if self.total > self.limits.max_total_bytes:
-            raise StageError(
-                f"{self.source}: MIDI entries inflate past {self.limits.max_total_bytes / MiB:g} MiB "
-                f"in total (intake.max_total_mib); refusing the archive")
         reason = midi_header_reason(data)
         if reason:
             self.skip(name, reason)
@@ -157,7 +171,7 @@ def read_zip(path: Path, limits: Limits = Limits()) -> IntakeResult:
                 col.skip(name, "encrypted entry: cannot be read without a password")
                 continue
             # zipfile reports damage (bad CRC, unknown compression, truncation) in many ways.
-            col.read(name, lambda: archive.open(info), (zipfile.BadZipFile, zipfile.LargeZipFile, OSError,
+            col.read(name, lambda: archive.open(info), info.compress_size, (zipfile.BadZipFile, zipfile.LargeZipFile, OSError,
                                                        EOFError, NotImplementedError, RuntimeError))
     return col.result
 
@@ -176,7 +190,7 @@ def read_folder(path: Path, limits: Limits = Limits()) -> IntakeResult:
             if full.is_symlink():
                 col.skip(rel, "symlink entry: links are never followed")
                 continue
-            col.read(rel, lambda: open(full, "rb"))
+            col.read(rel, lambda: open(full, "rb"), full.stat().st_size)
     return col.result
 
 
@@ -191,49 +205,33 @@ def read_archive(path: Path, limits: Limits = Limits()) -> IntakeResult:
     return result
 
 
-def folder_digest(path: Path) -> str:
-    items = []
-    for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
-        dirnames.sort()
-        for fname in sorted(filenames):
-            full = Path(dirpath) / fname
-            if full.is_file() and not full.is_symlink():
-                items.append((full.relative_to(path).as_posix(), sha256_file(full)))
-    return hash_json(items)
-
-
-def archive_path(cfg, root: Path) -> Path:
-    return root / (cfg.run.archive or "dataset/default.zip")
+def archive_path(params, root: Path) -> Path:
+    return root / (params.run.archive or "dataset/default.zip")
 
 
 class IntakeStage(Stage):
     name = "intake"
-    version = "1"
+    reads = ("intake", "run.archive")
     help = "open the archive safely and keep its MIDI files"
 
-    def params(self, cfg):
-        return cfg.section("intake")
+    def external_inputs(self, params, root):
+        return {"archive": path_digest(archive_path(params, root))}
 
-    def external_inputs(self, cfg, root):
-        path = archive_path(cfg, root)
-        if path.is_dir():
-            return {"archive": folder_digest(path)}
-        return {"archive": sha256_file(path) if path.is_file() else "missing"}
-
-    def check(self, cfg, root):
-        path = archive_path(cfg, root)
+    def check(self, params, root):
+        path = archive_path(params, root)
         if not path.exists():
-            hint = ("run `make dataset` to build it" if not cfg.run.archive
+            hint = ("run `make dataset` to build it" if not params.run.archive
                     else "check the path given to --archive / ARCHIVE=")
             raise StageError(f"{path}: archive not found; {hint}")
 
     def run(self, ctx: StageContext) -> dict:
-        cfg = ctx.cfg.intake
-        limits = Limits(int(cfg.max_entry_mib * MiB), int(cfg.max_total_mib * MiB), cfg.max_entries)
-        result = read_archive(archive_path(ctx.cfg, Path(".")), limits)
+        p = ctx.params.intake
+        limits = Limits(int(p.max_entry_mib * MiB), int(p.max_total_mib * MiB), p.max_entries,
+                        p.max_ratio, int(p.max_read_mib * MiB))
+        result = read_archive(archive_path(ctx.params, ctx.root), limits)
         files = sorted(result.files, key=lambda b: b.name)
-        if cfg.max_files:
-            files = files[:cfg.max_files]
+        if p.max_files:
+            files = files[:p.max_files]
         (ctx.out_dir / "midi").mkdir()
         listing = []
         for blob in files:
@@ -250,4 +248,5 @@ class IntakeStage(Stage):
                 f"{len(result.duplicates)} duplicates")
         return {"files_kept": len(listing), "files_skipped": len(result.skipped),
                 "files_duplicate": len(result.duplicates),
+                "bytes_inflated": result.inflated_bytes, "bytes_read": result.read_bytes,
                 "skipped_by_reason": result.skip_counts()}

@@ -3,9 +3,7 @@ then loudness to a target with a true-peak ceiling."""
 from __future__ import annotations
 
 import json
-import multiprocessing
 import zlib
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,8 @@ from scipy import signal
 from scipy.ndimage import maximum_filter1d
 
 from . import atomic
-from .render import read_audio, write_audio
+from .audio_io import read_wav, write_wav
+from .parallel import process_map
 from .runner import Stage, StageContext
 
 # MP3 encoding adds about 0.1-0.15 dB of true peak, so the limiter aims this far below the ceiling.
@@ -164,9 +163,9 @@ def texture_seed(run_seed: int, name: str) -> int:
 
 
 def master_file(src: Path, dst: Path, p: dict, seed: int) -> dict:
-    audio, sr = read_audio(src)
+    audio, sr = read_wav(src)
     out, lufs, peak = master_audio(audio, sr, p, seed)
-    write_audio(dst, out, sr, "wav", bit_depth=32)
+    write_wav(dst, out, sr)
     return {"file": dst.name, "seconds": round(out.shape[1] / sr, 3), "lufs": round(lufs, 2),
             "true_peak_db": round(peak, 2), "seed": seed}
 
@@ -178,23 +177,15 @@ def _master_job(args) -> dict:
 class MasterStage(Stage):
     name = "master"
     requires = ("render",)
-    version = "2"
+    reads = ("master", "run.seed")
     help = "lo-fi mastering: EQ, compression, reverb, crackle, hiss, wow/flutter, loudness"
-
-    def params(self, cfg):
-        return {**{k: v for k, v in cfg.section("master").items() if k != "workers"}, "seed": cfg.run.seed}
 
     def run(self, ctx: StageContext) -> dict:
         renders = json.loads((ctx.inputs["render"] / "renders.json").read_text())["renders"]
-        p = self.params(ctx.cfg)
+        p = ctx.params.section("master")
         jobs = [(ctx.inputs["render"] / r["file"], ctx.out_dir / r["file"], p,
-                 texture_seed(ctx.cfg.run.seed, r["file"])) for r in renders]
-        workers = max(1, min(ctx.cfg.master.workers, len(jobs)))
-        if workers == 1:
-            results = [_master_job(j) for j in jobs]
-        else:
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                results = list(pool.map(_master_job, jobs))
+                 texture_seed(ctx.params.run.seed, r["file"])) for r in renders]
+        results = list(process_map(_master_job, jobs, p["workers"]))
         for r, src in zip(results, renders):
             r["meta"] = src.get("meta", {})
             ctx.log(f"{r['file']}: {r['lufs']:.1f} LUFS, true peak {r['true_peak_db']:.1f} dBTP")

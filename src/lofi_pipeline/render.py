@@ -1,5 +1,7 @@
 """render: MIDI -> 44.1 kHz stereo float WAV with FluidSynth (through midi2audio).
 
+FluidSynth's version (`fluidsynth --version`) is part of the stage's key.
+
 midi2audio's own call puts the options after the file names, cannot pass gain or switch
 reverb/chorus off, and ignores FluidSynth's exit status. `FluidSynthRenderer` keeps its
 interface but builds the command itself, options first, and checks the result: FluidSynth
@@ -7,18 +9,22 @@ exits 0 and writes silence when the SoundFont cannot be loaded.
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import shutil
+import signal
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from midi2audio import FluidSynth
-from pedalboard.io import AudioFile
 
 from . import atomic
-from .runner import Stage, StageContext, StageError, sha256_file
+from .audio_io import read_wav, write_wav
+from .errors import StageError
+from .hashing import sha256_file
+from .parallel import process_map
+from .runner import Stage, StageContext
 
 SILENCE_PEAK = 1e-4
 
@@ -37,13 +43,22 @@ class FluidSynthRenderer(FluidSynth):
         check_fluidsynth()
         check_soundfont(Path(self.sound_font))
         proc = subprocess.run(self.command(Path(midi_file), Path(audio_file)),
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, preexec_fn=_die_with_parent)
         if "not a SoundFont" in proc.stderr:
             raise StageError(f"fluidsynth could not load SoundFont {self.sound_font}")
         if proc.returncode != 0 or not Path(audio_file).exists():
             detail = (proc.stderr or proc.stdout).strip().splitlines()
             raise StageError(f"fluidsynth failed on {midi_file} (exit {proc.returncode}): "
                              f"{detail[-1] if detail else 'no output'}")
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: if the process that started FluidSynth is killed (a worker
+    terminated on Ctrl-C or SIGTERM), the kernel kills FluidSynth too (PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the render finishes on its own
 
 
 def check_fluidsynth() -> None:
@@ -62,18 +77,6 @@ def check_soundfont(path: Path) -> None:
     if head[:4] != b"RIFF" or head[8:12] != b"sfbk":
         raise StageError(f"SoundFont {path} is not a .sf2/.sf3 file (no RIFF sfbk header); "
                          "replace it or set render.soundfont")
-
-
-def read_audio(path: Path) -> tuple[np.ndarray, int]:
-    with AudioFile(str(path)) as f:
-        return f.read(f.frames), int(f.samplerate)
-
-
-def write_audio(path: Path, audio: np.ndarray, sample_rate: int, fmt: str, **options) -> None:
-    """Write audio atomically; `options` go to the encoder (bit_depth=32, quality=192, ...)."""
-    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        with AudioFile(fh, "w", sample_rate, audio.shape[0], format=fmt, **options) as f:
-            f.write(audio)
 
 
 def trim_release(audio: np.ndarray, sample_rate: int, seconds: float, fade_s: float = 0.25) -> np.ndarray:
@@ -97,7 +100,7 @@ def render_midi(midi: Path, wav: Path, soundfont: Path, sample_rate: int = 44100
     tmp_wav = wav.with_name(f".{wav.stem}.render.wav")
     try:
         FluidSynthRenderer(soundfont, sample_rate, gain).midi_to_audio(midi, tmp_wav)
-        audio, sr = read_audio(tmp_wav)
+        audio, sr = read_wav(tmp_wav)
     finally:
         tmp_wav.unlink(missing_ok=True)
     audio = trim_release(audio, sr, midi_seconds + release_s)
@@ -107,7 +110,7 @@ def render_midi(midi: Path, wav: Path, soundfont: Path, sample_rate: int = 44100
                          "is the SoundFont a valid General MIDI .sf2/.sf3?")
     if not np.isfinite(audio).all():
         raise StageError(f"rendering {midi.name} gave NaN or infinite samples")
-    write_audio(wav, audio, sr, "wav", bit_depth=32)
+    write_wav(wav, audio, sr)
     return {"seconds": round(audio.shape[1] / sr, 3), "peak": round(peak, 4), "channels": audio.shape[0]}
 
 
@@ -116,59 +119,56 @@ def given_midi_files(path: Path) -> list[Path]:
     return sorted(path.glob("*.mid*")) if path.is_dir() else [path]
 
 
-def midi_inputs(cfg, root: Path, inputs: dict) -> list[tuple[Path, dict]]:
-    """(MIDI file, what is known of it: title, key, tempo, seed) for each file to render."""
-    if cfg.render.midi:
-        files = [(f, {"title": f.stem}) for f in given_midi_files(root / cfg.render.midi)]
+def midi_inputs(given: Path | None, inputs: dict) -> list[tuple[Path, dict]]:
+    """(MIDI file, what is known of it: title, key, tempo, seed) for each file to render:
+    the `given` file or folder, else the arrange artifact's tracks."""
+    if given is not None:
+        files = [(f, {"title": f.stem}) for f in given_midi_files(given)]
     else:
         tracks = json.loads((inputs["arrange"] / "tracks.json").read_text())["tracks"]
         files = [(inputs["arrange"] / t["file"], {k: t[k] for k in ("title", "key", "tempo_bpm", "seed")})
                  for t in tracks]
     if not files:
-        raise StageError(f"nothing to render in {cfg.render.midi or 'the arrange artifact'}")
+        raise StageError(f"nothing to render in {given or 'the arrange artifact'}")
     return files
+
+
+def _render_job(args) -> dict:
+    midi, wav, soundfont, sample_rate, gain, meta = args
+    return {"midi": midi.name, "file": wav.name, "meta": meta,
+            **render_midi(midi, wav, soundfont, sample_rate, gain)}
 
 
 class RenderStage(Stage):
     name = "render"
     requires = ("arrange",)
-    version = "1"
+    reads = ("render",)
+    binaries = ("fluidsynth",)
     help = "render the arranged MIDI to WAV with FluidSynth and a SoundFont from soundfonts/"
 
-    def params(self, cfg):
-        return {k: v for k, v in cfg.section("render").items() if k not in ("workers", "soundfont", "midi")}
+    def upstream(self, params):
+        return () if params.render.midi else self.requires
 
-    def upstream(self, cfg):
-        return () if cfg.render.midi else self.requires
-
-    def external_inputs(self, cfg, root):
-        sf = root / cfg.render.soundfont
+    def external_inputs(self, params, root):
+        sf = root / params.render.soundfont
         digests = {"soundfont": sha256_file(sf) if sf.is_file() else "missing"}
-        if cfg.render.midi:
+        if params.render.midi:
             digests["midi"] = ",".join(sha256_file(f) if f.is_file() else "missing"
-                                       for f in given_midi_files(root / cfg.render.midi))
+                                       for f in given_midi_files(root / params.render.midi))
         return digests
 
-    def check(self, cfg, root):
+    def check(self, params, root):
         check_fluidsynth()
-        check_soundfont(root / cfg.render.soundfont)
-        if cfg.render.midi and not (root / cfg.render.midi).exists():
-            raise StageError(f"{cfg.render.midi}: MIDI file or folder not found (--midi / render.midi)")
+        check_soundfont(root / params.render.soundfont)
+        if params.render.midi and not (root / params.render.midi).exists():
+            raise StageError(f"{params.render.midi}: MIDI file or folder not found (--midi / render.midi)")
 
     def run(self, ctx: StageContext) -> dict:
-        cfg = ctx.cfg.render
-        files = midi_inputs(ctx.cfg, Path("."), ctx.inputs)
-        sf = Path(cfg.soundfont)
-
-        def one(item: tuple[Path, dict]) -> dict:
-            midi, meta = item
-            wav = ctx.out_dir / f"{midi.stem}.wav"
-            return {"midi": midi.name, "file": wav.name, "meta": meta,
-                    **render_midi(midi, wav, sf, cfg.sample_rate, cfg.gain)}
-
-        # FluidSynth runs as a subprocess, so threads are enough to use every core.
-        with ThreadPoolExecutor(max(1, min(cfg.workers, len(files)))) as pool:
-            rendered = list(pool.map(one, files))
+        p = ctx.params.render
+        files = midi_inputs(ctx.path(p.midi) if p.midi else None, ctx.inputs)
+        jobs = [(midi, ctx.out_dir / f"{midi.stem}.wav", ctx.path(p.soundfont), p.sample_rate, p.gain, meta)
+                for midi, meta in files]
+        rendered = list(process_map(_render_job, jobs, p.workers))
         for r in rendered:
             ctx.log(f"{r['file']}: {r['seconds']:.1f}s, peak {r['peak']:.2f}")
         atomic.write_json(ctx.out_dir / "renders.json", {"renders": rendered})

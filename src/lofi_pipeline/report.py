@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic
-from .encode import load_encoded, tokens_to_events
+from .encode import load_encoded
+from .errors import StageError
 from .events import PITCH_NAMES
-from .runner import Runner, StageError
+from .runner import Runner
+from .token_format import LADDER_BEATS, tokens_to_events
 from .stats import (copied_share, corpus_stats, histogram_distance, longest_copied_run, ngrams)
 
 STAT_ROWS = [("pitch_class_entropy", "pitch-class entropy (bits)"),
@@ -62,7 +64,6 @@ def plot_statistics(stats: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from .encode import LADDER_BEATS
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), dpi=100)
     for ax, key, labels, title in (
             (axes[0], "pitch_class_histogram", PITCH_NAMES, "pitch classes (C major / A minor reference)"),
@@ -95,6 +96,10 @@ td,th{border:1px solid #ccc;padding:.25em .7em;text-align:right}th{background:#e
 CHECK_SCRIPT = """window.addEventListener('load',function(){var imgs=[].slice.call(document.images);
 document.body.dataset.imagesTotal=imgs.length;
 document.body.dataset.imagesLoaded=imgs.filter(function(i){return i.complete&&i.naturalWidth>0}).length;});"""
+
+
+# What the report writes under the outputs root (`lofi clean` removes these too).
+REPORT_PATHS = ("report", "report.html")
 
 
 def write_report(runner: Runner) -> Path:

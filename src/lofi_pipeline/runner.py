@@ -1,92 +1,85 @@
-"""The stage runner: cache keys, plans, artifact folders and manifests.
+"""The stage runner: cache keys, plans, artifact folders, manifests and output checks.
 
-A stage's key hashes its code version, its own parameters, the bytes of its external inputs
-(the archive, the SoundFont) and its upstream stages' keys, never paths or times. So
-changing an effect re-keys `master` and `export` and nothing upstream.
+A stage's key hashes what can change its output, never paths or times (as DVC does):
+- its code: the source bytes of its module and of every package module it imports, the
+  versions of the libraries those import, of Python, and of the programs it runs;
+- its parameters: exactly the config keys it reads (`reads`), which are also all it can see;
+- its external inputs: the bytes of the archive, SoundFont, primer or MIDI files it reads;
+- its upstream stages' outputs: the digest of the files they wrote, not their keys.
+So a retrained model re-keys everything after it, while a re-run that writes the same bytes
+leaves the stages after it fresh. Every manifest lists its outputs with their digests, and a
+stage whose output files are missing or changed is stale.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import platform
 import shutil
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
 from . import atomic
-from .config import Config
+from .config import Config, ParamView
+from .hashing import binary_version, code_fingerprint, hash_json, library_versions, sha256_file
 from .lock import OutputsLock
 
-
-class StageError(RuntimeError):
-    """A stage cannot go on; the message is one line saying what and where."""
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def hash_json(obj) -> str:
-    return sha256_bytes(json.dumps(obj, sort_keys=True, default=str).encode())
+RUNNER_PATHS = (".cache", ".tmp")
 
 
 @dataclass
 class StageContext:
-    cfg: Config
+    params: ParamView
+    root: Path
     out_dir: Path
     inputs: dict[str, Path]
     outputs_root: Path
     cache_dir: Path
     key: str
+    code_key: str
     log: Callable[[str], None] = print
-    stats: dict = field(default_factory=dict)
+    extra_outputs: list[Path] = field(default_factory=list)
+
+    def path(self, relative: str) -> Path:
+        """A path from the config, resolved against the project root (never the working directory)."""
+        return self.root / Path(relative).expanduser()
+
+    def record_output(self, path: Path) -> None:
+        """Declare a file written outside the stage's folder (under the outputs root)."""
+        self.extra_outputs.append(Path(path))
 
 
 class Stage:
-    """A pipeline step. Subclasses set `name`, `requires`, `version`, `help` and fill `run`."""
+    """A pipeline step. Subclasses set `name`, `requires`, `reads`, `help` and fill `run`.
+
+    `reads` names the config sections or `section.key`s the stage may read: `run` sees them,
+    and nothing else, through `ctx.params`. `binaries` are programs whose `--version` is part
+    of the key. `owns` are paths under the outputs root that the stage writes besides its
+    own folder (for `lofi clean`)."""
 
     name = ""
     requires: tuple[str, ...] = ()
-    version = "1"
+    reads: tuple[str, ...] = ()
+    binaries: tuple[str, ...] = ()
+    owns: tuple[str, ...] = ()
     help = ""
 
-    def params(self, cfg: Config) -> dict:
-        return cfg.section(self.name)
-
-    def upstream(self, cfg: Config) -> tuple[str, ...]:
+    def upstream(self, params: ParamView) -> tuple[str, ...]:
         return self.requires
 
-    def external_inputs(self, cfg: Config, root: Path) -> dict[str, str]:
+    def external_inputs(self, params: ParamView, root: Path) -> dict[str, str]:
         """Digests of files outside the pipeline that this stage reads."""
         return {}
 
-    def check(self, cfg: Config, root: Path) -> None:
+    def check(self, params: ParamView, root: Path) -> None:
         """Fail fast, before any upstream work, if this stage cannot possibly run."""
 
     def run(self, ctx: StageContext) -> dict:
         raise NotImplementedError
 
-
-def package_versions() -> dict:
-    versions = {"python": platform.python_version()}
-    for name in ("lofi_pipeline", "music21", "tensorflow-cpu", "keras", "numpy", "pedalboard"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
+    def deliver(self, ctx: StageContext) -> None:
+        """Work done on every run once the stage is fresh (copies that are not artifacts)."""
 
 
 class Runner:
@@ -95,27 +88,62 @@ class Runner:
         self.cfg = cfg
         self.stages = {s.name: s for s in stages}
         self.order = [s.name for s in stages]
-        self.root = Path(root)
-        self.outputs = self.root / cfg.run.outputs
+        self.root = Path(root).resolve()
+        self.outputs = self.root / Path(cfg.run.outputs).expanduser()
         self.log = log
-        self._keys: dict[str, str] = {}
-        self._external: dict[str, dict] = {}
+        self._memo: dict[tuple[str, str], object] = {}
+        self._digests: dict[tuple, str] = {}
 
-    # -- keys and freshness ---------------------------------------------------------
-    def external(self, name: str) -> dict:
-        if name not in self._external:
-            self._external[name] = self.stages[name].external_inputs(self.cfg, self.root)
-        return self._external[name]
+    def _memoised(self, kind: str, name: str, compute):
+        if (kind, name) not in self._memo:
+            self._memo[(kind, name)] = compute()
+        return self._memo[(kind, name)]
 
-    def key(self, name: str) -> str:
-        if name not in self._keys:
+    def forget(self) -> None:
+        """Drop remembered keys and checks (after a stage ran, or files changed)."""
+        self._memo.clear()
+
+    # -- what a key is made of ------------------------------------------------------------
+    def params(self, name: str) -> ParamView:
+        return self._memoised("params", name, lambda: self.cfg.view(self.stages[name].reads, name))
+
+    def upstream(self, name: str) -> tuple[str, ...]:
+        return self.stages[name].upstream(self.params(name))
+
+    def own_parts(self, name: str) -> dict:
+        """Everything in a stage's key except its upstream outputs."""
+        def compute():
             stage = self.stages[name]
-            self._keys[name] = hash_json({
-                "stage": name, "version": stage.version, "params": stage.params(self.cfg),
-                "inputs": self.external(name),
-                "upstream": {u: self.key(u) for u in stage.upstream(self.cfg)}})[:16]
-        return self._keys[name]
+            code = code_fingerprint(type(stage).__module__)
+            # As JSON sees it, so that a manifest read back compares equal (tuples become lists).
+            return json.loads(json.dumps({"stage": name, "code": code["sources"], "libraries": code["libraries"],
+                    "binaries": {b: binary_version(b) for b in stage.binaries},
+                    "params": self.params(name).hashed(),
+                    "inputs": stage.external_inputs(self.params(name), self.root)}))
+        return self._memoised("own", name, compute)
 
+    def code_key(self, name: str) -> str:
+        """Code, libraries, programs and parameters: what a per-file cache entry depends on."""
+        own = self.own_parts(name)
+        return hash_json({k: own[k] for k in ("stage", "code", "libraries", "binaries", "params")})[:16]
+
+    def upstream_outputs(self, name: str) -> dict[str, str] | None:
+        """Output digests of the upstream stages, or None while one of them is stale."""
+        digests = {}
+        for u in self.upstream(name):
+            if not self.state(u)[0]:
+                return None
+            digests[u] = self.manifest(u)["outputs_digest"]
+        return digests
+
+    def key(self, name: str) -> str | None:
+        """The stage's key, or None while an upstream stage is stale (its outputs are unknown)."""
+        def compute():
+            ups = self.upstream_outputs(name)
+            return None if ups is None else hash_json({**self.own_parts(name), "upstream": ups})[:16]
+        return self._memoised("key", name, compute)
+
+    # -- freshness ---------------------------------------------------------------------------
     def artifact_dir(self, name: str) -> Path:
         return self.outputs / name
 
@@ -126,23 +154,57 @@ class Runner:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
+    def file_digest(self, path: Path) -> str | None:
+        """sha256 of a file, remembered while its size, mtime and inode stay the same."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        token = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        if token not in self._digests:
+            self._digests[token] = sha256_file(path)
+        return self._digests[token]
+
+    def _changed_output(self, man: dict) -> str | None:
+        for rel, digest in man.get("outputs", {}).items():
+            if self.file_digest(self.outputs / rel) != digest:
+                return rel
+        return None
+
     def state(self, name: str) -> tuple[bool, str]:
         """(fresh, why) for one stage."""
+        return self._memoised("state", name, lambda: self._state(name))
+
+    def _state(self, name: str) -> tuple[bool, str]:
         man = self.manifest(name)
         if man is None:
             return False, "not built yet"
+        stale_up = [u for u in self.upstream(name) if not self.state(u)[0]]
+        if stale_up:
+            return False, "upstream stale: " + ", ".join(stale_up)
         if man.get("key") == self.key(name):
+            changed = self._changed_output(man)
+            if changed:
+                return False, f"output missing or changed: {changed}"
             return True, "up to date"
-        stage = self.stages[name]
-        if man.get("version") != stage.version:
-            return False, f"stage code changed (v{man.get('version')} -> v{stage.version})"
-        changed = [k for k, v in stage.params(self.cfg).items() if man.get("params", {}).get(k) != v]
+        own, before = self.own_parts(name), man.get("parts", {})
+        code = sorted(m for m in {*own["code"], *before.get("code", {})}
+                      if own["code"].get(m) != before.get("code", {}).get(m))
+        if code:
+            return False, "code changed: " + ", ".join(f"{m}.py" for m in code)
+        for part, label in (("libraries", "library versions changed"), ("binaries", "programs changed")):
+            diff = [f"{k} {before.get(part, {}).get(k, '-')} -> {v}" for k, v in own[part].items()
+                    if before.get(part, {}).get(k) != v]
+            if diff:
+                return False, f"{label}: " + ", ".join(diff)
+        changed = [k for k in {*own["params"], *before.get("params", {})}
+                   if own["params"].get(k) != before.get("params", {}).get(k)]
         if changed:
-            return False, "parameters changed: " + ", ".join(f"{name}.{k}" for k in changed)
-        if man.get("inputs") != self.external(name):
-            return False, "input files changed: " + ", ".join(self.external(name))
-        ups = [u for u in stage.upstream(self.cfg) if man.get("upstream", {}).get(u) != self.key(u)]
-        return False, "upstream changed: " + ", ".join(ups)
+            return False, "parameters changed: " + ", ".join(sorted(changed))
+        if own["inputs"] != before.get("inputs"):
+            return False, "input files changed: " + ", ".join(sorted(own["inputs"]) or ["(none now)"])
+        ups = [u for u, d in self.upstream_outputs(name).items() if before.get("upstream", {}).get(u) != d]
+        return False, "upstream output changed: " + (", ".join(ups) or "?")
 
     def closure(self, targets: list[str]) -> list[str]:
         needed: set[str] = set()
@@ -150,59 +212,84 @@ class Runner:
         def visit(n: str) -> None:
             if n not in needed:
                 needed.add(n)
-                for u in self.stages[n].upstream(self.cfg):
+                for u in self.upstream(n):
                     visit(u)
         for t in targets:
             visit(t)
         return [n for n in self.order if n in needed]
 
     def plan(self, targets: list[str], force: bool = False) -> list[str]:
+        """Stages that will run as things stand; one after a re-run upstream that writes the
+        same bytes as before will turn out fresh when its turn comes."""
         forced = set(targets) if force else set()
         return [n for n in self.closure(targets) if n in forced or not self.state(n)[0]]
 
-    # -- running ----------------------------------------------------------------------
+    def owned_paths(self) -> list[str]:
+        """Everything the pipeline writes under the outputs root (what `lofi clean` removes)."""
+        paths = list(RUNNER_PATHS)
+        for stage in self.stages.values():
+            paths += [stage.name, f".{stage.name}.old", *stage.owns]
+        return paths
+
+    # -- running ------------------------------------------------------------------------------
     def run(self, targets: list[str], force: bool = False, wait_s: float = 0.0) -> dict:
+        """Run what is stale among `targets` and their upstream, in order; returns seconds per stage run."""
         for n in self.closure(targets):
-            self.stages[n].check(self.cfg, self.root)
+            self.stages[n].check(self.params(n), self.root)
         timings = {}
         with OutputsLock(self.outputs, wait_s):
             self._sweep_temporaries()
-            todo = set(self.plan(targets, force))
+            self.forget()  # another run may have changed things before we held the lock
             for name in self.closure(targets):
-                if name not in todo:
+                fresh, why = self.state(name)
+                if fresh and not (force and name in targets):
                     self.log(f"[{name}] cached ({self.key(name)})")
-                    continue
-                timings[name] = self._run_stage(name)
+                else:
+                    timings[name] = self._run_stage(name, why if not fresh else "forced")
+                    self.forget()
+                self.stages[name].deliver(self._context(name, self.artifact_dir(name)))
         return timings
 
     def _sweep_temporaries(self) -> None:
         """Under the lock, leftovers in .tmp/ belong to runs that died: remove them."""
         shutil.rmtree(self.outputs / ".tmp", ignore_errors=True)
 
-    def _run_stage(self, name: str) -> float:
+    def _context(self, name: str, out_dir: Path) -> StageContext:
+        return StageContext(
+            params=self.params(name), root=self.root, out_dir=out_dir, key=self.key(name),
+            code_key=self.code_key(name), outputs_root=self.outputs,
+            inputs={u: self.artifact_dir(u) for u in self.upstream(name)},
+            cache_dir=self.outputs / ".cache" / name, log=lambda msg: self.log(f"[{name}] {msg}"))
+
+    def _output_digests(self, name: str, ctx: StageContext) -> dict[str, str]:
+        digests = {}
+        for path in sorted(p for p in ctx.out_dir.rglob("*") if p.is_file()):
+            digests[f"{name}/{path.relative_to(ctx.out_dir).as_posix()}"] = sha256_file(path)
+        for path in ctx.extra_outputs:
+            digests[path.resolve().relative_to(self.outputs.resolve()).as_posix()] = sha256_file(path)
+        return digests
+
+    def _run_stage(self, name: str, why: str) -> float:
         stage = self.stages[name]
         tmp = self.outputs / ".tmp" / name
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        ctx = StageContext(
-            cfg=self.cfg, out_dir=tmp, key=self.key(name), outputs_root=self.outputs,
-            inputs={u: self.artifact_dir(u) for u in stage.upstream(self.cfg)},
-            cache_dir=self.outputs / ".cache" / name,
-            log=lambda msg: self.log(f"[{name}] {msg}"))
+        ctx = self._context(name, tmp)
         ctx.cache_dir.mkdir(parents=True, exist_ok=True)
-        self.log(f"[{name}] running ({self.state(name)[1]})")
+        self.log(f"[{name}] running ({why})")
         start = time.perf_counter()
         try:
             stats = stage.run(ctx) or {}
             seconds = round(time.perf_counter() - start, 3)
+            outputs = self._output_digests(name, ctx)
+            own = self.own_parts(name)
             atomic.write_json(tmp / "manifest.json", {
                 "stage": name, "class": type(stage).__name__, "key": ctx.key,
-                "version": stage.version, "params": stage.params(self.cfg),
-                "inputs": self.external(name),
-                "upstream": {u: self.key(u) for u in stage.upstream(self.cfg)},
+                "parts": {**own, "upstream": self.upstream_outputs(name)},
+                "outputs": outputs, "outputs_digest": hash_json(outputs)[:16],
                 "stats": stats, "timings": {"seconds": seconds},
-                "versions": package_versions(), "profile": self.cfg.profile,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                "versions": library_versions(["lofi_pipeline"]) | own["libraries"],
+                "profile": self.cfg.profile, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
             atomic.replace_dir(tmp, self.artifact_dir(name))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .encode import Event, LADDER_BEATS
+from .token_format import LADDER_BEATS, Event
 
 MAJOR_SCALE = [0, 2, 4, 5, 7, 9, 11]
 MINOR_SCALE = [0, 2, 3, 5, 7, 8, 10]

@@ -10,9 +10,11 @@ import numpy as np
 
 from . import atomic
 from .baselines import NGramModel, UnigramModel, next_event_metrics
-from .encode import Vocabulary, load_encoded
+from .encode import load_encoded
+from .errors import StageError
 from .model import build_member, configure_tensorflow
-from .runner import Stage, StageContext, StageError
+from .runner import Stage, StageContext
+from .token_format import Vocabulary
 
 
 def member_specs(cfg) -> list[dict]:
@@ -136,14 +138,11 @@ def evaluate(models: dict, vocab_size: int, data: dict, ngram_order: int) -> dic
 class TrainStage(Stage):
     name = "train"
     requires = ("encode",)
-    version = "1"
+    reads = ("train", "run.seed")
     help = "train the ensemble (Conv1D -> BiLSTM -> attention) and score it against baselines"
 
-    def params(self, cfg):
-        return {**cfg.section("train"), "seed": cfg.run.seed}
-
     def run(self, ctx: StageContext) -> dict:
-        cfg = ctx.cfg.train
+        cfg = ctx.params.train
         configure_tensorflow(cfg.threads)
         vocab, data, _ = load_encoded(ctx.inputs["encode"])
         if len(data["y_train"]) == 0 or len(data["y_val"]) == 0:
@@ -151,7 +150,7 @@ class TrainStage(Stage):
                              "give the archive more (or longer) pieces")
         window = data["x_train"].shape[1]
         work_root = ctx.cache_dir / ctx.key
-        specs = member_specs(ctx.cfg)
+        specs = member_specs(ctx.params)
         models, histories = {}, {}
         (ctx.out_dir / "members").mkdir()
         for spec in specs:

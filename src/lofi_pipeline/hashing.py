@@ -1,0 +1,159 @@
+"""Digests for cache keys: file and folder bytes, JSON values, and a module's code.
+
+A stage's code fingerprint is computed, never typed: the source bytes of its module and of
+every package module it imports (transitively), plus the versions of the third-party
+distributions those modules import and of Python itself.
+"""
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+PACKAGE = __name__.rpartition(".")[0]
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def hash_json(obj) -> str:
+    return sha256_bytes(json.dumps(obj, sort_keys=True, default=str).encode())
+
+
+def folder_digest(path: Path) -> str:
+    """Names (relative) and bytes of every regular file below `path`; links are not followed."""
+    items = []
+    for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
+        dirnames.sort()
+        for fname in sorted(filenames):
+            full = Path(dirpath) / fname
+            if full.is_file() and not full.is_symlink():
+                items.append((full.relative_to(path).as_posix(), sha256_file(full)))
+    return hash_json(items)
+
+
+def path_digest(path: Path) -> str:
+    """The content digest of a file or a folder; 'missing' when there is neither."""
+    if path.is_dir():
+        return folder_digest(path)
+    return sha256_file(path) if path.is_file() else "missing"
+
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _module_file(module: str) -> Path | None:
+    """The source file of a package module, found on disk (importing nothing)."""
+    parts = module.split(".")
+    if parts[0] != PACKAGE:
+        return None
+    base = PACKAGE_DIR.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py") if len(parts) > 1 else None, base / "__init__.py"):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return None
+
+
+def _is_package_module(module: str) -> bool:
+    return _module_file(module) is not None
+
+
+@functools.lru_cache(maxsize=None)
+def direct_imports(module: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(package modules, third-party top-level names) that `module` imports anywhere in its
+    source, function-level imports included."""
+    path = _module_file(module)
+    tree = ast.parse(path.read_bytes(), str(path))
+    base = module.rpartition(".")[0] if path.name != "__init__.py" else module
+    own, foreign = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = base.rsplit(".", node.level - 1)[0] if node.level > 1 else base
+                stem = f"{anchor}.{node.module}" if node.module else anchor
+            else:
+                stem = node.module
+            # `from . import atomic` names a module; `from .x import y` names an attribute of x.
+            names = [stem] + [f"{stem}.{alias.name}" for alias in node.names
+                              if _is_package_module(f"{stem}.{alias.name}")]
+        else:
+            continue
+        for name in names:
+            top = name.split(".")[0]
+            if top == PACKAGE:
+                if _is_package_module(name):
+                    own.add(name)
+            elif top not in sys.stdlib_module_names and top != "__future__":
+                foreign.add(top)
+    own.add(PACKAGE)  # importing a submodule runs the package's __init__ first
+    own.discard(module)
+    return frozenset(own), frozenset(foreign)
+
+
+@functools.lru_cache(maxsize=None)
+def import_closure(module: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(package modules, third-party top-level names) reachable from `module`, sorted."""
+    seen, foreign, todo = {module}, set(), [module]
+    while todo:
+        own, lib = direct_imports(todo.pop())
+        foreign |= lib
+        for m in own - seen:
+            seen.add(m)
+            todo.append(m)
+    return tuple(sorted(seen)), tuple(sorted(foreign))
+
+
+@functools.lru_cache(maxsize=None)
+def _distributions() -> dict[str, list[str]]:
+    return metadata.packages_distributions()
+
+
+def library_versions(top_level_names) -> dict[str, str]:
+    """Installed versions of the distributions behind import names, plus Python's."""
+    versions = {"python": platform.python_version()}
+    for name in top_level_names:
+        for dist in _distributions().get(name, [name]):
+            try:
+                versions[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                versions[dist] = "not installed"
+    return versions
+
+
+def code_fingerprint(module: str) -> dict:
+    """{'sources': {file: sha256}, 'libraries': {distribution: version}} of `module`'s import closure."""
+    modules, foreign = import_closure(module)
+    sources = {}
+    for m in modules:
+        path = _module_file(m)
+        sources[m.removeprefix(PACKAGE + ".") if m != PACKAGE else "__init__"] = sha256_file(path)
+    return {"sources": sources, "libraries": library_versions(foreign)}
+
+
+@functools.lru_cache(maxsize=None)
+def binary_version(program: str) -> str:
+    """The first line that `program --version` prints, or 'missing'."""
+    try:
+        proc = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "missing"
+    lines = (proc.stdout or proc.stderr).strip().splitlines()
+    return lines[0].strip() if lines else f"exit {proc.returncode}"
