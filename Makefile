@@ -19,6 +19,7 @@ all: setup $(DATASET)
 	$(LOFI) all $(ARGS)
 
 test: setup
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 $(STAGES): setup $(DATASET)

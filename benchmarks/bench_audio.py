@@ -17,10 +17,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from lofi_pipeline.arrange import arrange_track
+from lofi_pipeline.audio_io import read_wav
 from lofi_pipeline.config import load_config
 from lofi_pipeline.export import write_mp3
 from lofi_pipeline.master import master_file
-from lofi_pipeline.render import read_audio, render_midi
+from lofi_pipeline.render import render_midi
 
 PROGRESSION = ["c0.4.7.11_d24_s24_v2", "n76_d6_s6_v2", "n74_d6_s6_v2", "n72_d12_s12_v2",
                "c2.5.9.0_d24_s24_v2", "c2.5.7.11_d24_s24_v2", "n71_d4_s4_v2", "n67_d4_s4_v2", "n64_d4_s4_v2",
@@ -71,7 +72,7 @@ def main() -> int:
         if shutil.which("ffmpeg"):
             try:
                 from pydub import AudioSegment
-                audio, sr = read_audio(mastered)
+                audio, sr = read_wav(mastered)
                 t = time.perf_counter()
                 AudioSegment.from_wav(str(wav)).export(str(folder / "p.mp3"), format="mp3", bitrate="192k")
                 t_pydub = time.perf_counter() - t

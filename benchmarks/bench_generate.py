@@ -1,9 +1,12 @@
 """Events per second: the classic per-event `model.predict` loop against EnsembleSampler.
 
-Both run on the same trained ensemble (outputs/train, from `make train`) in one process:
-  baseline  one track, every event a `model.predict` call per member, probabilities averaged
-  batched   `--tracks` tracks in one batch, all members in one compiled tf.function
-The ratio compares events produced per second.
+All rows run on the same trained ensemble (outputs/train, from `make train`) in one process,
+and each ratio is against the first row, measured in the same run:
+  loop       one track, every event a `model.predict` call per member, probabilities averaged
+  compiled   one track, all members in one XLA-compiled tf.function (what `generate` uses):
+             like for like with the loop, so its ratio is the compiled function alone
+  batched    `--tracks` tracks in one batch through the same compiled function: its ratio adds
+             what batching brings on top
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ def predict_loop(models, window: int, events: int, rng) -> list[int]:
     return seq
 
 
-def batched(sampler: EnsembleSampler, tracks: int, events: int, rngs) -> list[list[int]]:
+def sampled(sampler: EnsembleSampler, tracks: int, events: int, rngs) -> list[list[int]]:
     seqs = [[] for _ in range(tracks)]
     w = sampler.window
     for _ in range(events):
@@ -46,6 +49,14 @@ def batched(sampler: EnsembleSampler, tracks: int, events: int, rngs) -> list[li
         for i in range(tracks):
             seqs[i].append(sample_event(probs[i], rngs[i], 0.9, 30, 0.95))
     return seqs
+
+
+def compiled_rate(sampler: EnsembleSampler, tracks: int, events: int) -> float:
+    sampled(sampler, tracks, 2, [np.random.default_rng(0)] * tracks)  # trace and compile this shape
+    rngs = [np.random.default_rng(i) for i in range(tracks)]
+    t = time.perf_counter()
+    sampled(sampler, tracks, events, rngs)
+    return tracks * events / (time.perf_counter() - t)
 
 
 def main() -> int:
@@ -67,22 +78,19 @@ def main() -> int:
     t = time.perf_counter()
     predict_loop(models, window, args.events, np.random.default_rng(1))
     base_rate = args.events / (time.perf_counter() - t)
-    print(f"baseline  model.predict per event, 1 track:        {base_rate:8.1f} events/s")
-
-    results = {}
-    for label, jit in (("batched   EnsembleSampler", False), ("batched   EnsembleSampler + XLA", True)):
-        try:
-            sampler = EnsembleSampler(models, jit_compile=jit)
-            batched(sampler, args.tracks, 2, [np.random.default_rng(0)] * args.tracks)  # trace, compile
-        except Exception as exc:  # XLA may be unavailable for some op on this build
-            print(f"{label}: unavailable ({type(exc).__name__})")
-            continue
-        rngs = [np.random.default_rng(i) for i in range(args.tracks)]
-        t = time.perf_counter()
-        batched(sampler, args.tracks, args.events, rngs)
-        rate = args.tracks * args.events / (time.perf_counter() - t)
-        results[label] = rate
-        print(f"{label}, {args.tracks} tracks: {rate:8.1f} events/s  ({rate / base_rate:5.1f}x the baseline)")
+    print(f"{'sampler':<52} {'events/s':>9} {'ratio':>7}")
+    print(f"{'loop      model.predict per event per member, 1 track':<52} {base_rate:9.1f} {1.0:6.1f}x")
+    try:
+        sampler = EnsembleSampler(models, jit_compile=True)
+        sampler.next_probs(np.zeros((1, sampler.window), np.int32))
+        label = "XLA"
+    except Exception as exc:  # an op XLA cannot compile on this build: graph mode, as generate does
+        print(f"(XLA unavailable: {type(exc).__name__}; graph mode)")
+        sampler, label = EnsembleSampler(models), "graph"
+    for tracks, name in ((1, f"compiled  EnsembleSampler ({label}), 1 track"),
+                         (args.tracks, f"batched   EnsembleSampler ({label}), {args.tracks} tracks")):
+        rate = compiled_rate(sampler, tracks, args.events)
+        print(f"{name:<52} {rate:9.1f} {rate / base_rate:6.1f}x")
     return 0
 
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from helpers import quick_config, song_bytes, write_zip, ROOT
+from helpers import ROOT, quick_config, song_bytes, write_zip
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -95,6 +95,12 @@ def quick_config(outputs: Path, *overrides):
     return load_config(ROOT / "lofi.toml", "quick", [f'run.outputs="{outputs}"', *overrides])
 
 
+def reference_true_peak_db(audio) -> float:
+    """Full 4x oversampling with scipy, independent of the pipeline's shortcut."""
+    from scipy import signal
+    return 20 * np.log10(np.max(np.abs(signal.resample_poly(audio, 4, 1, axis=-1))))
+
+
 def read_mp3(path: Path) -> tuple[np.ndarray, int]:
     """Decode an MP3 (pedalboard's decoder, independent of the pipeline's WAV reader)."""
     from pedalboard.io import AudioFile

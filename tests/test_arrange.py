@@ -4,10 +4,9 @@ import mido
 import numpy as np
 import pytest
 
-from lofi_pipeline.arrange import (arrange_track, chord_root, swing_beats, tokens_to_timeline,
-                                   voice_chord)
-from lofi_pipeline.config import load_config
 from helpers import ROOT
+from lofi_pipeline.arrange import arrange_track, chord_root, swing_beats, tokens_to_timeline, voice_chord
+from lofi_pipeline.config import load_config
 
 TOKENS = ["c0.4.7_d12_s12_v2", "n72_d6_s6_v2", "n74_d6_s6_v2", "c0.5.9_d12_s12_v2", "<unk>",
           "c2.7.11_d24_s24_v2", "n67_d4_s4_v2", "n69_d4_s4_v2", "n71_d4_s4_v2", "c0.4.7_d24_s24_v2"] * 6
@@ -75,7 +74,8 @@ def test_same_seed_same_bytes_other_seed_other_music():
 def test_swing_and_humanising_move_offbeats():
     _, straight, _ = arranged(3, 8, "arrange.swing=0.5", "arrange.humanize_ms=0", "arrange.velocity_jitter=0")
     _, swung, _ = arranged(3, 8, "arrange.swing=0.62", "arrange.humanize_ms=0", "arrange.velocity_jitter=0")
-    hats = lambda parts: [s for s, _, p, _ in parts[3].notes if p == 42]
+    def hats(parts):
+        return [s for s, _, p, _ in parts[3].notes if p == 42]
     off_straight = [s % 1 for s in hats(straight) if abs(s % 1 - 0.5) < 0.2]
     off_swung = [s % 1 for s in hats(swung) if abs(s % 1 - 0.6) < 0.2]
     assert np.allclose(off_straight, 0.5) and np.allclose(off_swung, 0.62)

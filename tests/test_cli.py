@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from helpers import lofi, lofi_process, quick_archive, song_bytes, write_zip
+from helpers import ROOT, lofi, lofi_process, quick_archive, song_bytes, write_zip
 from lofi_pipeline.export import read_playlist
 
 pytestmark = pytest.mark.slow
@@ -40,15 +40,15 @@ def test_second_run_is_all_cache_hits(quick_run):
     args, out, _ = quick_run
     start = time.monotonic()
     again = lofi("all", *args)
-    lines = [l for l in again.stdout.splitlines() if l.startswith("[")]
-    assert lines == [l for l in lines if l.endswith(")") and " cached (" in l] and len(lines) == 9
+    lines = [line for line in again.stdout.splitlines() if line.startswith("[")]
+    assert all(line.endswith(")") and " cached (" in line for line in lines) and len(lines) == 9
     assert time.monotonic() - start < 30
     status = lofi("status", *args).stdout
     assert status.count(" fresh ") == 9
 
 
-def test_changing_a_sampling_setting_reruns_from_generate(quick_run):
-    args, out, _ = quick_run
+def test_changing_a_sampling_setting_reruns_from_generate(quick_run, tmp_path):
+    args, out = copy_run(quick_run, tmp_path)
     run = lofi("all", *args, "--set", "generate.temperature=0.7")
     ran = re.findall(r"^\[(\w+)\] running", run.stdout, re.M)
     assert ran == ["generate", "arrange", "render", "master", "export"]
@@ -102,7 +102,7 @@ def test_errors_are_one_line_with_a_nonzero_exit(tmp_path):
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "generate.top_p" in bad.stderr
     missing = lofi("render", "--midi", str(tmp_path / "x.mid"), "--set", 'render.soundfont="soundfonts/none.sf2"',
                    "--outputs", str(tmp_path / "o"), check=False)
-    assert missing.returncode == 1 and "SoundFont soundfonts/none.sf2 not found" in missing.stderr
+    assert missing.returncode == 1 and f"SoundFont {ROOT}/soundfonts/none.sf2 not found" in missing.stderr
 
 
 def test_ctrl_c_stops_cleanly_with_status_130(tmp_path):
@@ -120,3 +120,73 @@ def test_ctrl_c_stops_cleanly_with_status_130(tmp_path):
     assert err.strip().splitlines()[-1].startswith("lofi: interrupted")
     assert not (out / "train").exists() and not (out / ".tmp" / "train").exists()
     assert (out / "encode" / "manifest.json").exists()  # finished stages are kept
+
+
+def copy_run(quick_run, folder):
+    args, out, _ = quick_run
+    copy = folder / "outputs"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns(".lock"))
+    return [*args[:-1], str(copy)], copy
+
+
+def ran(stdout: str) -> list[str]:
+    return re.findall(r"^\[(\w+)\] running", stdout, re.M)
+
+
+def test_editing_a_stage_source_reruns_it_and_what_its_output_changes(quick_run, tmp_path):
+    args, out = copy_run(quick_run, tmp_path)
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "src" / "lofi_pipeline", src / "lofi_pipeline",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {"PYTHONPATH": str(src)}  # this copy of the package, ahead of the installed one
+    assert lofi("status", *args, env=env).stdout.count(" fresh ") == 9
+    master = src / "lofi_pipeline" / "master.py"
+    master.write_text(master.read_text() + "\n# a comment changes the code, not the sound\n")
+    status = lofi("status", *args, env=env).stdout
+    assert re.search(r"^master +stale .* code changed: master\.py$", status, re.M)
+    assert re.search(r"^export +stale .* upstream stale: master$", status, re.M)
+    assert status.count(" fresh ") == 7
+    run = lofi("export", *args, env=env)
+    assert ran(run.stdout) == ["master"] and "[export] cached" in run.stdout  # same WAV bytes
+    master.write_text(master.read_text().replace("MP3_MARGIN_DB = 0.5", "MP3_MARGIN_DB = 0.6"))
+    run = lofi("export", *args, env=env)
+    assert ran(run.stdout) == ["master", "export"]  # the master changed, so the MP3s are new
+    shared = src / "lofi_pipeline" / "audio_io.py"
+    shared.write_text(shared.read_text() + "\n# shared by render, master and export\n")
+    status = lofi("status", *args, env=env).stdout
+    assert re.search(r"^render +stale .* code changed: audio_io\.py$", status, re.M)
+    assert status.count(" fresh ") == 6
+
+
+def test_a_new_run_name_retitles_the_mp3s(quick_run, tmp_path):
+    from mutagen.id3 import ID3
+    args, out = copy_run(quick_run, tmp_path)
+    run = lofi("all", *args, "--set", 'run.name="Rainy Window"')
+    assert ran(run.stdout) == ["arrange", "render", "master", "export"]
+    exports = json.loads((out / "export" / "exports.json").read_text())["exports"]
+    titles = [str(ID3(out / e["file"])["TIT2"]) for e in exports]
+    assert titles == ["Rainy Window 01", "Rainy Window 02"]
+    assert {str(ID3(out / e["file"])["TALB"]) for e in exports} == {"Rainy Window"}
+
+
+def test_a_music_library_gets_its_copies_even_when_everything_is_cached(quick_run, tmp_path):
+    args, out = copy_run(quick_run, tmp_path)
+    library = tmp_path / "Music" / "lofi"
+    run = lofi("all", *args, "--set", f'export.playlist_dir="{library}"')
+    assert ran(run.stdout) == []  # not an output setting: nothing is rebuilt
+    exported = [e["file"] for e in json.loads((out / "export" / "exports.json").read_text())["exports"]]
+    assert all((library / f).is_file() for f in exported)
+    assert [p for _, p in read_playlist(library / "playlist.m3u8")] == exported
+    (library / exported[0]).unlink()
+    lofi("export", *args, "--set", f'export.playlist_dir="{library}"')
+    assert (library / exported[0]).is_file()
+
+
+def test_a_deleted_wav_makes_render_stale_and_a_run_restores_it(quick_run, tmp_path):
+    args, out = copy_run(quick_run, tmp_path)
+    (out / "render" / "track_01.wav").unlink()
+    status = lofi("status", *args).stdout
+    assert re.search(r"^render +stale .* output missing or changed: render/track_01\.wav$", status, re.M)
+    run = lofi("all", *args)
+    assert ran(run.stdout) == ["render"]  # the same bytes again: master and export stay cached
+    assert (out / "render" / "track_01.wav").is_file()

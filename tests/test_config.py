@@ -53,3 +53,24 @@ def test_unknown_profile_and_missing_file(tmp_path):
     bad.write_text("[train]\nepochs = 'x'\n")
     with pytest.raises(ConfigError, match=r"bad\.toml.*train\.epochs"):
         load_config(bad)
+
+
+def test_a_stage_sees_only_the_keys_it_reads_and_cannot_change_them():
+    cfg = load_config(ROOT / "lofi.toml")
+    view = cfg.view(("generate", "run.seed"), "generate")
+    assert view.generate.temperature == cfg.generate.temperature and view.run.seed == cfg.run.seed
+    with pytest.raises(AttributeError, match=r"stage generate does not read run\.name: add it"):
+        view.run.name
+    with pytest.raises(AttributeError, match=r"reads nothing from config section \[master\]"):
+        view.master
+    with pytest.raises(AttributeError, match="read-only"):
+        view.generate.temperature = 2.0
+    assert isinstance(view.generate.weights, tuple)  # lists are frozen too
+    assert "run.seed" in view.hashed() and "train.threads" not in cfg.view(("train",), "t").hashed()
+
+
+def test_every_stage_reads_only_keys_that_exist():
+    from lofi_pipeline.pipeline import build_stages
+    cfg = load_config(ROOT / "lofi.toml")
+    for stage in build_stages():
+        cfg.view(stage.reads, stage.name)  # raises ConfigError on an unknown section or key

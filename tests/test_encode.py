@@ -3,9 +3,9 @@ import pytest
 
 from helpers import midi_bytes, progression_notes
 from lofi_pipeline.encode import make_windows, piece_to_events, split_by_piece
-from lofi_pipeline.token_format import PAD, UNK, Vocabulary, tokens_to_events
-from lofi_pipeline.midi_io import midi_bytes_to_piece
 from lofi_pipeline.errors import StageError
+from lofi_pipeline.midi_io import midi_bytes_to_piece
+from lofi_pipeline.token_format import PAD, UNK, Vocabulary, tokens_to_events
 
 
 @pytest.fixture

@@ -6,12 +6,11 @@ import pytest
 from mutagen.id3 import ID3
 from mutagen.mp3 import MP3
 
-from helpers import ROOT, midi_bytes, progression_notes, read_mp3
+from helpers import ROOT, midi_bytes, progression_notes, read_mp3, reference_true_peak_db
+from lofi_pipeline.audio_io import read_wav
 from lofi_pipeline.export import merge_playlist, read_playlist
 from lofi_pipeline.master import integrated_lufs
-from test_master import reference_true_peak_db
 from lofi_pipeline.pipeline import build_stages
-from lofi_pipeline.audio_io import read_wav
 from lofi_pipeline.runner import Runner
 
 

@@ -3,14 +3,21 @@ import json
 import numpy as np
 import pytest
 
-from helpers import midi_bytes, progression_notes
+from helpers import ROOT, midi_bytes, progression_notes
 from lofi_pipeline.encode import load_encoded
-from lofi_pipeline.token_format import PAD, UNK, Vocabulary
-from lofi_pipeline.generate import (EnsembleSampler, primer_from_midi, sample_event, self_repetition,
-                                    track_seed)
 from lofi_pipeline.errors import StageError
-from lofi_pipeline.runner import Runner
+from lofi_pipeline.generate import (
+    EnsembleSampler,
+    generate_tracks,
+    primer_from_midi,
+    sample_event,
+    self_repetition,
+    shift_table,
+    track_seed,
+)
 from lofi_pipeline.pipeline import build_stages
+from lofi_pipeline.runner import Runner
+from lofi_pipeline.token_format import PAD, UNK, Vocabulary
 from lofi_pipeline.train import load_ensemble
 
 
@@ -85,31 +92,49 @@ def test_bad_primers_get_clear_errors(trained, tmp_path):
 
 
 def generate(trained, tmp_path, *overrides):
+    """Run `generate` on a copy of the trained outputs; returns (tracks, log lines)."""
     cfg, runner = trained
-    from lofi_pipeline.config import load_config
     import shutil
+
+    from lofi_pipeline.config import load_config
     out = tmp_path / "outputs"
     shutil.copytree(runner.outputs, out, ignore=shutil.ignore_patterns(".lock"))
-    from helpers import ROOT
     cfg2 = load_config(ROOT / "lofi.toml", "quick", [f'run.outputs="{out}"', f'run.archive="{cfg.run.archive}"',
                                                      "encode.validation_share=0.2", "train.epochs=12",
                                                      "train.patience=3", *overrides])
-    r = Runner(cfg2, build_stages(), root=ROOT, log=lambda m: None)
+    logs = []
+    r = Runner(cfg2, build_stages(), root=ROOT, log=logs.append)
     r.run(["generate"])
-    assert r.plan(["train"]) == []  # generating never retrains
-    return json.loads((r.artifact_dir("generate") / "tracks.json").read_text())["tracks"]
+    return json.loads((r.artifact_dir("generate") / "tracks.json").read_text())["tracks"], logs
 
 
-def test_same_seed_same_events_and_different_seed_different_music(trained, tmp_path):
-    a = generate(trained, tmp_path / "a")
-    b = generate(trained, tmp_path / "b")
-    c = generate(trained, tmp_path / "c", "run.seed=99")
+def test_generating_twice_gives_the_same_events_and_never_retrains(trained, tmp_path):
+    a, logs_a = generate(trained, tmp_path / "a")
+    b, logs_b = generate(trained, tmp_path / "b", "generate.temperature=0.9")  # the default, said aloud
+    for logs in (logs_a, logs_b):
+        ran = [line.split("]")[0][1:] for line in logs if " running (" in line]
+        assert ran == ["generate"], logs
     assert [t["ids"] for t in a] == [t["ids"] for t in b]
-    assert [t["ids"] for t in a] != [t["ids"] for t in c]
     assert len(a) == 2 and all(len(t["ids"]) > 4 for t in a)
     assert a[0]["ids"] != a[1]["ids"]
+
+
+def test_different_seeds_sample_different_music_from_the_same_models(trained):
+    _, runner = trained
+    vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
+    models, _, _ = load_ensemble(runner.artifact_dir("train"), vocab)
+    sampler = EnsembleSampler(models)
+    params = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0, "repetition_window": 0}
+
+    def sample(seed):
+        rngs = [np.random.default_rng(track_seed(seed, i)) for i in range(2)]
+        return generate_tracks(sampler, [np.zeros(0, np.int32)] * 2, rngs, 10**9, 24,
+                               shift_table(vocab), params, progress=False)
+    assert sample(1) == sample(1)
+    assert sample(1) != sample(2)
 
 
 def test_a_missing_primer_stops_before_any_work(trained, tmp_path):
     with pytest.raises(StageError, match="primer nope.mid: file not found"):
         generate(trained, tmp_path, 'generate.primer="nope.mid"')
+    assert not (tmp_path / "outputs" / ".tmp").exists()

@@ -5,9 +5,9 @@ import zipfile
 import pytest
 
 from helpers import ROOT, song_bytes, write_zip
+from lofi_pipeline.errors import StageError
 from lofi_pipeline.intake import Limits, read_archive, unsafe_name_reason
 from lofi_pipeline.pipeline import build_stages
-from lofi_pipeline.errors import StageError
 from lofi_pipeline.runner import Runner
 
 
@@ -115,7 +115,8 @@ def test_refused_entries_count_toward_the_total(tmp_path):
 
 def test_a_cap_on_bytes_read_refuses_the_archive(tmp_path):
     z = write_zip(tmp_path / "many.zip", {f"s{i}.mid": song_bytes(i) for i in range(6)})
-    with pytest.raises(StageError, match=r"many\.zip: reading past .* MiB of the archive \(intake\.max_read_mib\)") as err:
+    refused = r"many\.zip: reading past .* MiB of the archive \(intake\.max_read_mib\)"
+    with pytest.raises(StageError, match=refused) as err:
         read_archive(z, Limits(max_read_bytes=600))
     assert "\n" not in str(err.value)
 

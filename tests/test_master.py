@@ -2,16 +2,9 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from helpers import sine
+from helpers import ROOT, reference_true_peak_db, sine
 from lofi_pipeline.config import load_config
-from lofi_pipeline.master import (integrated_lufs, lowpass, master_audio, true_peak_db, vinyl_crackle,
-                                  wow_flutter)
-
-
-def reference_true_peak_db(audio):
-    """Full 4x oversampling with scipy, independent of the pipeline's shortcut."""
-    return 20 * np.log10(np.max(np.abs(signal.resample_poly(audio, 4, 1, axis=-1))))
-from helpers import ROOT
+from lofi_pipeline.master import integrated_lufs, lowpass, master_audio, true_peak_db, vinyl_crackle, wow_flutter
 
 SR = 44100
 

@@ -2,12 +2,11 @@ import mido
 import numpy as np
 import pytest
 
-from helpers import midi_bytes, progression_notes
 from helpers import SOUNDFONT as SF2
+from helpers import midi_bytes, progression_notes
 from lofi_pipeline.audio_io import read_wav
-from lofi_pipeline.render import FluidSynthRenderer, render_midi
 from lofi_pipeline.errors import StageError
-
+from lofi_pipeline.render import FluidSynthRenderer, render_midi
 
 
 @pytest.fixture

@@ -5,17 +5,19 @@ import shutil
 import signal
 import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from helpers import ROOT, lofi_process, midi_bytes, quick_archive, write_zip
+from helpers import ROOT, lofi_process, midi_bytes, quick_archive, song_bytes, write_zip
 from lofi_pipeline.arrange import arrange_track
 from lofi_pipeline.config import load_config
+from lofi_pipeline.errors import StageError
 from lofi_pipeline.export import read_playlist
 from lofi_pipeline.intake import Limits, read_archive
-from lofi_pipeline.errors import StageError
 
 STAGES = ["intake", "extract", "encode", "train", "generate", "arrange", "render", "master", "export"]
 
@@ -192,3 +194,40 @@ def test_random_token_sequences_decode_to_valid_midi_or_a_clear_error(tokens, se
     mf.save(file=buf)
     again = mido.MidiFile(file=io.BytesIO(buf.getvalue()))
     assert again.length > 0 and len(again.tracks) == 5
+
+
+def processes_in_group(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is `pgid`, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_a_many_file_extract_stops_every_process_of_the_run(tmp_path, sig):
+    archive = write_zip(tmp_path / "many.zip", {f"s{i:03d}.mid": song_bytes(i) for i in range(400)})
+    out = tmp_path / "o"
+    proc = lofi_process("extract", "--archive", str(archive), "--outputs", str(out),
+                        "--set", "extract.workers=2", start_new_session=True)
+    deadline = time.monotonic() + 120
+    cache = out / ".cache" / "extract"
+    while time.monotonic() < deadline and len(list(cache.glob("*.json"))) < 6:
+        time.sleep(0.05)
+    assert len(list(cache.glob("*.json"))) >= 6, "extract never got going"
+    assert len(processes_in_group(proc.pid)) >= 3  # the run and its two workers
+    proc.send_signal(sig)
+    sent = time.monotonic()
+    _, err = proc.communicate(timeout=30)
+    while processes_in_group(proc.pid) and time.monotonic() - sent < 5:
+        time.sleep(0.05)
+    assert processes_in_group(proc.pid) == [], "a process of the run outlived it by 5 s"
+    assert proc.returncode == 130 and err.strip().splitlines()[-1].startswith("lofi: interrupted")
+    assert len(list(cache.glob("*.json"))) < 400  # the queued files were not parsed after the stop
+    assert not (out / "extract").exists()

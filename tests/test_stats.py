@@ -1,9 +1,18 @@
 import numpy as np
 import pytest
 
+from lofi_pipeline.stats import (
+    copied_share,
+    empty_beat_rate,
+    groove_consistency,
+    histogram_distance,
+    longest_copied_run,
+    ngrams,
+    pitch_class_entropy,
+    polyphony,
+    scale_consistency,
+)
 from lofi_pipeline.token_format import Event
-from lofi_pipeline.stats import (copied_share, empty_beat_rate, groove_consistency, histogram_distance,
-                                 longest_copied_run, ngrams, pitch_class_entropy, polyphony, scale_consistency)
 
 
 def notes(pitches, step=12, dur=12):

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, load_config
+from .errors import StageError
 from .lock import LockedError, OutputsLock
 from .pipeline import STAGE_NAMES, build_stages
-from .errors import StageError
 from .runner import Runner
 
 EPILOG = """\

@@ -165,9 +165,10 @@ class GenerateStage(Stage):
                              "'validation', 'none' or a MIDI file)")
 
     def run(self, ctx: StageContext) -> dict:
+        import tensorflow as tf
+
         from .model import configure_tensorflow
         from .train import load_ensemble
-        import tensorflow as tf
         cfg, run_seed = ctx.params.generate, ctx.params.run.seed
         configure_tensorflow(ctx.params.train.threads)
         tf.config.experimental.enable_op_determinism()

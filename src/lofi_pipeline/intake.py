@@ -171,8 +171,8 @@ def read_zip(path: Path, limits: Limits = Limits()) -> IntakeResult:
                 col.skip(name, "encrypted entry: cannot be read without a password")
                 continue
             # zipfile reports damage (bad CRC, unknown compression, truncation) in many ways.
-            col.read(name, lambda: archive.open(info), info.compress_size, (zipfile.BadZipFile, zipfile.LargeZipFile, OSError,
-                                                       EOFError, NotImplementedError, RuntimeError))
+            col.read(name, lambda: archive.open(info), info.compress_size,
+                     (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError, RuntimeError))
     return col.result
 
 

@@ -8,8 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pyloudnorm
-from pedalboard import (Bitcrush, BrickwallLimiter, Compressor, HighpassFilter, HighShelfFilter,
-                        LowShelfFilter, Pedalboard, Resample, Reverb)
+from pedalboard import (
+    Bitcrush,
+    BrickwallLimiter,
+    Compressor,
+    HighpassFilter,
+    HighShelfFilter,
+    LowShelfFilter,
+    Pedalboard,
+    Resample,
+    Reverb,
+)
 from scipy import signal
 from scipy.ndimage import maximum_filter1d
 

@@ -58,7 +58,8 @@ def _drum_keys(el) -> tuple[int, ...]:
 def midi_bytes_to_piece(data: bytes, name: str, sha256: str, grid: int = 12,
                         max_beats: int = 4000) -> Piece:
     """Parse one MIDI file; raise UnusableMidi with a reason when it cannot be used."""
-    from music21 import chord, midi as m21midi, note, percussion
+    from music21 import chord, note, percussion
+    from music21 import midi as m21midi
     try:
         mf = m21midi.MidiFile()
         mf.readstr(data)

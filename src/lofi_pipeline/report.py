@@ -12,8 +12,8 @@ from .encode import load_encoded
 from .errors import StageError
 from .events import PITCH_NAMES
 from .runner import Runner
+from .stats import copied_share, corpus_stats, histogram_distance, longest_copied_run, ngrams
 from .token_format import LADDER_BEATS, tokens_to_events
-from .stats import (copied_share, corpus_stats, histogram_distance, longest_copied_run, ngrams)
 
 STAT_ROWS = [("pitch_class_entropy", "pitch-class entropy (bits)"),
              ("scale_consistency", "scale consistency"), ("polyphony", "polyphony (pitches)"),
@@ -109,7 +109,8 @@ def write_report(runner: Runner) -> Path:
         raise StageError(f"{out}/export has no exported tracks yet; run `lofi all` first")
     folder = out / "report"
     folder.mkdir(parents=True, exist_ok=True)
-    arranged = {t["title"]: t for t in (_read(runner.artifact_dir("arrange") / "tracks.json") or {"tracks": []})["tracks"]}
+    arrange_tracks = _read(runner.artifact_dir("arrange") / "tracks.json") or {"tracks": []}
+    arranged = {t["title"]: t for t in arrange_tracks["tracks"]}
     parts = [f"<h1>{html.escape(runner.cfg.run.name)}</h1>",
              f"<p class=meta>profile <b>{runner.cfg.profile}</b>, seed {runner.cfg.run.seed}; "
              f"playlist: <a href='playlist.m3u8'>playlist.m3u8</a></p>", "<section><h2>Tracks</h2>"]
