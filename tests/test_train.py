@@ -77,3 +77,21 @@ def test_training_resumes_from_its_last_checkpoint(trained, tmp_path):
     assert logs == ["member_0: resuming after epoch 1"]
     assert [h["epoch"] for h in history] == [0, 1, 2]
     assert history[0] == first[0]  # epoch 0 was not trained again
+
+
+def test_a_checkpoint_damaged_by_a_kill_restarts_the_member_instead_of_failing(trained, tmp_path):
+    cfg, runner = trained
+    vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
+    spec = member_specs(cfg)[0]
+    work = tmp_path / "member"
+    train_member(spec, len(vocab), data["x_train"].shape[1], data, work, epochs=1, batch_size=64, patience=5)
+    damaged = [p for p in (work / "backup").iterdir() if p.suffix in (".h5", ".json")]
+    assert damaged
+    for path in damaged:  # what SIGKILL in the middle of Keras' in-place writes leaves behind
+        path.write_bytes(path.read_bytes()[:7])
+    logs = []
+    train_member(spec, len(vocab), data["x_train"].shape[1], data, work, epochs=2, batch_size=64, patience=5,
+                 log=logs.append)
+    assert logs[0] == "member_0: resuming after epoch 1"
+    assert logs[1].startswith("member_0: its checkpoint was damaged by the interruption")
+    assert [h["epoch"] for h in read_history(work / "history.csv")] == [0, 1]

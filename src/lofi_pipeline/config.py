@@ -194,47 +194,41 @@ def field_role(section: str, key: str) -> str:
     return f.metadata.get("role", PARAM)
 
 
-class _SectionView:
-    __slots__ = ("_name", "_values", "_owner")
+class _ReadOnly:
+    """Attribute access to a fixed mapping; a missing name raises `missing(name)`'s message."""
+    __slots__ = ("_values", "_owner", "_missing")
 
-    def __init__(self, name: str, values: dict, owner: str):
-        object.__setattr__(self, "_name", name)
+    def __init__(self, values: dict, owner: str, missing):
         object.__setattr__(self, "_values", values)
         object.__setattr__(self, "_owner", owner)
+        object.__setattr__(self, "_missing", missing)
 
-    def __getattr__(self, key: str):
+    def __getattr__(self, name: str):
         try:
-            return self._values[key]
+            return self._values[name]
         except KeyError:
-            raise AttributeError(f"stage {self._owner} does not read {self._name}.{key}: add it to the "
-                                 f"stage's `reads` so that it is part of the stage's key") from None
+            raise AttributeError(self._missing(name)) from None
 
     def __setattr__(self, key, value):
         raise AttributeError(f"config is read-only inside stage {self._owner}")
 
 
-class ParamView:
+class ParamView(_ReadOnly):
     """What a stage may know of the config: exactly the keys it declared, read-only.
     Reading anything else raises, so a setting cannot change output without changing the key."""
-    __slots__ = ("_sections", "_owner")
+    __slots__ = ()
 
     def __init__(self, values: dict[str, dict[str, Any]], owner: str):
-        object.__setattr__(self, "_owner", owner)
-        object.__setattr__(self, "_sections", {s: _SectionView(s, v, owner) for s, v in values.items()})
-
-    def __getattr__(self, section: str) -> _SectionView:
-        try:
-            return self._sections[section]
-        except KeyError:
-            raise AttributeError(f"stage {self._owner} reads nothing from config section "
-                                 f"[{section}]: add it to the stage's `reads`") from None
-
-    def __setattr__(self, key, value):
-        raise AttributeError(f"config is read-only inside stage {self._owner}")
+        def section(name: str, keys: dict) -> _ReadOnly:
+            return _ReadOnly(keys, owner, lambda key: (
+                f"stage {owner} does not read {name}.{key}: add it to the stage's `reads` so that "
+                "it is part of the stage's key"))
+        super().__init__({s: section(s, v) for s, v in values.items()}, owner, lambda s: (
+            f"stage {owner} reads nothing from config section [{s}]: add it to the stage's `reads`"))
 
     def items(self):
         """(section.key, value) for every key in the view."""
-        for s, view in self._sections.items():
+        for s, view in self._values.items():
             for k, v in view._values.items():
                 yield f"{s}.{k}", v
 

@@ -87,10 +87,27 @@ def train_member(spec: dict, vocab_size: int, window: int, data: dict, work: Pat
     best = _persistent_best_callback(work, patience)
     stopped_early = best.state["epoch"] >= 0 and len(done) - 1 - best.state["epoch"] >= patience
     if not (work / "best.keras").exists() or not (len(done) >= epochs or stopped_early):
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=2, shuffle=False, callbacks=[
-            keras.callbacks.BackupAndRestore(str(work / "backup"), delete_checkpoint=False),
-            keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
-            best])
+        class Started(keras.callbacks.Callback):
+            ok = False
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.ok = True
+        started = Started()
+        try:
+            model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=2, shuffle=False, callbacks=[
+                # Keras writes its checkpoint in place; with two kept, a kill mid-write leaves the other.
+                keras.callbacks.BackupAndRestore(str(work / "backup"), double_checkpoint=True,
+                                                 delete_checkpoint=False),
+                keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
+                best, started])
+        except (OSError, ValueError) as exc:
+            if not done or started.ok:
+                raise
+            # Both checkpoints unreadable (a kill while the metadata was written): start over.
+            log(f"{spec['name']}: its checkpoint was damaged by the interruption "
+                f"({type(exc).__name__}); training it from the start")
+            shutil.rmtree(work)
+            return train_member(spec, vocab_size, window, data, work, epochs, batch_size, patience, log)
     return keras.saving.load_model(work / "best.keras")
 
 
