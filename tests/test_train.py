@@ -62,36 +62,40 @@ def test_metrics_recompute_from_the_saved_weights(trained):
         assert recomputed[name]["nll"] == pytest.approx(saved[name]["nll"], abs=2e-3)
 
 
-def test_training_resumes_from_its_last_checkpoint(trained, tmp_path):
+@pytest.fixture
+def member_training(trained, tmp_path):
+    """train(epochs, log) trains member_0 of the quick ensemble in one work folder, resuming."""
     cfg, runner = trained
     vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
-    spec = member_specs(cfg)[0]
-    work = tmp_path / "member"
-    train_member(spec, len(vocab), data["x_train"].shape[1], data, work, epochs=1, batch_size=64, patience=5)
-    first = read_history(work / "history.csv")
+    spec, work = member_specs(cfg)[0], tmp_path / "member"
+
+    def train(epochs: int, log=print):
+        train_member(spec, len(vocab), data["x_train"].shape[1], data, work, epochs=epochs, batch_size=64,
+                     patience=5, log=log)
+        return read_history(work / "history.csv")
+    return train, work
+
+
+def test_training_resumes_from_its_last_checkpoint(member_training):
+    train, work = member_training
+    first = train(1)
     assert len(first) == 1 and (work / "backup").exists()
     logs = []
-    train_member(spec, len(vocab), data["x_train"].shape[1], data, work, epochs=3, batch_size=64, patience=5,
-                 log=logs.append)
-    history = read_history(work / "history.csv")
+    history = train(3, logs.append)
     assert logs == ["member_0: resuming after epoch 1"]
     assert [h["epoch"] for h in history] == [0, 1, 2]
     assert history[0] == first[0]  # epoch 0 was not trained again
 
 
-def test_a_checkpoint_damaged_by_a_kill_restarts_the_member_instead_of_failing(trained, tmp_path):
-    cfg, runner = trained
-    vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
-    spec = member_specs(cfg)[0]
-    work = tmp_path / "member"
-    train_member(spec, len(vocab), data["x_train"].shape[1], data, work, epochs=1, batch_size=64, patience=5)
+def test_a_checkpoint_damaged_by_a_kill_restarts_the_member_instead_of_failing(member_training):
+    train, work = member_training
+    train(1)
     damaged = [p for p in (work / "backup").iterdir() if p.suffix in (".h5", ".json")]
     assert damaged
     for path in damaged:  # what SIGKILL in the middle of Keras' in-place writes leaves behind
         path.write_bytes(path.read_bytes()[:7])
     logs = []
-    train_member(spec, len(vocab), data["x_train"].shape[1], data, work, epochs=2, batch_size=64, patience=5,
-                 log=logs.append)
+    history = train(2, logs.append)
     assert logs[0] == "member_0: resuming after epoch 1"
     assert logs[1].startswith("member_0: its checkpoint was damaged by the interruption")
-    assert [h["epoch"] for h in read_history(work / "history.csv")] == [0, 1]
+    assert [h["epoch"] for h in history] == [0, 1]
