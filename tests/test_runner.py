@@ -276,3 +276,21 @@ def test_waiting_for_the_lock(tmp_path):
     with OutputsLock(tmp_path, wait_s=20):
         assert time.monotonic() - start > 0.5
     proc.wait()
+
+
+def test_file_digests_survive_a_rename_but_a_fresh_file_is_not_remembered(tmp_path, monkeypatch):
+    calls = []
+    real = hashing.sha256_file
+    monkeypatch.setattr(hashing, "sha256_file", lambda p: calls.append(p) or real(p))
+    old = tmp_path / "old.bin"
+    old.write_bytes(b"settled bytes")
+    os.utime(old, ns=(time.time_ns() - 10**10,) * 2)  # written ten seconds ago
+    first = hashing.file_digest(old)
+    old.rename(tmp_path / "renamed.bin")  # an artifact folder swapped into place
+    assert hashing.file_digest(tmp_path / "renamed.bin") == first and len(calls) == 1
+    fresh = tmp_path / "fresh.bin"
+    fresh.write_bytes(b"new bytes")
+    hashing.file_digest(fresh)
+    fresh.write_bytes(b"NEW bytes")  # same size, and likely the same coarse mtime
+    assert hashing.file_digest(fresh) == hashing.sha256_bytes(b"NEW bytes") and len(calls) == 3
+    assert hashing.file_digest(tmp_path / "missing.bin") is None

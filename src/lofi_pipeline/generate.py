@@ -9,7 +9,7 @@ from tqdm import tqdm
 from . import atomic
 from .encode import load_encoded, piece_to_events
 from .errors import StageError
-from .hashing import sha256_file
+from .hashing import path_digest
 from .midi_io import UnusableMidi, midi_bytes_to_piece, midi_header_reason
 from .runner import Stage, StageContext
 from .token_format import PAD, UNK, Vocabulary
@@ -155,8 +155,7 @@ class GenerateStage(Stage):
         primer = params.generate.primer
         if primer in ("validation", "none"):
             return {"primer": primer}
-        path = root / primer
-        return {"primer": sha256_file(path) if path.is_file() else "missing"}
+        return {"primer": path_digest(root / primer)}
 
     def check(self, params, root):
         primer = params.generate.primer

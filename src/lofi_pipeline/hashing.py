@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -32,6 +33,29 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+_DIGESTS: dict[tuple, str] = {}
+_RACY_NS = 1_000_000_000
+
+
+def file_digest(path: Path) -> str | None:
+    """sha256 of a file, or None when there is none. Remembered while the file keeps its
+    device, inode, size and mtime, so a renamed artifact folder or an input read again after
+    every stage is not hashed twice."""
+    try:
+        st = Path(path).stat()
+    except FileNotFoundError:
+        return None
+    token = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if token in _DIGESTS:
+        return _DIGESTS[token]
+    digest = sha256_file(path)
+    # Timestamps are coarse: a file written within the last second could be rewritten, same
+    # size, without its mtime moving (git's "racily clean" case), so it is not remembered yet.
+    if time.time_ns() - st.st_mtime_ns > _RACY_NS:
+        _DIGESTS[token] = digest
+    return digest
+
+
 def hash_json(obj) -> str:
     return sha256_bytes(json.dumps(obj, sort_keys=True, default=str).encode())
 
@@ -44,7 +68,7 @@ def folder_digest(path: Path) -> str:
         for fname in sorted(filenames):
             full = Path(dirpath) / fname
             if full.is_file() and not full.is_symlink():
-                items.append((full.relative_to(path).as_posix(), sha256_file(full)))
+                items.append((full.relative_to(path).as_posix(), file_digest(full)))
     return hash_json(items)
 
 
@@ -52,7 +76,7 @@ def path_digest(path: Path) -> str:
     """The content digest of a file or a folder; 'missing' when there is neither."""
     if path.is_dir():
         return folder_digest(path)
-    return sha256_file(path) if path.is_file() else "missing"
+    return (file_digest(path) if path.is_file() else None) or "missing"
 
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -144,7 +168,7 @@ def code_fingerprint(module: str) -> dict:
     sources = {}
     for m in modules:
         path = _module_file(m)
-        sources[m.removeprefix(PACKAGE + ".") if m != PACKAGE else "__init__"] = sha256_file(path)
+        sources[m.removeprefix(PACKAGE + ".") if m != PACKAGE else "__init__"] = file_digest(path)
     return {"sources": sources, "libraries": library_versions(foreign)}
 
 

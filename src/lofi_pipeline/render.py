@@ -22,7 +22,7 @@ from midi2audio import FluidSynth
 from . import atomic
 from .audio_io import read_wav, write_wav
 from .errors import StageError
-from .hashing import sha256_file
+from .hashing import path_digest
 from .parallel import process_map
 from .runner import Stage, StageContext
 
@@ -150,11 +150,9 @@ class RenderStage(Stage):
         return () if params.render.midi else self.requires
 
     def external_inputs(self, params, root):
-        sf = root / params.render.soundfont
-        digests = {"soundfont": sha256_file(sf) if sf.is_file() else "missing"}
+        digests = {"soundfont": path_digest(root / params.render.soundfont)}
         if params.render.midi:
-            digests["midi"] = ",".join(sha256_file(f) if f.is_file() else "missing"
-                                       for f in given_midi_files(root / params.render.midi))
+            digests["midi"] = ",".join(path_digest(f) for f in given_midi_files(root / params.render.midi))
         return digests
 
     def check(self, params, root):

@@ -22,7 +22,7 @@ from typing import Callable
 
 from . import atomic
 from .config import Config, ParamView
-from .hashing import binary_version, code_fingerprint, hash_json, library_versions, sha256_file
+from .hashing import binary_version, code_fingerprint, file_digest, hash_json, library_versions
 from .lock import OutputsLock
 
 RUNNER_PATHS = (".cache", ".tmp")
@@ -92,7 +92,6 @@ class Runner:
         self.outputs = self.root / Path(cfg.run.outputs).expanduser()
         self.log = log
         self._memo: dict[tuple[str, str], object] = {}
-        self._digests: dict[tuple, str] = {}
 
     def _memoised(self, kind: str, name: str, compute):
         if (kind, name) not in self._memo:
@@ -154,20 +153,9 @@ class Runner:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
-    def file_digest(self, path: Path) -> str | None:
-        """sha256 of a file, remembered while its size, mtime and inode stay the same."""
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            return None
-        token = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
-        if token not in self._digests:
-            self._digests[token] = sha256_file(path)
-        return self._digests[token]
-
     def _changed_output(self, man: dict) -> str | None:
         for rel, digest in man.get("outputs", {}).items():
-            if self.file_digest(self.outputs / rel) != digest:
+            if file_digest(self.outputs / rel) != digest:
                 return rel
         return None
 
@@ -264,9 +252,9 @@ class Runner:
     def _output_digests(self, name: str, ctx: StageContext) -> dict[str, str]:
         digests = {}
         for path in sorted(p for p in ctx.out_dir.rglob("*") if p.is_file()):
-            digests[f"{name}/{path.relative_to(ctx.out_dir).as_posix()}"] = sha256_file(path)
+            digests[f"{name}/{path.relative_to(ctx.out_dir).as_posix()}"] = file_digest(path)
         for path in ctx.extra_outputs:
-            digests[path.resolve().relative_to(self.outputs.resolve()).as_posix()] = sha256_file(path)
+            digests[path.resolve().relative_to(self.outputs.resolve()).as_posix()] = file_digest(path)
         return digests
 
     def _run_stage(self, name: str, why: str) -> float:
