@@ -64,5 +64,6 @@ bench: setup $(DATASET)
 	$(LOFI) train $(ARGS)
 	@command -v ffmpeg >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends ffmpeg; }
 	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/python benchmarks/bench_extract.py dataset/default.zip $(wildcard ../shared/data/pop909_first100.zip)
 	$(BIN)/python benchmarks/bench_generate.py
 	$(BIN)/python benchmarks/bench_audio.py

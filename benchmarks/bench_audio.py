@@ -23,9 +23,10 @@ from lofi_pipeline.export import write_mp3
 from lofi_pipeline.master import master_file
 from lofi_pipeline.render import render_midi
 
-PROGRESSION = ["c0.4.7.11_d24_s24_v2", "n76_d6_s6_v2", "n74_d6_s6_v2", "n72_d12_s12_v2",
-               "c2.5.9.0_d24_s24_v2", "c2.5.7.11_d24_s24_v2", "n71_d4_s4_v2", "n67_d4_s4_v2", "n64_d4_s4_v2",
-               "c0.4.7_d12_s12_v2"]
+# Rows of field tokens (shift, root, quality, pitch, duration, velocity): Cmaj7 Dm7 G7 C.
+PROGRESSION = [("12", "0", "maj7", "76", "6", "2"), ("6", "-", "-", "74", "6", "2"), ("6", "-", "-", "72", "12", "2"),
+               ("24", "2", "m7", "-", "-", "2"), ("12", "7", "7", "71", "4", "2"), ("4", "-", "-", "67", "4", "2"),
+               ("8", "-", "-", "64", "4", "2"), ("24", "0", "maj", "-", "-", "2")]
 
 
 def one_track(args) -> float:

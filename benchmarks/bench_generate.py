@@ -19,43 +19,36 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-from lofi_pipeline.encode import PAD  # noqa: E402
-from lofi_pipeline.generate import EnsembleSampler, sample_event  # noqa: E402
+from lofi_pipeline.generate import EnsembleSampler, FieldSampler, generate_tracks  # noqa: E402
 from lofi_pipeline.model import configure_tensorflow  # noqa: E402
+from lofi_pipeline.token_format import FIELDS, PAD  # noqa: E402
 from lofi_pipeline.train import load_ensemble  # noqa: E402
 
+SETTINGS = {"temperature": 0.9, "top_k": 30, "top_p": 0.95, "repetition_penalty": 1.3, "repetition_window": 16,
+            "fields": {}}
 
-def predict_loop(models, window: int, events: int, rng) -> list[int]:
-    seq: list[int] = []
+
+def predict_loop(models, field_sampler: FieldSampler, window: int, events: int, rng) -> np.ndarray:
+    seq = np.zeros((0, len(FIELDS)), np.int32)
     for _ in range(events):
-        ctx = np.full((1, window), PAD, np.int32)
+        ctx = np.full((1, window, len(FIELDS)), PAD, np.int32)
         tail = seq[-window:]
-        if tail:
+        if len(tail):
             ctx[0, window - len(tail):] = tail
-        probs = np.mean([m.predict(ctx, verbose=0)[0] for m in models], axis=0)
-        seq.append(sample_event(probs, rng, 0.9, 30, 0.95))
+        outs = [m.predict(ctx, verbose=0) for m in models]
+        probs = {f: np.mean([o[f][0] for o in outs], axis=0) for f in FIELDS}
+        seq = np.vstack([seq, field_sampler.draw(probs, rng, seq)[None, :]])
     return seq
 
 
-def sampled(sampler: EnsembleSampler, tracks: int, events: int, rngs) -> list[list[int]]:
-    seqs = [[] for _ in range(tracks)]
-    w = sampler.window
-    for _ in range(events):
-        ctx = np.full((tracks, w), PAD, np.int32)
-        for i, s in enumerate(seqs):
-            if s:
-                ctx[i, w - len(s[-w:]):] = s[-w:]
-        probs = sampler.next_probs(ctx)
-        for i in range(tracks):
-            seqs[i].append(sample_event(probs[i], rngs[i], 0.9, 30, 0.95))
-    return seqs
-
-
-def compiled_rate(sampler: EnsembleSampler, tracks: int, events: int) -> float:
-    sampled(sampler, tracks, 2, [np.random.default_rng(0)] * tracks)  # trace and compile this shape
-    rngs = [np.random.default_rng(i) for i in range(tracks)]
+def compiled_rate(sampler: EnsembleSampler, field_sampler: FieldSampler, shifts, tracks: int, events: int) -> float:
+    def run(n, seed):
+        rngs = [np.random.default_rng(seed + i) for i in range(tracks)]
+        empty = [np.zeros((0, len(FIELDS)), np.int32)] * tracks
+        generate_tracks(sampler, field_sampler, empty, rngs, 10**12, n, shifts, progress=False)
+    run(2, 0)  # trace and compile this shape
     t = time.perf_counter()
-    sampled(sampler, tracks, events, rngs)
+    run(events, 100)
     return tracks * events / (time.perf_counter() - t)
 
 
@@ -71,25 +64,26 @@ def main() -> int:
     configure_tensorflow()
     models, vocab, info = load_ensemble(Path(args.train_dir))
     window = info["window"]
-    print(f"ensemble: {len(models)} members, window {window}, vocabulary {len(vocab)}; "
+    field_sampler, shifts = FieldSampler(vocab, SETTINGS), vocab.value_table("shift")
+    print(f"ensemble: {len(models)} members, window {window}, fields {dict(zip(FIELDS, vocab.sizes))}; "
           f"{args.events} events per track, {os.cpu_count()} CPU cores")
 
-    predict_loop(models, window, 2, np.random.default_rng(0))  # warm-up
+    predict_loop(models, field_sampler, window, 2, np.random.default_rng(0))  # warm-up
     t = time.perf_counter()
-    predict_loop(models, window, args.events, np.random.default_rng(1))
+    predict_loop(models, field_sampler, window, args.events, np.random.default_rng(1))
     base_rate = args.events / (time.perf_counter() - t)
     print(f"{'sampler':<52} {'events/s':>9} {'ratio':>7}")
     print(f"{'loop      model.predict per event per member, 1 track':<52} {base_rate:9.1f} {1.0:6.1f}x")
     try:
         sampler = EnsembleSampler(models, jit_compile=True)
-        sampler.next_probs(np.zeros((1, sampler.window), np.int32))
+        sampler.next_probs(np.zeros((1, sampler.window, len(FIELDS)), np.int32))
         label = "XLA"
     except Exception as exc:  # an op XLA cannot compile on this build: graph mode, as generate does
         print(f"(XLA unavailable: {type(exc).__name__}; graph mode)")
         sampler, label = EnsembleSampler(models), "graph"
     for tracks, name in ((1, f"compiled  EnsembleSampler ({label}), 1 track"),
                          (args.tracks, f"batched   EnsembleSampler ({label}), {args.tracks} tracks")):
-        rate = compiled_rate(sampler, tracks, args.events)
+        rate = compiled_rate(sampler, field_sampler, shifts, tracks, args.events)
         print(f"{name:<52} {rate:9.1f} {rate / base_rate:6.1f}x")
     return 0
 

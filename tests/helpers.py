@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import mido
@@ -68,13 +69,97 @@ def progression_notes(tonic: int, minor: bool = False, bars: int = 4, melody: bo
     return notes
 
 
+# A C-major progression, one chord a bar: (root pitch class, quality, voicing above C3).
+PROGRESSIONS = [
+    [(0, "maj7", (48, 52, 55, 59)), (9, "m7", (45, 52, 55, 60)), (2, "m7", (50, 53, 57, 60)),
+     (7, "7", (43, 53, 59, 62))],
+    [(9, "m7", (45, 52, 55, 60)), (5, "maj7", (41, 52, 57, 60)), (0, "maj", (48, 52, 55, 60)),
+     (7, "maj", (43, 50, 55, 59))],
+    [(2, "m7", (50, 53, 57, 60)), (7, "7", (43, 53, 59, 62)), (0, "maj7", (48, 52, 55, 59)),
+     (0, "6", (48, 52, 55, 57))],
+]
+
+
+@dataclass
+class PerformedSong:
+    """A human-played song and what a reader should find in it (beats, in C major)."""
+    data: bytes
+    chords: list  # (onset beat, root pc, quality)
+    melody: list  # (onset beat, duration beats, pitch)
+
+
+def performed_song(seed: int = 0, bars: int = 4, transpose: int = 0, tempo_bpm: float | None = 96.0,
+                   one_track: bool = False, drums: bool = True, pedal: bool = True, triplets: bool = False,
+                   ticks_per_beat: int = 480) -> PerformedSong:
+    """Rolled chords (notes 10-40 ms apart, lowest first) struck short and held by the sustain
+    pedal, a melody over them on its own track (or the top of one piano track), a drum track,
+    every onset jittered by up to 20 ms; tempo_bpm=None writes no tempo event (120 is assumed)."""
+    rng = np.random.default_rng(seed)
+    bpm = tempo_bpm or 120.0
+    progression = PROGRESSIONS[seed % len(PROGRESSIONS)]
+    rhythm = [0, 1, 1.5, 2, 3] if not triplets else [0, 2 / 3, 1, 5 / 3, 2, 3]
+    chords, melody, tracks = [], [], {"chords": [], "melody": [], "drums": []}
+    pedals = []
+
+    def tick(beat: float, jitter_ms: float = 0.0) -> int:
+        return max(0, round((beat * 60 / bpm + jitter_ms / 1000) * bpm / 60 * ticks_per_beat))
+    for bar in range(bars):
+        root, quality, voicing = progression[bar % len(progression)]
+        start = 4.0 * bar
+        chords.append((start, root, quality))
+        at, spread = rng.uniform(-20, 20), rng.uniform(10, 40) / (len(voicing) - 1)
+        for k, pitch in enumerate(voicing):
+            on = tick(start, at + k * spread)
+            tracks["chords"].append((on, tick(start + 0.5), pitch + transpose, int(rng.integers(50, 70))))
+        if pedal:
+            pedals.append((tick(start, 60), tick(start + 3.9)))
+        tones = sorted({(root + i) % 12 for i in (0, 4, 7)} | {voicing[-1] % 12})
+        for beat in rhythm:
+            dur = 0.5 if beat % 1 else 1.0
+            dur = min(dur, ([b for b in rhythm if b > beat] + [4])[0] - beat)
+            pitch = 72 + int(rng.choice(tones)) + (0 if rng.random() < 0.7 else 2)
+            melody.append((start + beat, dur, pitch))
+            on = tick(start + beat, rng.uniform(-20, 20))
+            tracks["melody"].append((on, tick(start + beat + dur * 0.9), pitch + transpose, int(rng.integers(80, 100))))
+        if drums:
+            for beat in range(4):
+                tracks["drums"].append((tick(start + beat, rng.uniform(-10, 10)), tick(start + beat + 0.1),
+                                        36 if beat % 2 == 0 else 38, 90))
+    mf = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
+    meta = mido.MidiTrack()
+    if tempo_bpm is not None:
+        meta.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm), time=0))
+    mf.tracks.append(meta)
+    layout = [("Piano", 0, tracks["chords"] + (tracks["melody"] if one_track else []), pedals)]
+    if not one_track:
+        layout.append(("Melody", 1, tracks["melody"], []))
+    if drums:
+        layout.append(("Drums", 9, tracks["drums"], []))
+    for name, channel, notes, pedal_spans in layout:
+        track = mido.MidiTrack()
+        track.append(mido.MetaMessage("track_name", name=name, time=0))
+        msgs = [(on, 1, "note_on", pitch, vel) for on, off, pitch, vel in notes]
+        msgs += [(off, 0, "note_off", pitch, 0) for on, off, pitch, vel in notes]
+        msgs += [(down, 2, "cc", 127, 0) for down, _ in pedal_spans]
+        msgs += [(up, 0, "cc", 0, 0) for _, up in pedal_spans]
+        now = 0
+        for t, _, kind, value, vel in sorted(msgs):
+            if kind == "cc":
+                track.append(mido.Message("control_change", channel=channel, control=64, value=value, time=t - now))
+            else:
+                track.append(mido.Message(kind, channel=channel, note=value, velocity=vel, time=t - now))
+            now = t
+        mf.tracks.append(track)
+    buf = io.BytesIO()
+    mf.save(file=buf)
+    return PerformedSong(buf.getvalue(), chords, melody)
+
+
 @functools.lru_cache(maxsize=None)
 def song_bytes(index: int) -> bytes:
-    """Deterministic little songs in varied keys and modes."""
-    tonic = 55 + (index * 5) % 12
-    return midi_bytes(progression_notes(tonic, minor=index % 3 == 1, bars=3 + index % 3),
-                      drums=[(b, 0.25, 36 if b % 2 == 0 else 38, 90) for b in range(8)],
-                      tempo_bpm=80 + index)
+    """Deterministic little performed songs in varied keys, tempi and progressions."""
+    return performed_song(seed=index, bars=4 + index % 3, transpose=(index * 5) % 12 - 5,
+                          tempo_bpm=80.0 + index, triplets=index % 4 == 3).data
 
 
 def write_zip(path: Path, entries: dict[str, bytes]) -> Path:

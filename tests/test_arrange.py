@@ -8,8 +8,10 @@ from helpers import ROOT
 from lofi_pipeline.arrange import arrange_track, chord_root, swing_beats, tokens_to_timeline, voice_chord
 from lofi_pipeline.config import load_config
 
-TOKENS = ["c0.4.7_d12_s12_v2", "n72_d6_s6_v2", "n74_d6_s6_v2", "c0.5.9_d12_s12_v2", "<unk>",
-          "c2.7.11_d24_s24_v2", "n67_d4_s4_v2", "n69_d4_s4_v2", "n71_d4_s4_v2", "c0.4.7_d24_s24_v2"] * 6
+TOKENS = [("12", "0", "maj", "-", "-", "2"), ("6", "-", "-", "72", "6", "2"), ("6", "-", "-", "74", "6", "2"),
+          ("12", "5", "maj", "-", "-", "2"), ("<unk>", "-", "-", "-", "-", "2"),
+          ("24", "7", "maj", "-", "-", "2"), ("4", "-", "-", "67", "4", "2"), ("4", "-", "-", "69", "4", "2"),
+          ("4", "-", "-", "71", "4", "2"), ("24", "0", "maj", "-", "-", "2")] * 6
 
 
 def cfg(*overrides):

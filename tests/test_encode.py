@@ -1,66 +1,87 @@
+import json
+
 import numpy as np
 import pytest
 
-from helpers import midi_bytes, progression_notes
-from lofi_pipeline.encode import make_windows, piece_to_events, split_by_piece
+from helpers import performed_song
+from lofi_pipeline.encode import grouped_split, make_windows, name_key, near_duplicate_groups, piece_to_events
 from lofi_pipeline.errors import StageError
-from lofi_pipeline.midi_io import midi_bytes_to_piece
-from lofi_pipeline.token_format import PAD, UNK, Vocabulary, tokens_to_events
+from lofi_pipeline.events import ChordChange, NoteEvent, Piece
+from lofi_pipeline.midi_io import key_profiles, read_midi
+from lofi_pipeline.performance import analyse
+from lofi_pipeline.token_format import PAD
 
 
-@pytest.fixture
-def piece():
-    return midi_bytes_to_piece(midi_bytes(progression_notes(62, bars=4)), "p", "sha")
+def performed_piece(name="p.mid", **options):
+    return analyse(read_midi(performed_song(**options).data), name, name, key_profiles())
 
 
-def test_events_say_what_sounds_how_long_and_when_next(piece):
-    events = piece_to_events(piece)
-    first = events[0]
-    assert first.is_chord and first.sound == "c0.4.7" and first.shift == 6 and first.duration == 12
-    assert events[1].sound.startswith("c")  # the bass chord still sounds under the melody's 8th
+def test_events_are_where_the_melody_moves_or_the_chord_changes():
+    events = piece_to_events(performed_piece())
+    song = performed_song()
+    melody_onsets = {round(b * 12) for b, _, _ in song.melody}
+    chord_onsets = {round(b * 12) for b, _, _ in song.chords}
+    assert [e.onset for e in events] == sorted(melody_onsets | chord_onsets)
+    assert [e.onset for e in events if e.is_chord] == sorted(chord_onsets)
     assert all(e.onset == sum(x.shift for x in events[:i]) for i, e in enumerate(events))
+    assert events[0].label.startswith("Cmaj7 n")
 
 
-def test_encode_then_decode_gives_back_the_events(piece):
+def test_a_long_gap_becomes_rest_events_so_time_is_kept():
+    piece = Piece("s", "gap", melody=[NoteEvent(0, 12, 72), NoteEvent(12 * 10, 12, 74)],
+                  chords=[ChordChange(0, 0, "maj")])
     events = piece_to_events(piece)
-    vocab = Vocabulary.build([[e.token for e in events]], min_count=1)
-    ids = vocab.encode([e.token for e in events])
-    assert tokens_to_events(vocab.decode(ids)) == events
-
-
-def test_rare_events_fold_into_unknown_and_vocab_round_trips(tmp_path, piece):
-    tokens = [e.token for e in piece_to_events(piece)]
-    vocab = Vocabulary.build([tokens], min_count=2)
-    ids = vocab.encode(tokens + ["n61_d3_s3_v2"])
-    assert ids[-1] == UNK and (ids == UNK).sum() >= 1
-    vocab.save(tmp_path / "v.json")
-    loaded = Vocabulary.load(tmp_path / "v.json")
-    assert loaded.tokens == vocab.tokens and loaded.fingerprint() == vocab.fingerprint()
+    assert [(e.onset, e.shift, e.label) for e in events] == [
+        (0, 48, "C n72/12"), (48, 48, "rest"), (96, 24, "rest"), (120, 12, "n74/12")]
 
 
 def test_windows_are_left_padded_so_every_event_is_a_target():
-    x, y = make_windows([np.array([5, 6, 7], np.int32)], window=4)
-    assert y.tolist() == [5, 6, 7]
-    assert x.tolist() == [[PAD] * 4, [PAD, PAD, PAD, 5], [PAD, PAD, 5, 6]]
-    x2, y2 = make_windows([np.arange(2, 12, dtype=np.int32)], window=3, stride=4)
-    assert y2.tolist() == [2, 6, 10]
+    seq = np.arange(2, 2 + 3 * 6, dtype=np.int32).reshape(3, 6)
+    x, y = make_windows([seq], window=4)
+    assert x.shape == (3, 4, 6) and y.tolist() == seq.tolist()
+    assert (x[0] == PAD).all() and x[2, -1].tolist() == seq[1].tolist() and (x[2, :2] == PAD).all()
+    _, y2 = make_windows([np.repeat(np.arange(10, dtype=np.int32)[:, None], 6, axis=1)], window=3, stride=4)
+    assert y2[:, 0].tolist() == [0, 4, 8]
 
 
-def test_split_is_by_piece_seeded_and_never_empty():
-    keys = [f"piece{i}" for i in range(20)]
-    val = split_by_piece(keys, 0.25, seed=7)
-    assert len(val) == 5 and val == split_by_piece(keys, 0.25, seed=7)
-    assert val != split_by_piece(keys, 0.25, seed=8)
-    with pytest.raises(StageError, match="at least 2"):
-        split_by_piece(["only"], 0.2, 1)
+def test_file_names_lose_versions_not_numbers():
+    assert name_key("songs/Tune v2.mid") == name_key("Tune.MID") == name_key("tune (3).mid") == "tune"
+    assert name_key("bach__bwv269__analysis.mid") == "bach__bwv269"
+    assert name_key("bach__bwv250.mid") != name_key("bach__bwv251.mid")
 
 
-def test_no_piece_lands_in_both_splits(trained):
-    import json
-    cfg, runner = trained
+def test_near_duplicates_share_a_group_and_strangers_do_not():
+    pieces = [performed_piece("a.mid", seed=0, bars=8), performed_piece("b.mid", seed=0, bars=8, transpose=5),
+              performed_piece("c.mid", seed=1, bars=8), performed_piece("c v2.mid", seed=2, bars=8),
+              performed_piece("d.mid", seed=2, bars=8, one_track=True, tempo_bpm=70.0)]
+    groups = near_duplicate_groups(pieces)
+    assert groups[0] == groups[1]  # one tune, transposed and played again
+    assert groups[2] == groups[3]  # one name, two versions
+    assert groups[3] == groups[4]  # the same melody over the same chords
+    assert groups[0] != groups[2]
+
+
+def test_split_keeps_groups_whole_is_seeded_and_fills_all_three_sides():
+    groups = [i // 3 for i in range(60)]  # twenty groups of three
+    split = grouped_split(groups, 0.1, 0.15, seed=7)
+    assert split == grouped_split(groups, 0.1, 0.15, seed=7) != grouped_split(groups, 0.1, 0.15, seed=8)
+    assert {s for s in split} == {"train", "dev", "test"}
+    for g in set(groups):
+        assert len({s for s, gg in zip(split, groups) if gg == g}) == 1
+    assert split.count("test") == 9 and split.count("dev") == 6
+    assert grouped_split([0, 1, 2], 0.1, 0.1, 1).count("train") == 1
+    with pytest.raises(StageError, match="at least 3 distinct pieces"):
+        grouped_split([0, 0, 1], 0.1, 0.1, 1)
+
+
+def test_the_encode_manifest_counts_what_could_not_be_represented(trained):
+    _, runner = trained
+    stats = runner.manifest("encode")["stats"]
+    assert stats["unknown_share"] == 0.0
+    assert {f"unknown_share_{f}" for f in ("shift", "root", "quality", "pitch", "duration", "velocity")} <= set(stats)
+    assert all(stats["pieces"][s] >= 1 for s in ("train", "dev", "test"))
     meta = json.loads((runner.artifact_dir("encode") / "pieces.json").read_text())["pieces"]
-    splits = {}
+    by_group = {}
     for m in meta:
-        splits.setdefault(m["sha256"], set()).add(m["split"])
-    assert all(len(s) == 1 for s in splits.values())
-    assert {"train", "val"} == {s for v in splits.values() for s in v}
+        by_group.setdefault(m["group"], set()).add(m["split"])
+    assert all(len(s) == 1 for s in by_group.values())

@@ -3,74 +3,91 @@ import json
 import numpy as np
 import pytest
 
-from helpers import ROOT, midi_bytes, progression_notes
+from helpers import ROOT, midi_bytes, performed_song
 from lofi_pipeline.encode import load_encoded
 from lofi_pipeline.errors import StageError
 from lofi_pipeline.generate import (
     EnsembleSampler,
+    FieldSampler,
     generate_tracks,
     primer_from_midi,
-    sample_event,
+    sample_value,
     self_repetition,
-    shift_table,
     track_seed,
 )
 from lofi_pipeline.pipeline import build_stages
 from lofi_pipeline.runner import Runner
-from lofi_pipeline.token_format import PAD, UNK, Vocabulary
+from lofi_pipeline.token_format import FIELDS, PAD, UNK, Vocabulary
 from lofi_pipeline.train import load_ensemble
+
+SETTINGS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0, "repetition_window": 0,
+            "fields": {}}
 
 
 def test_sampling_never_draws_specials_and_honours_top_k_and_top_p():
     probs = np.array([0.5, 0.3, 0.1, 0.06, 0.04])
     rng = np.random.default_rng(0)
-    draws = [sample_event(probs, rng) for _ in range(300)]
+    draws = [sample_value(probs, rng) for _ in range(300)]
     assert PAD not in draws and UNK not in draws and set(draws) == {2, 3, 4}
-    assert {sample_event(probs, rng, top_k=1) for _ in range(50)} == {2}
-    assert {sample_event(probs, rng, top_p=0.5) for _ in range(50)} == {2}
-    assert {sample_event(probs, rng, temperature=0.05) for _ in range(50)} == {2}
+    assert {sample_value(probs, rng, top_k=1) for _ in range(50)} == {2}
+    assert {sample_value(probs, rng, top_p=0.5) for _ in range(50)} == {2}
+    assert {sample_value(probs, rng, temperature=0.05) for _ in range(50)} == {2}
 
 
 def test_repetition_penalty_moves_mass_away_from_recent_events():
     probs = np.array([0, 0, 0.6, 0.4])
     rng = np.random.default_rng(1)
-    plain = np.mean([sample_event(probs, rng) == 2 for _ in range(400)])
-    penalised = np.mean([sample_event(probs, rng, recent=np.array([2]), repetition_penalty=4.0) == 2
+    plain = np.mean([sample_value(probs, rng) == 2 for _ in range(400)])
+    penalised = np.mean([sample_value(probs, rng, recent=np.array([2]), repetition_penalty=4.0) == 2
                          for _ in range(400)])
     assert penalised < plain - 0.2
 
 
 def test_sampling_is_a_pure_function_of_the_seed():
     probs = np.random.default_rng(3).dirichlet(np.ones(40))
-    a = [sample_event(probs, np.random.default_rng(9), 0.9, 10, 0.9) for _ in range(5)]
-    b = [sample_event(probs, np.random.default_rng(9), 0.9, 10, 0.9) for _ in range(5)]
+    a = [sample_value(probs, np.random.default_rng(9), 0.9, 10, 0.9) for _ in range(5)]
+    b = [sample_value(probs, np.random.default_rng(9), 0.9, 10, 0.9) for _ in range(5)]
     assert a == b
     assert track_seed(1, 0) != track_seed(1, 1) and track_seed(1, 0) == track_seed(1, 0)
 
 
 def test_self_repetition_sees_loops():
-    assert self_repetition([1, 2, 3, 4] * 8, size=4) == 1.0
-    assert self_repetition(list(range(64)), size=16) == 0.0
+    assert self_repetition([[1, 2], [3, 4]] * 8, size=2) == 1.0
+    assert self_repetition([[i, i] for i in range(64)], size=16) == 0.0
 
 
-def test_ensemble_combines_members_probabilities(trained):
+def test_field_sampler_keeps_chords_and_notes_whole_and_honours_per_field_settings():
+    vocab = Vocabulary.closed(4)
+    rng = np.random.default_rng(0)
+    sampler = FieldSampler(vocab, {**SETTINGS, "fields": {"pitch": {"top_k": 1}}})
+    probs = {f: np.random.default_rng(i).dirichlet(np.ones(n)) for i, (f, n) in enumerate(zip(FIELDS, vocab.sizes))}
+    top_pitch = 2 + int(np.argmax(probs["pitch"][2:]))
+    rows = [sampler.draw(probs, rng, np.zeros((0, len(FIELDS)), np.int32)) for _ in range(200)]
+    events, dropped = vocab.decode_events(np.array(rows))
+    assert dropped == 0 and len(events) == 200  # never a root without a quality, nor a pitch without a duration
+    assert {r[FIELDS.index("pitch")] for r in rows} == {top_pitch}
+    assert len({r[FIELDS.index("root")] for r in rows}) > 5
+
+
+def test_ensemble_combines_members_probabilities_per_field(trained):
     _, runner = trained
     vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
     models, _, _ = load_ensemble(runner.artifact_dir("train"), vocab)
-    x = data["x_val"][:4]
+    x = data["x_dev"][:4]
+    outs = [m.predict(x, verbose=0) for m in models]
     mean = EnsembleSampler(models).next_probs(x)
-    expected = np.mean([m.predict(x, verbose=0) for m in models], axis=0)
-    assert np.allclose(mean, expected, atol=1e-5)
     product = EnsembleSampler(models, "product").next_probs(x)
-    assert np.allclose(product.sum(axis=1), 1, atol=1e-4)
     weighted = EnsembleSampler(models, "weighted", [1, 0]).next_probs(x)
-    assert np.allclose(weighted, models[0].predict(x, verbose=0), atol=1e-5)
+    for f in FIELDS:
+        assert np.allclose(mean[f], np.mean([o[f] for o in outs], axis=0), atol=1e-5)
+        assert np.allclose(product[f].sum(axis=1), 1, atol=1e-4)
+        assert np.allclose(weighted[f], outs[0][f], atol=1e-5)
 
 
 def test_models_and_a_foreign_vocabulary_do_not_mix(trained):
     _, runner = trained
     with pytest.raises(StageError, match="trained on vocabulary"):
-        load_ensemble(runner.artifact_dir("train"), Vocabulary(["n60_d12_s12_v2"]))
+        load_ensemble(runner.artifact_dir("train"), Vocabulary.closed(7))
 
 
 def test_bad_primers_get_clear_errors(trained, tmp_path):
@@ -83,12 +100,12 @@ def test_bad_primers_get_clear_errors(trained, tmp_path):
     with pytest.raises(StageError, match="not a MIDI file"):
         primer_from_midi(text, vocab, 12)
     long = tmp_path / "long.mid"
-    long.write_bytes(midi_bytes(progression_notes(60, bars=8)))
+    long.write_bytes(performed_song(bars=8).data)
     with pytest.raises(StageError, match=r"longer than the models' window of 12"):
         primer_from_midi(long, vocab, 12)
     short = tmp_path / "short.mid"
-    short.write_bytes(midi_bytes([(0, 1, 60, 80), (1, 1, 64, 80), (2, 1, 67, 80)]))
-    assert len(primer_from_midi(short, vocab, 12)) == 3
+    short.write_bytes(midi_bytes([(0, 1, 60, 80), (1, 1, 64, 80), (2, 1, 67, 80), (3, 1, 72, 80)]))
+    assert primer_from_midi(short, vocab, 12).shape == (4, len(FIELDS))
 
 
 def generate(trained, tmp_path, *overrides):
@@ -100,8 +117,8 @@ def generate(trained, tmp_path, *overrides):
     out = tmp_path / "outputs"
     shutil.copytree(runner.outputs, out, ignore=shutil.ignore_patterns(".lock"))
     cfg2 = load_config(ROOT / "lofi.toml", "quick", [f'run.outputs="{out}"', f'run.archive="{cfg.run.archive}"',
-                                                     "encode.validation_share=0.2", "train.epochs=12",
-                                                     "train.patience=3", *overrides])
+                                                     "encode.dev_share=0.2", "encode.test_share=0.2", "train.epochs=12",
+                                                     "train.patience=3", "train.batch_size=32", *overrides])
     logs = []
     r = Runner(cfg2, build_stages(), root=ROOT, log=logs.append)
     r.run(["generate"])
@@ -124,14 +141,15 @@ def test_different_seeds_sample_different_music_from_the_same_models(trained):
     vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
     models, _, _ = load_ensemble(runner.artifact_dir("train"), vocab)
     sampler = EnsembleSampler(models)
-    params = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0, "repetition_window": 0}
 
     def sample(seed):
         rngs = [np.random.default_rng(track_seed(seed, i)) for i in range(2)]
-        return generate_tracks(sampler, [np.zeros(0, np.int32)] * 2, rngs, 10**9, 24,
-                               shift_table(vocab), params, progress=False)
+        seqs = generate_tracks(sampler, FieldSampler(vocab, SETTINGS), [np.zeros((0, len(FIELDS)), np.int32)] * 2,
+                               rngs, 10**9, 24, vocab.value_table("shift"), progress=False)
+        return [s.tolist() for s in seqs]
     assert sample(1) == sample(1)
     assert sample(1) != sample(2)
+    assert all(len(s) == 24 for s in sample(1))
 
 
 def test_a_missing_primer_stops_before_any_work(trained, tmp_path):

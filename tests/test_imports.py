@@ -41,7 +41,8 @@ def test_stages_import_the_runner_shared_modules_and_their_direct_upstream_only(
 def test_shared_modules_import_no_stage_and_no_entry_point():
     stages = {type(s).__module__.rsplit(".", 1)[1] for s in build_stages()}
     shared = {p.stem for p in PACKAGE_DIR.glob("*.py")} - stages - ENTRY_POINTS
-    assert {"runner", "audio_io", "midi_io", "hashing", "errors", "token_format", "parallel"} <= shared
+    assert {"runner", "audio_io", "midi_io", "hashing", "errors", "token_format", "parallel", "performance",
+            "chords"} <= shared
     for module in shared:
         bad = package_imports(module) & (stages | ENTRY_POINTS)
         assert not bad, f"shared module {module}.py imports {sorted(bad)}"

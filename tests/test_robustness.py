@@ -144,7 +144,7 @@ def test_a_failing_stage_leaves_no_temporary_files(tmp_path, quick_cfg):
     only_drums = write_zip(tmp_path / "d.zip", {"a.mid": midi_bytes(drums=[(0, 1, 36, 90)]),
                                                 "b.mid": midi_bytes(drums=[(0, 1, 38, 90)])})
     runner = Runner(quick_cfg(f'run.archive="{only_drums}"'), build_stages(), root=ROOT, log=lambda m: None)
-    with pytest.raises(StageError, match="at least 2 usable pieces"):
+    with pytest.raises(StageError, match="at least 3 distinct pieces"):
         runner.run(["encode"])
     leftovers = [p for p in (tmp_path / "outputs").rglob("*") if ".tmp" in p.name or p.parent.name == ".tmp"]
     assert leftovers == []
@@ -172,23 +172,21 @@ def test_intake_never_crashes_on_arbitrary_archives(tmp_path, entries, cut):
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.one_of(
-    st.sampled_from(["<unk>", "<pad>"]),
-    st.builds(lambda s, d, sh, v: f"{s}_d{d}_s{sh}_v{v}",
-              st.one_of(st.integers(0, 127).map(lambda p: f"n{p}"),
-                        st.lists(st.integers(0, 11), min_size=2, max_size=6, unique=True).map(
-                            lambda pcs: "c" + ".".join(map(str, sorted(pcs))))),
-              st.sampled_from([1, 2, 3, 4, 6, 8, 9, 12, 16, 18, 24, 32, 36, 48]),
-              st.sampled_from([0, 1, 2, 3, 4, 6, 8, 9, 12, 16, 18, 24, 32, 36, 48]),
-              st.integers(0, 3))), max_size=80),
+    st.tuples(*[st.sampled_from(["<unk>", "<pad>"])] * 6),
+    st.tuples(st.sampled_from(["1", "3", "4", "6", "12", "24", "48", "<pad>"]),
+              st.sampled_from(["-", "0", "2", "7", "9", "11", "<unk>"]),
+              st.sampled_from(["-", "maj", "m7", "7b9", "1", "5"]),
+              st.one_of(st.just("-"), st.integers(0, 127).map(str)),
+              st.sampled_from(["-", "1", "6", "12", "48"]),
+              st.sampled_from(["0", "3"]))), max_size=80),
     st.integers(0, 2**31 - 1))
-def test_random_token_sequences_decode_to_valid_midi_or_a_clear_error(tokens, seed):
+def test_random_token_rows_decode_to_valid_midi_or_a_clear_error(rows, seed):
     import mido
     cfg = load_config(ROOT / "lofi.toml", "quick").arrange
     try:
-        mf, _, info = arrange_track(tokens, 12, 4, seed, cfg, "fuzz")
+        mf, _, info = arrange_track(rows, 12, 4, seed, cfg, "fuzz")
     except StageError as exc:
         assert "no decodable events" in str(exc)
-        assert all(t.startswith("<") for t in tokens)
         return
     buf = io.BytesIO()
     mf.save(file=buf)

@@ -45,10 +45,14 @@ def changed_value(f: dataclasses.Field):
         return default + (hi - default) / 2 if hi > default else (default + lo) / 2
     if isinstance(default, list):
         return default + default[:1] if default else [1.0]
+    if isinstance(default, dict):
+        return {"pitch": {"temperature": 1.1}}
     return default + "_changed"
 
 
 def toml_value(value) -> str:
+    if isinstance(value, dict):  # TOML inline table: {pitch = {temperature = 1.1}}
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
     return json.dumps(value)
 
 
@@ -142,8 +146,8 @@ def test_status_says_why_a_stage_is_stale(runner_for):
     assert r2.state("encode") == (False, "parameters changed: encode.window")
     assert r2.state("extract")[0]
     assert r2.state("train") == (False, "not built yet")
-    r3 = runner_for("extract.grid_per_beat=24")
-    assert r3.state("extract") == (False, "parameters changed: extract.grid_per_beat")
+    r3 = runner_for("extract.onset_tolerance_ms=30")
+    assert r3.state("extract") == (False, "parameters changed: extract.onset_tolerance_ms")
     assert r3.state("encode") == (False, "upstream stale: extract") and r3.key("encode") is None
     r3.run(["extract"])
     assert r3.state("encode") == (False, "upstream output changed: extract")

@@ -3,19 +3,23 @@ import json
 import numpy as np
 import pytest
 
-from lofi_pipeline.baselines import NGramModel, UnigramModel, next_event_metrics
+from lofi_pipeline.baselines import NGramModel, UnigramModel, event_metrics, field_metrics
 from lofi_pipeline.encode import load_encoded
 from lofi_pipeline.model import build_member
+from lofi_pipeline.token_format import FIELDS, Vocabulary
 from lofi_pipeline.train import evaluate, load_ensemble, member_specs, read_history, train_member
 
 
-def test_builder_has_the_named_layers_in_order():
-    model = build_member(50, 8, embed_dim=8, conv_filters=8, kernel_size=3, lstm_units=8)
+def test_builder_has_the_named_layers_in_order_and_one_head_per_field():
+    sizes = dict(zip(FIELDS, Vocabulary.closed(4).sizes))
+    model = build_member(sizes, 8, embed_dim=8, conv_filters=8, kernel_size=3, lstm_units=8)
     names = [layer.name for layer in model.layers]
-    for expected in ("embedding", "conv", "bilstm", "attention", "attention_norm", "next_event"):
+    for expected in ("embed_pitch", "event_embedding", "conv", "bilstm", "attention", "attention_norm", *FIELDS):
         assert expected in names
-    assert names.index("conv") < names.index("bilstm") < names.index("attention") < names.index("next_event")
-    assert model.output_shape == (None, 50)
+    assert names.index("conv") < names.index("bilstm") < names.index("attention") < names.index("pitch")
+    out = model.predict(np.zeros((2, 8, len(FIELDS)), np.int32), verbose=0)
+    assert {f: out[f].shape for f in FIELDS} == {f: (2, n) for f, n in sizes.items()}
+    assert np.allclose(out["root"].sum(axis=1), 1.0, atol=1e-5)
 
 
 def test_members_differ_by_seed_and_hyperparameters(trained):
@@ -36,14 +40,22 @@ def test_baselines_give_proper_distributions():
     x2 = np.tile(np.arange(2, 8, dtype=np.int32), (60, 1))
     y2 = np.full(60, 9, np.int32)
     ngram, uni = NGramModel(12, 3).fit(x2, y2), UnigramModel(12).fit(y2)
-    assert next_event_metrics(ngram.predict(x2), y2)["nll"] < 0.2
-    assert next_event_metrics(ngram.predict(x2), y2)["nll"] <= next_event_metrics(uni.predict(x2), y2)["nll"]
+    assert field_metrics(ngram.predict(x2), y2)["nll"] < 0.2
+    assert field_metrics(ngram.predict(x2), y2)["nll"] <= field_metrics(uni.predict(x2), y2)["nll"]
 
 
-def test_tiny_ensemble_beats_the_unigram_and_writes_its_artifacts(trained):
+def test_an_events_nll_is_the_sum_of_its_fields():
+    probs = {"a": np.array([[0.0, 0.0, 0.5, 0.5]]), "b": np.array([[0.0, 0.0, 0.25, 0.75]])}
+    m = event_metrics(probs, np.array([[2, 3]]), ("a", "b"))
+    assert m["nll"] == pytest.approx(np.log(2) - np.log(0.75), abs=1e-4)
+    assert m["fields"]["b"]["top1"] == 1.0 and m["fields"]["a"]["nll"] == pytest.approx(np.log(2), abs=1e-4)
+
+
+def test_tiny_ensemble_beats_the_unigram_on_the_test_split_and_writes_its_artifacts(trained):
     _, runner = trained
     out = runner.artifact_dir("train")
-    metrics = json.loads((out / "metrics.json").read_text())["validation"]
+    metrics = json.loads((out / "metrics.json").read_text())["test"]
+    assert set(metrics["ensemble"]["fields"]) == set(FIELDS)
     assert np.isfinite(metrics["ensemble"]["nll"])
     assert metrics["ensemble"]["nll"] < metrics["unigram"]["nll"]
     assert set(metrics) >= {"member_0", "member_1", "ensemble", "unigram", "3-gram"}
@@ -56,8 +68,8 @@ def test_metrics_recompute_from_the_saved_weights(trained):
     vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
     models, _, info = load_ensemble(runner.artifact_dir("train"), vocab)
     recomputed = evaluate({m["name"]: model for m, model in zip(info["members"], models)},
-                             len(vocab), data, cfg.train.ngram_order)
-    saved = json.loads((runner.artifact_dir("train") / "metrics.json").read_text())["validation"]
+                          vocab, data, cfg.train.ngram_order)
+    saved = json.loads((runner.artifact_dir("train") / "metrics.json").read_text())["test"]
     for name in saved:
         assert recomputed[name]["nll"] == pytest.approx(saved[name]["nll"], abs=2e-3)
 
@@ -70,7 +82,8 @@ def member_training(trained, tmp_path):
     spec, work = member_specs(cfg)[0], tmp_path / "member"
 
     def train(epochs: int, log=print):
-        train_member(spec, len(vocab), data["x_train"].shape[1], data, work, epochs=epochs, batch_size=64,
+        train_member(spec, dict(zip(FIELDS, vocab.sizes)), data["x_train"].shape[1], data, work, epochs=epochs,
+                     batch_size=64,
                      patience=5, log=log)
         return read_history(work / "history.csv")
     return train, work

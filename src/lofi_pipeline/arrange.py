@@ -17,7 +17,7 @@ from . import atomic
 from .errors import StageError
 from .events import PITCH_NAMES
 from .runner import Stage, StageContext
-from .token_format import Event, token_to_event
+from .token_format import Event, tokens_to_events
 
 TICKS_PER_BEAT = 480
 BEATS_PER_BAR = 4
@@ -35,17 +35,10 @@ class Part:
         self.notes.append((float(start), float(duration), int(pitch), int(np.clip(velocity, 1, 127))))
 
 
-def tokens_to_timeline(tokens: list[str], grid: int) -> tuple[list[Event], int]:
-    """Decode tokens to events on the beat grid; special tokens are dropped and counted."""
-    events, onset, dropped = [], 0, 0
-    for tok in tokens:
-        if tok.startswith("<"):
-            dropped += 1
-            continue
-        e = token_to_event(tok, onset)
-        events.append(e)
-        onset += e.shift
-    return events, dropped
+def tokens_to_timeline(rows: list, grid: int) -> tuple[list[Event], int]:
+    """Decode rows of field tokens to events on the grid; rows holding a special token are
+    dropped and counted."""
+    return tokens_to_events([tuple(r) for r in rows])
 
 
 def chord_root(pcs: list[int]) -> int:
@@ -63,9 +56,9 @@ def detect_minor(events: list[Event]) -> bool:
     weight = np.zeros(12)
     for e in events:
         if e.is_chord:
-            weight[chord_root([p % 12 for p in e.pitches])] += e.duration
-        else:
-            weight[e.pitches[0] % 12] += e.duration * 0.5
+            weight[e.root] += e.shift
+        if e.pitch is not None:
+            weight[e.pitch % 12] += e.duration * 0.5
     return weight[9] > weight[0]
 
 
@@ -110,14 +103,12 @@ def voice_chord(pcs: list[int], root: int, extensions: bool, low: int = 52) -> l
 
 def chords_from_events(events: list[Event], length: float) -> list[tuple[float, float, list[int]]]:
     """(start, end, pitch classes) segments; a chordless stretch is harmonised by bar from its notes."""
-    segs = []
-    for e in events:
-        if e.is_chord and e.onset < length:
-            segs.append([e.onset, [p % 12 for p in e.pitches]])
+    segs = [[e.onset, e.chord_pcs] for e in events if e.is_chord and e.onset < length]
     if not segs:
         bars = {}
         for e in events:
-            bars.setdefault(int(e.onset // BEATS_PER_BAR), set()).add(e.pitches[0] % 12)
+            if e.pitch is not None:
+                bars.setdefault(int(e.onset // BEATS_PER_BAR), set()).add(e.pitch % 12)
         segs = [[b * BEATS_PER_BAR, sorted(pcs)] for b, pcs in sorted(bars.items()) if len(pcs) >= 2]
         if not segs:
             segs = [[0.0, [0, 4, 7]]]
@@ -169,7 +160,8 @@ def drum_bar(part: Part, bar_start: float, variant: int, fill: bool, rng, level:
 def arrange_events(events: list[Event], grid: int, bars: int, rng: np.random.Generator, cfg) -> dict:
     """The whole arrangement as parts of (beats) notes, before swing and humanising."""
     length = float(bars * BEATS_PER_BAR)
-    timeline = [Event(e.onset / grid, e.duration / grid, e.shift / grid, e.sound, e.velocity) for e in events]
+    timeline = [Event(e.onset / grid, e.shift / grid, e.root, e.quality, e.pitch, e.duration / grid, e.velocity)
+                for e in events]
     timeline = [e for e in timeline if e.onset < length]
     minor = detect_minor(timeline)
     shift, key = choose_transposition(cfg.key, minor, rng)
@@ -197,9 +189,9 @@ def arrange_events(events: list[Event], grid: int, bars: int, rng: np.random.Gen
                 bass.add(start + 1.5, 0.45, bass_root + (12 if rng.random() < 0.5 else 7), 62)
             if dur >= 1.5 and rng.random() < 0.3:
                 bass.add(end - 0.5, 0.4, bass_root - 1, 58)  # chromatic approach
-    notes = [e for e in timeline if not e.is_chord]
+    notes = [e for e in timeline if e.pitch is not None]
     if len(notes) >= 0.25 * max(1, len(timeline)):
-        melody = [(e.onset, e.duration, e.pitches[0] + shift) for e in notes]
+        melody = [(e.onset, e.duration, e.pitch + shift) for e in notes]
     else:
         melody = lead_from_chords(chords, shift, rng)
     for start, dur, pitch in melody:

@@ -25,8 +25,8 @@ PARAM, INPUT, RUNTIME = "param", "input", "runtime"
 
 def opt(default, lo=None, hi=None, choices=None, role=PARAM):
     meta = {"lo": lo, "hi": hi, "choices": choices, "role": role}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -50,7 +50,10 @@ class IntakeConfig:
 
 @dataclass
 class ExtractConfig:
-    grid_per_beat: int = opt(12, 1, 96)
+    onset_tolerance_ms: float = opt(60.0, 0.0, 500.0)
+    min_tempo_bpm: float = opt(20.0, 1.0, 1000.0)
+    max_tempo_bpm: float = opt(400.0, 1.0, 10000.0)
+    min_notes: int = opt(4, 1, 10**6)
     workers: int = opt(2, 1, 64, role=RUNTIME)
     max_beats: int = opt(4000, 8, 10**6)
 
@@ -59,8 +62,8 @@ class ExtractConfig:
 class EncodeConfig:
     window: int = opt(32, 4, 1024)
     stride: int = opt(1, 1, 1024)
-    min_count: int = opt(3, 1, 10**6)
-    validation_share: float = opt(0.15, 0.01, 0.9)
+    dev_share: float = opt(0.1, 0.01, 0.45)
+    test_share: float = opt(0.15, 0.01, 0.45)
     velocity_bins: int = opt(4, 1, 32)
 
 
@@ -93,7 +96,8 @@ class GenerateConfig:
     weights: list = opt([])
     repetition_penalty: float = opt(1.3, 1.0, 10.0)
     repetition_window: int = opt(16, 0, 1024)
-    primer: str = opt("validation", role=INPUT)
+    fields: dict = opt({})
+    primer: str = opt("dev", role=INPUT)
     primer_events: int = opt(8, 0, 1024)
 
 
@@ -256,7 +260,7 @@ SECTION_CLASSES = {f.name: f.type for f in dataclasses.fields(Config) if f.name 
 
 
 def _check_value(key: str, f: dataclasses.Field, value: Any) -> Any:
-    expected = type(f.default) if f.default is not dataclasses.MISSING else list
+    expected = type(f.default) if f.default is not dataclasses.MISSING else type(f.default_factory())
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if expected is int and isinstance(value, float) and value.is_integer():
@@ -351,6 +355,16 @@ def _check_consistency(cfg: Config) -> None:
     if g.combine == "weighted" and len(g.weights) != t.members:
         raise ConfigError(f"config key generate.weights: combine='weighted' needs "
                           f"{t.members} weights (one per member), got {len(g.weights)}")
+    known = {"temperature": (0.01, 10.0), "top_k": (0, 100000), "top_p": (0.01, 1.0)}
+    for name, settings in g.fields.items():  # generate checks the names against the token format
+        if not isinstance(settings, dict):
+            raise ConfigError(f"config key generate.fields.{name}: expected a table of settings, "
+                              "e.g. generate.fields.pitch = {{temperature = 1.1}}")
+        for key, value in settings.items():
+            lo, hi = known.get(key, (None, None))
+            if lo is None or not isinstance(value, (int, float)) or not lo <= value <= hi:
+                raise ConfigError(f"config key generate.fields.{name}.{key}: {value!r} is not a known "
+                                  f"setting in range ({', '.join(f'{k} {a}..{b}' for k, (a, b) in known.items())})")
     if any((not isinstance(w, (int, float))) or w < 0 for w in g.weights):
         raise ConfigError("config key generate.weights: weights must be numbers >= 0")
     if cfg.master.lowpass_hz >= cfg.render.sample_rate / 2:

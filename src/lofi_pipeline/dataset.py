@@ -1,7 +1,9 @@
 """Build dataset/default.zip from music21's bundled corpus: no network involved.
 
 The Bach chorales (350 distinct files) give four-part chord progressions; the corpus's roman-numeral
-analyses (.rntxt) are realised as block chords, so the model also sees plain progressions.
+analyses (.rntxt) are realised as block chords, so the model also sees plain progressions. An
+analysis is named after the chorale it analyses ("bach__bwv269__analysis.mid"), so the grouped
+split keeps the two on one side.
 """
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ from .parallel import process_map
 
 
 def corpus_sources() -> list[str]:
-    from music21 import corpus
+    from music21 import common, corpus
     chorales = [str(p) for p in corpus.chorales.Iterator(returnType="filename")]
-    analyses = [str(m.sourcePath) for m in corpus.search("romantext", "format")]
+    root = Path(common.getCorpusFilePath())
+    analyses = [str(root / m.sourcePath) for m in corpus.search("romantext", "format")]
     return sorted(set(chorales)) + sorted(set(analyses))
 
 
@@ -32,7 +35,24 @@ def source_to_midi_bytes(source: str) -> tuple[str, bytes | None, str]:
         return source, None, f"{type(exc).__name__}: {exc}"
 
 
+def analysed_work(source: str) -> str | None:
+    """The BWV number a roman-numeral analysis names in its header, if any."""
+    if not source.endswith(".rntxt"):
+        return None
+    try:
+        head = Path(source).read_text(errors="replace")[:2000]
+    except OSError:
+        return None
+    for line in head.splitlines():
+        if line.startswith("BWV:"):
+            return line.split(":", 1)[1].strip() or None
+    return None
+
+
 def entry_name(source: str) -> str:
+    work = analysed_work(source)
+    if work:
+        return f"bach__bwv{work}__analysis.mid"
     stem = source.replace("\\", "/").split("/corpus/")[-1]
     for suffix in (".rntxt", ".mxl", ".xml", ".musicxml", ".krn"):
         stem = stem.removesuffix(suffix)

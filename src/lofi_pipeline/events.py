@@ -1,45 +1,70 @@
-"""The music between stages: pieces of note events on an integer grid (ticks per beat)."""
+"""The music between stages: a piece as melody, harmony, bass, drums and chord changes,
+on an integer grid of GRID ticks per beat, transposed to C major / A minor."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import NamedTuple
 
 MAJOR, MINOR = "major", "minor"
 PITCH_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+GRID = 12  # ticks per beat: holds straight 16ths and 8th triplets alike
+
+
+class NoteEvent(NamedTuple):
+    """A note: when it starts and how long it lasts, in grid ticks. A tuple, because a long
+    song holds thousands and building them is part of reading every file."""
+    onset: int
+    duration: int
+    pitch: int
+    velocity: int = 80
 
 
 @dataclass(frozen=True)
-class NoteEvent:
-    """A note or chord: when it starts and how long it lasts, in grid ticks."""
+class ChordChange:
+    """From `onset` the harmony is `quality` on `root` (a pitch class), struck at `velocity`."""
     onset: int
-    duration: int
-    pitches: tuple[int, ...]
+    root: int
+    quality: str
     velocity: int = 80
+    exact: bool = True  # the sounding pitch classes are exactly the chord's
+
+
+_NOTE_LISTS = ("melody", "harmony", "bass", "drums")
 
 
 @dataclass
 class Piece:
     sha256: str
     name: str
-    grid: int
+    grid: int = GRID
+    subdivision: int = 4  # the grid the onsets were quantised to: 4 = straight 16ths, 3 = 8th triplets
     tonic: str = "C"
     mode: str = MAJOR
     transpose: int = 0
     tempo_bpm: float = 120.0
     time_signature: str = "4/4"
-    notes: list[NoteEvent] = field(default_factory=list)
+    melody: list[NoteEvent] = field(default_factory=list)
+    harmony: list[NoteEvent] = field(default_factory=list)
+    bass: list[NoteEvent] = field(default_factory=list)
     drums: list[NoteEvent] = field(default_factory=list)
+    chords: list[ChordChange] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)  # what reading and quantising did, for the manifest
 
     def to_json(self) -> dict:
-        d = asdict(self)
-        d["notes"] = [[n.onset, n.duration, list(n.pitches), n.velocity] for n in self.notes]
-        d["drums"] = [[n.onset, n.duration, list(n.pitches), n.velocity] for n in self.drums]
+        # Field by field: dataclasses.asdict deep-copies every note and cost more than reading the file.
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOTE_LISTS + ("chords",)}
+        d["stats"] = dict(self.stats)
+        for key in _NOTE_LISTS:
+            d[key] = list(map(list, getattr(self, key)))
+        d["chords"] = [[c.onset, c.root, c.quality, c.velocity, c.exact] for c in self.chords]
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> "Piece":
         d = dict(d)
-        d["notes"] = [NoteEvent(o, du, tuple(p), v) for o, du, p, v in d["notes"]]
-        d["drums"] = [NoteEvent(o, du, tuple(p), v) for o, du, p, v in d["drums"]]
+        for key in _NOTE_LISTS:
+            d[key] = list(map(NoteEvent._make, d[key]))
+        d["chords"] = [ChordChange(*c) for c in d["chords"]]
         return cls(**d)
 
 

@@ -1,11 +1,18 @@
-"""Reading MIDI: the header check intake uses and the parse that turns bytes into a Piece.
+"""Reading MIDI: the header check intake uses, and three readers that give the same RawScore.
 
-This is the only module that talks to music21's parser, so its camelCase stays here.
-Pieces are transposed to C major / A minor after music21's key analysis.
+symusic (C++, the reader MidiTok builds on) reads a file in well under a millisecond; mido is
+the fallback for files symusic rejects; music21 is the last resort (and the reference the
+extraction benchmark compares against). Readers only read: what the notes mean (onsets,
+pedal, melody, chords, key) is worked out in performance.py. music21's camelCase stays here.
 """
 from __future__ import annotations
 
-from .events import MAJOR, MINOR, PITCH_NAMES, NoteEvent, Piece, transposition_to_reference
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NOTE_COLUMNS = ("onset", "duration", "pitch", "velocity")  # onset and duration in ticks
+PEDAL_DOWN = 64  # CC64 at or above this value holds the sustain pedal down
 
 
 def midi_header_reason(data: bytes) -> str | None:
@@ -23,88 +30,158 @@ class UnusableMidi(ValueError):
     """A file that parses but cannot be used, or does not parse; the message is the reason."""
 
 
-def _tempo_and_meter(flat) -> tuple[float, str]:
-    from music21 import meter, tempo
-    marks = list(flat.getElementsByClass(tempo.MetronomeMark))
-    bpm = 120.0
-    if marks:
-        q = marks[0].getQuarterBPM()
-        if q and q > 0:
-            bpm = float(q)
-    sigs = list(flat.getElementsByClass(meter.TimeSignature))
-    return bpm, (sigs[0].ratioString if sigs else "4/4")
+@dataclass
+class RawTrack:
+    name: str
+    program: int
+    is_drum: bool
+    notes: np.ndarray  # int64 rows of NOTE_COLUMNS
+    pedals: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # (start, duration)
 
 
-def _is_drum_part(part) -> bool:
-    from music21 import instrument
-    inst = part.getInstrument(returnDefault=False)
-    return isinstance(inst, instrument.UnpitchedPercussion) or (
-        inst is not None and getattr(inst, "midiChannel", None) == 9)
+@dataclass
+class RawScore:
+    """A MIDI file as read: ticks per quarter note, tracks, and the tempo map."""
+    ticks_per_beat: int
+    tracks: list[RawTrack]
+    tempos: np.ndarray  # rows of (tick, quarter notes per minute)
+    time_signature: str = "4/4"
+    reader: str = ""
 
 
-def _drum_keys(el) -> tuple[int, ...]:
-    """GM drum keys of an Unpitched, a PercussionChord, or a note on the drum channel."""
-    members = list(getattr(el, "notes", ())) or [el]
-    keys = set()
-    for m in members:
-        inst = getattr(m, "storedInstrument", None)
-        key = getattr(inst, "percMapPitch", None)
-        if key is None and hasattr(m, "pitch"):
-            key = m.pitch.midi
-        keys.add(int(key) if key is not None else 38)
-    return tuple(sorted(keys))
+def _notes_array(rows) -> np.ndarray:
+    arr = np.array(rows, np.int64).reshape(-1, 4)
+    return arr
 
 
-def midi_bytes_to_piece(data: bytes, name: str, sha256: str, grid: int = 12,
-                        max_beats: int = 4000) -> Piece:
-    """Parse one MIDI file; raise UnusableMidi with a reason when it cannot be used."""
-    from music21 import chord, note, percussion
+def read_with_symusic(data: bytes) -> RawScore:
+    from symusic import Score
+    score = Score.from_midi(data)
+    tracks = []
+    for tr in score.tracks:
+        n = tr.notes.numpy()
+        notes = np.stack([n["time"], n["duration"], n["pitch"], n["velocity"]], axis=1).astype(np.int64) \
+            if len(tr.notes) else np.zeros((0, 4), np.int64)
+        p = tr.pedals.numpy()
+        pedals = np.stack([p["time"], p["duration"]], axis=1).astype(np.int64) \
+            if len(tr.pedals) else np.zeros((0, 2), np.int64)
+        tracks.append(RawTrack(tr.name, int(tr.program), bool(tr.is_drum), notes, pedals))
+    tempos = np.array([(t.time, t.qpm) for t in score.tempos], np.float64).reshape(-1, 2)
+    ts = score.time_signatures
+    sig = f"{ts[0].numerator}/{ts[0].denominator}" if len(ts) else "4/4"
+    return RawScore(int(score.ticks_per_quarter), tracks, tempos, sig, "symusic")
+
+
+def _pedal_spans(events: list[tuple[int, bool]], end: int) -> list[tuple[int, int]]:
+    spans, down = [], None
+    for tick, is_down in events:
+        if is_down and down is None:
+            down = tick
+        elif not is_down and down is not None:
+            spans.append((down, tick - down))
+            down = None
+    if down is not None:
+        spans.append((down, max(0, end - down)))
+    return spans
+
+
+def read_with_mido(data: bytes) -> RawScore:
+    import io
+
+    import mido
+    mf = mido.MidiFile(file=io.BytesIO(data), clip=True)
+    if mf.type == 2:
+        raise ValueError("type 2 (asynchronous) MIDI files are not supported")
+    tempos, tracks, sig = [], [], None
+    for track in mf.tracks:
+        now, name = 0, ""
+        # (channel) -> data; one RawTrack per channel used, as symusic does
+        open_notes: dict[tuple[int, int], list] = {}
+        notes: dict[int, list] = {}
+        pedal: dict[int, list] = {}
+        programs: dict[int, int] = {}
+        for msg in track:
+            now += msg.time
+            if msg.type == "track_name":
+                name = msg.name
+            elif msg.type == "set_tempo":
+                tempos.append((now, mido.tempo2bpm(msg.tempo) if msg.tempo else 0.0))
+            elif msg.type == "time_signature" and sig is None:
+                sig = f"{msg.numerator}/{msg.denominator}"
+            elif msg.type == "program_change":
+                programs[msg.channel] = msg.program
+            elif msg.type == "control_change" and msg.control == 64:
+                pedal.setdefault(msg.channel, []).append((now, msg.value >= PEDAL_DOWN))
+            elif msg.type in ("note_on", "note_off"):
+                key = (msg.channel, msg.note)
+                if msg.type == "note_on" and msg.velocity > 0:
+                    open_notes.setdefault(key, []).append((now, msg.velocity))
+                elif open_notes.get(key):
+                    start, vel = open_notes[key].pop(0)
+                    notes.setdefault(msg.channel, []).append((start, now - start, msg.note, vel))
+        for (ch, pitch), starts in open_notes.items():  # a note-on with no note-off ends with its track
+            for start, vel in starts:
+                notes.setdefault(ch, []).append((start, now - start, pitch, vel))
+        for ch in sorted(notes):
+            rows = _notes_array(sorted(notes[ch]))
+            spans = np.array(_pedal_spans(pedal.get(ch, []), now), np.int64).reshape(-1, 2)
+            tracks.append(RawTrack(name, programs.get(ch, 0), ch == 9, rows, spans))
+    return RawScore(mf.ticks_per_beat, tracks, np.array(tempos, np.float64).reshape(-1, 2),
+                    sig or "4/4", "mido")
+
+
+def read_with_music21(data: bytes) -> RawScore:
+    """music21's full parse (slow: seconds for a long file); onsets come back in its own ticks."""
+    from music21 import chord, instrument, meter, note, percussion, tempo
     from music21 import midi as m21midi
-    try:
-        mf = m21midi.MidiFile()
-        mf.readstr(data)
-        score = m21midi.translate.midiFileToStream(mf, quantizePost=False)
-    except Exception as exc:  # music21 raises many types on bad bytes
-        raise UnusableMidi(f"unparseable: {type(exc).__name__}: {str(exc)[:120]}") from None
-
-    limit = max_beats * grid
-    notes: list[NoteEvent] = []
-    drums: list[NoteEvent] = []
-    pitched_parts = []
+    mf = m21midi.MidiFile()
+    mf.readstr(data)
+    score = m21midi.translate.midiFileToStream(mf, quantizePost=False)
+    tpb = 960
+    tracks = []
     for part in score.parts:
-        drum_part = _is_drum_part(part)
-        if not drum_part:
-            pitched_parts.append(part)
-        # music21 splits notes at barlines into tied pieces; one sounding note is one event.
+        inst = part.getInstrument(returnDefault=False)
+        is_drum = isinstance(inst, instrument.UnpitchedPercussion) or (
+            inst is not None and getattr(inst, "midiChannel", None) == 9)
+        rows = []
         for el in part.stripTies().flatten().notes:
-            onset = round(float(el.offset) * grid)
-            if onset >= limit:
-                continue
-            duration = max(1, min(round(float(el.quarterLength) * grid), limit - onset))
+            onset, dur = round(float(el.offset) * tpb), max(1, round(float(el.quarterLength) * tpb))
             vel = el.volume.velocity if el.volume.velocity is not None else 80
-            if isinstance(el, (note.Unpitched, percussion.PercussionChord)) or drum_part:
-                drums.append(NoteEvent(onset, duration, _drum_keys(el), int(vel)))
+            if isinstance(el, (note.Unpitched, percussion.PercussionChord)):
+                members = list(getattr(el, "notes", ())) or [el]
+                keys = [getattr(getattr(m, "storedInstrument", None), "percMapPitch", None) or 38 for m in members]
+                rows += [(onset, dur, int(k), int(vel)) for k in keys]
             elif isinstance(el, (note.Note, chord.Chord)):
-                pitches = tuple(sorted({p.midi for p in el.pitches}))
-                if pitches:
-                    notes.append(NoteEvent(onset, duration, pitches, int(vel)))
-    if not notes:
-        raise UnusableMidi("no pitched notes")
+                rows += [(onset, dur, p.midi, int(vel)) for p in el.pitches]
+        tracks.append(RawTrack(part.partName or "", int(getattr(inst, "midiProgram", None) or 0), is_drum,
+                               _notes_array(sorted(rows))))
+    flat = score.flatten()
+    tempos = [(round(float(m.offset) * tpb), float(m.getQuarterBPM() or 0))
+              for m in flat.getElementsByClass(tempo.MetronomeMark)]
+    sigs = list(flat.getElementsByClass(meter.TimeSignature))
+    return RawScore(tpb, tracks, np.array(tempos, np.float64).reshape(-1, 2),
+                    sigs[0].ratioString if sigs else "4/4", "music21")
 
-    try:
-        pitched = score.__class__()
-        for part in pitched_parts:
-            pitched.insert(0, part)
-        key = pitched.analyze("key")
-        tonic_pc, mode = key.tonic.pitchClass, (MINOR if key.mode == "minor" else MAJOR)
-    except Exception:
-        tonic_pc, mode = 0, MAJOR
-    shift = transposition_to_reference(tonic_pc, mode)
-    notes = [NoteEvent(n.onset, n.duration, tuple(min(127, max(0, p + shift)) for p in n.pitches),
-                       n.velocity) for n in notes]
-    notes.sort(key=lambda n: (n.onset, n.pitches))
-    drums.sort(key=lambda n: (n.onset, n.pitches))
-    bpm, ts = _tempo_and_meter(score.flatten())
-    return Piece(sha256=sha256, name=name, grid=grid, tonic=PITCH_NAMES[tonic_pc], mode=mode,
-                 transpose=shift, tempo_bpm=round(bpm, 3), time_signature=ts,
-                 notes=notes, drums=drums)
+
+READERS = (("symusic", read_with_symusic), ("mido", read_with_mido), ("music21", read_with_music21))
+
+
+def read_midi(data: bytes, readers=READERS) -> RawScore:
+    """The first reader that accepts the file; UnusableMidi with every reader's reason if none does."""
+    reason = midi_header_reason(data)
+    if reason:
+        raise UnusableMidi(reason)
+    failures = []
+    for name, read in readers:
+        try:
+            return read(data)
+        except Exception as exc:  # readers raise many types on bad bytes
+            failures.append(f"{name}: {type(exc).__name__}: {str(exc)[:80]}")
+    raise UnusableMidi("unparseable: " + "; ".join(failures))
+
+
+def key_profiles() -> tuple[np.ndarray, np.ndarray]:
+    """music21's default key-finding weights (Aarden-Essen), major and minor, tonic first."""
+    from music21.analysis import discrete
+    ae = discrete.AardenEssen()
+    return np.array(ae.getWeights("major"), float), np.array(ae.getWeights("minor"), float)

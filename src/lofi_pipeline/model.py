@@ -1,7 +1,9 @@
-"""The ensemble member: tokens -> Conv1D -> BiLSTM -> attention -> next-event softmax.
+"""The ensemble member: event fields -> embeddings -> Conv1D -> BiLSTM -> attention -> one
+softmax head per field.
 
 Each member reads a window of past events and predicts the next one, so a bidirectional
-LSTM over the window never sees the event it predicts.
+LSTM over the window never sees the event it predicts. Its loss is the sum of the fields'
+cross-entropies: the NLL of the whole event under independent field heads.
 """
 from __future__ import annotations
 
@@ -20,14 +22,18 @@ def configure_tensorflow(threads: int = 0) -> None:
         pass  # already initialised in this process: keep its settings
 
 
-def build_member(vocab_size: int, window: int, *, embed_dim: int = 64, conv_filters: int = 96,
+def build_member(field_sizes: dict[str, int], window: int, *, embed_dim: int = 64, conv_filters: int = 96,
                  kernel_size: int = 5, lstm_units: int = 96, attention_heads: int = 2,
                  dropout: float = 0.2, learning_rate: float = 3e-3, name: str = "member"):
+    """Events in (window x fields ids), one next-event distribution per field out."""
     import keras
     from keras import layers
 
-    tokens = keras.Input(shape=(window,), dtype="int32", name="tokens")
-    x = layers.Embedding(vocab_size, embed_dim, name="embedding")(tokens)
+    events = keras.Input(shape=(window, len(field_sizes)), dtype="int32", name="events")
+    # Each field has its own embedding; an event is the sum of its fields' vectors.
+    embedded = [layers.Embedding(size, embed_dim, name=f"embed_{field}")(events[:, :, i])
+                for i, (field, size) in enumerate(field_sizes.items())]
+    x = layers.Add(name="event_embedding")(embedded)
     x = layers.Conv1D(conv_filters, kernel_size, padding="causal", activation="relu", name="conv")(x)
     x = layers.Dropout(dropout, name="conv_dropout")(x)
     x = layers.Bidirectional(layers.LSTM(lstm_units, return_sequences=True), name="bilstm")(x)
@@ -39,10 +45,10 @@ def build_member(vocab_size: int, window: int, *, embed_dim: int = 64, conv_filt
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
     x = layers.Dense(2 * embed_dim, activation="relu", name="dense")(x)
-    probs = layers.Dense(vocab_size, activation="softmax", name="next_event")(x)
+    heads = {field: layers.Dense(size, activation="softmax", name=field)(x) for field, size in field_sizes.items()}
 
-    model = keras.Model(tokens, probs, name=name)
+    model = keras.Model(events, heads, name=name)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
-                  loss="sparse_categorical_crossentropy",
-                  metrics=["sparse_categorical_accuracy"])
+                  loss={field: "sparse_categorical_crossentropy" for field in field_sizes},
+                  metrics={field: ["sparse_categorical_accuracy"] for field in field_sizes})
     return model

@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic
-from .encode import load_encoded
+from .encode import load_encoded, piece_sequences
 from .errors import StageError
 from .events import PITCH_NAMES
 from .runner import Runner
-from .stats import copied_share, corpus_stats, histogram_distance, longest_copied_run, ngrams
-from .token_format import LADDER_BEATS, tokens_to_events
+from .stats import DURATION_BINS_BEATS, copied_share, corpus_stats, histogram_distance, longest_copied_run, ngrams
 
 STAT_ROWS = [("pitch_class_entropy", "pitch-class entropy (bits)"),
              ("scale_consistency", "scale consistency"), ("polyphony", "polyphony (pitches)"),
@@ -26,12 +25,10 @@ def _read(path: Path):
 
 
 def _sequences(encode_dir: Path):
-    vocab, arrays, meta = load_encoded(encode_dir)
-    starts = np.concatenate([[0], np.cumsum(arrays["lengths"])[:-1]])
-    seqs = [arrays["tokens"][s:s + n].tolist() for s, n in zip(starts, arrays["lengths"])]
-    train = [s for s, v in zip(seqs, arrays["is_val"]) if not v]
-    val = [s for s, v in zip(seqs, arrays["is_val"]) if v]
-    return vocab, train, val
+    """The vocabulary, then the train and the test pieces as lists of event rows (tuples)."""
+    vocab, arrays, _ = load_encoded(encode_dir)
+    rows = [(split, [tuple(r) for r in ids.tolist()]) for split, ids in piece_sequences(arrays)]
+    return vocab, [r for s, r in rows if s == "train"], [r for s, r in rows if s == "test"]
 
 
 def music_statistics(runner: Runner) -> dict | None:
@@ -39,25 +36,25 @@ def music_statistics(runner: Runner) -> dict | None:
     if gen is None or not (runner.artifact_dir("encode") / "data.npz").exists():
         return None
     from .generate import self_repetition
-    vocab, train, val = _sequences(runner.artifact_dir("encode"))
+    vocab, train, test = _sequences(runner.artifact_dir("encode"))
     grid = gen["grid"]
 
-    def events(ids):
-        return tokens_to_events([t for t in vocab.decode(ids) if not t.startswith("<")])
-    generated = [t["ids"][t["primer_events"]:] for t in gen["tracks"]]
+    def events(rows):
+        return vocab.decode_events(rows)[0]
+    generated = [[tuple(r) for r in t["ids"][t["primer_events"]:]] for t in gen["tracks"]]
     g = corpus_stats([events(s) for s in generated], grid)
-    d = corpus_stats([events(s) for s in val], grid)
+    d = corpus_stats([events(s) for s in test], grid)
     g["self_repetition"] = float(np.mean([self_repetition(s) for s in generated]))
-    d["self_repetition"] = float(np.mean([self_repetition(s) for s in val]))
+    d["self_repetition"] = float(np.mean([self_repetition(s) for s in test]))
     grams = ngrams(train, 16)
     g["longest_copied_run"] = longest_copied_run(generated, train)
-    d["longest_copied_run"] = longest_copied_run(val, train)
+    d["longest_copied_run"] = longest_copied_run(test, train)
     g["copied_16_event_share"] = float(np.mean([copied_share(s, grams) for s in generated]))
-    d["copied_16_event_share"] = float(np.mean([copied_share(s, grams) for s in val]))
-    return {"generated": g, "validation": d,
+    d["copied_16_event_share"] = float(np.mean([copied_share(s, grams) for s in test]))
+    return {"generated": g, "test": d,
             "pitch_class_distance": histogram_distance(g["pitch_class_histogram"], d["pitch_class_histogram"]),
             "duration_distance": histogram_distance(g["duration_histogram"], d["duration_histogram"]),
-            "tracks": len(generated), "validation_pieces": len(val)}
+            "tracks": len(generated), "test_pieces": len(test)}
 
 
 def plot_statistics(stats: dict, path: Path) -> None:
@@ -67,10 +64,11 @@ def plot_statistics(stats: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), dpi=100)
     for ax, key, labels, title in (
             (axes[0], "pitch_class_histogram", PITCH_NAMES, "pitch classes (C major / A minor reference)"),
-            (axes[1], "duration_histogram", [str(b) for b in LADDER_BEATS], "event durations (beats)")):
+            (axes[1], "duration_histogram", [f"{b:.2g}" for b in DURATION_BINS_BEATS],
+             "melody-note durations (beats, up to)")):
         n = len(stats["generated"][key])
         x = np.arange(n)
-        ax.bar(x - 0.2, stats["validation"][key], 0.4, label="validation pieces")
+        ax.bar(x - 0.2, stats["test"][key], 0.4, label="test pieces")
         ax.bar(x + 0.2, stats["generated"][key], 0.4, label="generated")
         ax.set_xticks(x, labels[:n], fontsize=7, rotation=45 if n > 12 else 0)
         ax.set_title(title, fontsize=10)
@@ -125,26 +123,28 @@ def write_report(runner: Runner) -> Path:
     parts.append("</section>")
     train = _read(runner.artifact_dir("train") / "metrics.json")
     if train:
-        rows = [[n, f"{m['nll']:.3f}", f"{m['perplexity']:.1f}", f"{m['top1']:.3f}", f"{m['top5']:.3f}"]
-                for n, m in train["validation"].items()]
-        parts.append("<section><h2>Model</h2><p>Next-event prediction on the validation pieces "
-                     "(NLL in nats per event; lower is better).</p>"
-                     + _table(["model", "NLL", "perplexity", "top-1", "top-5"], rows)
+        fields = list(next(iter(train["test"].values()))["fields"])
+        rows = [[n, f"{m['nll']:.3f}"] + [f"{m['fields'][f]['nll']:.3f} / {m['fields'][f]['top1']:.2f}"
+                                          for f in fields] for n, m in train["test"].items()]
+        parts.append(f"<section><h2>Model</h2><p>Next-event prediction on the {train['test_events']} events of "
+                     "the test pieces, which nothing else looks at (NLL in nats; an event's NLL is the sum "
+                     "of its fields'; lower is better; per field: NLL / top-1).</p>"
+                     + _table(["model", "NLL per event"] + fields, rows)
                      + "<img class=wide src='train/curves.png' alt='learning curves'></section>")
     stats = music_statistics(runner)
     if stats:
         atomic.write_json(folder / "stats.json", stats)
         plot_statistics(stats, folder / "stats.png")
-        g, d = stats["generated"], stats["validation"]
+        g, d = stats["generated"], stats["test"]
         rows = [[label, f"{g[k]:.3f}", f"{d[k]:.3f}"] for k, label in STAT_ROWS]
         rows += [["pitch-class histogram distance (TV)", f"{stats['pitch_class_distance']:.3f}", "0"],
                  ["duration histogram distance (TV)", f"{stats['duration_distance']:.3f}", "0"],
                  ["longest run copied from training (events)", g["longest_copied_run"], d["longest_copied_run"]],
                  ["16-event runs found in training", f"{g['copied_16_event_share']:.1%}",
                   f"{d['copied_16_event_share']:.1%}"]]
-        parts.append("<section><h2>Music statistics</h2><p>Generated tracks against the validation pieces: "
+        parts.append("<section><h2>Music statistics</h2><p>Generated tracks against the test pieces: "
                      "closer to the data's values is better. A model that copies its training pieces shows "
-                     "long copied runs.</p>" + _table(["statistic", "generated", "validation pieces"], rows)
+                     "long copied runs.</p>" + _table(["statistic", "generated", "test pieces"], rows)
                      + "<img class=wide src='report/stats.png' alt='histograms'>"
                      "<p><a href='report/stats.json'>stats.json</a></p></section>")
     intake = runner.manifest("intake") or {}
@@ -155,9 +155,13 @@ def write_report(runner: Runner) -> Path:
         skipped = {**s.get("skipped_by_reason", {}), **x.get("skipped_by_reason", {})}
         rows = [["MIDI files kept", s.get("files_kept")], ["duplicates", s.get("files_duplicate")],
                 ["pieces used", x.get("pieces")], ["major / minor", f"{x.get('major')} / {x.get('minor')}"],
-                ["events", en.get("events")], ["vocabulary", en.get("vocab_size")],
-                ["train / validation pieces", f"{en.get('pieces_train')} / {en.get('pieces_val')}"],
-                ["unknown events (validation)", f"{en.get('unknown_share_val', 0):.1%}"]]
+                ["events", en.get("events")],
+                ["train / dev / test pieces", " / ".join(str(n) for n in en.get("pieces", {}).values())],
+                ["near-duplicate groups", en.get("groups")],
+                ["events not representable", f"{en.get('unknown_share', 0):.1%}"],
+                ["chords approximated by the nearest quality",
+                 f"{en.get('approximated', {}).get('chords_not_exact', 0)} of {en.get('chord_changes')}"],
+                ["timing moved by quantising (mean)", f"{x.get('timing_error_ms_mean', 0)} ms"]]
         rows += [[f"skipped: {r}", n] for r, n in sorted(skipped.items())]
         parts.append("<section><h2>Dataset</h2>" + _table(["", "value"], rows) + "</section>")
     timings = [[n, f"{(runner.manifest(n) or {}).get('timings', {}).get('seconds', 0):.1f} s"]

@@ -1,16 +1,18 @@
 """Music statistics of event sequences, after MusPy and Yang & Lerch (2018).
 
-Generated tracks are judged by how close their values come to the validation pieces',
+Generated tracks are judged by how close their values come to the test pieces',
 not by size. Originality compares generated runs of events with the training pieces.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .token_format import LADDER_BEATS, Event
+from .token_format import Event
 
 MAJOR_SCALE = [0, 2, 4, 5, 7, 9, 11]
 MINOR_SCALE = [0, 2, 3, 5, 7, 8, 10]
+# Melody-note durations are counted in these bins (beats): up to a 16th, an 8th triplet, ...
+DURATION_BINS_BEATS = [0.25, 1 / 3, 0.5, 2 / 3, 0.75, 1, 1.5, 2, 3, 4]
 
 
 def pitch_classes(events: list[Event]) -> list[int]:
@@ -41,10 +43,15 @@ def scale_consistency(events: list[Event]) -> float:
 
 
 def _roll(events: list[Event]) -> np.ndarray:
-    end = max((e.onset + e.duration for e in events), default=0)
+    """Sounding pitches per tick: a chord holds until the next chord, a melody note for its duration."""
+    end = max((e.onset + max(e.duration, e.shift) for e in events), default=0)
     roll = np.zeros(end, np.int32)
+    chords = [e for e in events if e.is_chord]
+    for a, b in zip(chords, chords[1:] + [None]):
+        roll[a.onset:b.onset if b else a.onset + a.shift] += len(a.chord_pcs)
     for e in events:
-        roll[e.onset:e.onset + e.duration] += len(e.pitches)
+        if e.pitch is not None:
+            roll[e.onset:e.onset + e.duration] += 1
     return roll
 
 
@@ -57,7 +64,7 @@ def polyphony(events: list[Event]) -> float:
 
 def empty_beat_rate(events: list[Event], grid: int) -> float:
     """Share of beats in which no event starts."""
-    end = max((e.onset + e.duration for e in events), default=0)
+    end = max((e.onset + (e.duration or e.shift) for e in events), default=0)
     beats = int(np.ceil(end / grid))
     if beats == 0:
         return 0.0
@@ -80,8 +87,10 @@ def groove_consistency(events: list[Event], grid: int, beats_per_bar: int = 4) -
 
 
 def duration_histogram(events: list[Event], grid: int) -> np.ndarray:
-    steps = [max(1, round(b * grid)) for b in LADDER_BEATS]
-    h = np.array([sum(1 for e in events if e.duration == s) for s in steps], float)
+    """Share of melody notes per duration bin (DURATION_BINS_BEATS: each bin ends at its value)."""
+    beats = np.array([e.duration / grid for e in events if e.pitch is not None])
+    edges = np.concatenate([[0], np.array(DURATION_BINS_BEATS) + 1e-6])
+    h = np.histogram(np.minimum(beats, DURATION_BINS_BEATS[-1]), edges)[0].astype(float)
     return h / h.sum() if h.sum() else h
 
 

@@ -1,113 +1,164 @@
-"""The token format: events <-> tokens <-> ids, the vocabulary and the special tokens.
+"""The token format: events <-> field tokens <-> ids, the vocabulary and the special tokens.
 
-An event says what sounds from its onset (one pitch, or a chord as a pitch-class set in
-ascending order), for how long, when the next event starts, and a coarse velocity. One event
-is one token, so a model's next-token distribution is a distribution over whole events.
-Every other module reads and writes tokens through this one.
+An event is one moment of a piece where something starts, split into fields so that every
+real event can be written: how long until the next event (`shift`, in grid ticks), the chord
+struck there (`root` relative to the key's tonic, and `quality`; "-" when the harmony goes on),
+the melody note struck there (`pitch`, its `duration`; "-" when none) and a coarse `velocity`.
+Each field has a closed set of values, so nothing a file can hold falls outside it; a gap
+longer than the largest shift is written as rest events (both chord and melody "-").
+Every other module reads and writes events through this one.
 """
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from . import atomic
+from .chords import QUALITY_NAMES, chord_pitch_classes, chord_symbol
 from .errors import StageError
+from .events import GRID
 from .hashing import hash_json
 
 PAD, UNK = 0, 1
 SPECIALS = ["<pad>", "<unk>"]
-# Durations and time shifts snap to this ladder (in beats): straight and triplet values.
-LADDER_BEATS = [Fraction(1, 12), Fraction(1, 6), Fraction(1, 4), Fraction(1, 3), Fraction(1, 2),
-                Fraction(2, 3), Fraction(3, 4), Fraction(1), Fraction(4, 3), Fraction(3, 2),
-                Fraction(2), Fraction(8, 3), Fraction(3), Fraction(4)]
-VOCAB_VERSION = "1"
+NONE = "-"
+FIELDS = ("shift", "root", "quality", "pitch", "duration", "velocity")
+MAX_STEPS = 4 * GRID  # the longest shift and melody duration: a 4/4 bar
+VOCAB_VERSION = "2"
 
 
 @dataclass(frozen=True)
 class Event:
-    onset: int
-    duration: int
+    onset: int  # grid ticks from the start; not a field: the sum of the shifts before it
     shift: int
-    sound: str  # "n60" for one pitch, "c0.4.7" for a chord's pitch classes
-    velocity: int  # bin index
+    root: int | None = None
+    quality: str | None = None
+    pitch: int | None = None
+    duration: int = 0  # of the melody note; 0 when there is none
+    velocity: int = 0  # bin index
 
     @property
-    def token(self) -> str:
-        return f"{self.sound}_d{self.duration}_s{self.shift}_v{self.velocity}"
-
-    @property
-    def pitches(self) -> tuple[int, ...]:
-        """Pitches to sound: the note itself, or the chord's classes above middle C."""
-        if self.sound.startswith("n"):
-            return (int(self.sound[1:]),)
-        return tuple(60 + int(pc) for pc in self.sound[1:].split("."))
+    def tokens(self) -> tuple[str, ...]:
+        return (str(self.shift), NONE if self.root is None else str(self.root), self.quality or NONE,
+                NONE if self.pitch is None else str(self.pitch), str(self.duration) if self.pitch is not None
+                else NONE, str(self.velocity))
 
     @property
     def is_chord(self) -> bool:
-        return self.sound.startswith("c")
+        return self.root is not None
+
+    @property
+    def chord_pcs(self) -> list[int]:
+        return chord_pitch_classes(self.root, self.quality) if self.root is not None else []
+
+    @property
+    def pitches(self) -> tuple[int, ...]:
+        """What starts here: the chord's pitch classes above middle C, then the melody note."""
+        return tuple(60 + pc for pc in self.chord_pcs) + ((self.pitch,) if self.pitch is not None else ())
+
+    @property
+    def label(self) -> str:
+        parts = [chord_symbol(self.root, self.quality)] if self.root is not None else []
+        if self.pitch is not None:
+            parts.append(f"n{self.pitch}/{self.duration}")
+        return " ".join(parts) or "rest"
 
 
-def ladder(grid: int) -> np.ndarray:
-    return np.array(sorted({max(1, round(b * grid)) for b in LADDER_BEATS}))
+def event_from_tokens(tokens, onset: int) -> Event:
+    """The event a row of field tokens writes; ValueError if a token is a special or malformed."""
+    shift, root, quality, pitch, duration, velocity = tokens
+    if any(t.startswith("<") for t in tokens):
+        raise ValueError(f"special token in {tokens}")
+    struck = root != NONE
+    if struck != (quality != NONE) or (pitch != NONE) != (duration != NONE):
+        raise ValueError(f"inconsistent fields {tokens}")
+    return Event(onset, int(shift), int(root) if struck else None, quality if struck else None,
+                 int(pitch) if pitch != NONE else None, int(duration) if pitch != NONE else 0, int(velocity))
 
 
-def snap(ticks: int, steps: np.ndarray) -> int:
-    return int(steps[np.argmin(np.abs(steps - ticks))])
-
-
-def token_to_event(token: str, onset: int) -> Event:
-    sound, d, s, v = token.split("_")
-    return Event(onset, int(d[1:]), int(s[1:]), sound, int(v[1:]))
-
-
-def tokens_to_events(tokens: list[str]) -> list[Event]:
-    events, onset = [], 0
-    for tok in tokens:
-        e = token_to_event(tok, onset)
+def tokens_to_events(rows) -> tuple[list[Event], int]:
+    """Events from rows of field tokens; rows that write no event are dropped and counted
+    (their shift still moves time on when it can be read)."""
+    events, onset, dropped = [], 0, 0
+    for row in rows:
+        try:
+            e = event_from_tokens(row, onset)
+        except ValueError:
+            dropped += 1
+            onset += int(row[0]) if row[0].isdigit() else 0
+            continue
         events.append(e)
         onset += e.shift
-    return events
+    return events, dropped
+
+
+def field_values(velocity_bins: int) -> dict[str, list[str]]:
+    """Every value each field can take: the vocabulary is closed, not learned from counts."""
+    steps = [str(i) for i in range(1, MAX_STEPS + 1)]
+    return {"shift": steps, "root": [NONE] + [str(pc) for pc in range(12)], "quality": [NONE] + QUALITY_NAMES,
+            "pitch": [NONE] + [str(p) for p in range(128)], "duration": [NONE] + steps,
+            "velocity": [str(b) for b in range(velocity_bins)]}
 
 
 class Vocabulary:
-    def __init__(self, tokens: list[str], counts: dict[str, int] | None = None, config: dict | None = None):
-        self.tokens = SPECIALS + [t for t in tokens if t not in SPECIALS]
-        self.index = {t: i for i, t in enumerate(self.tokens)}
-        self.counts = counts or {}
+    """Per field: the specials, then the field's values; ids index that list."""
+
+    def __init__(self, fields: dict[str, list[str]], config: dict | None = None):
+        if tuple(fields) != FIELDS:
+            raise StageError(f"vocabulary fields {list(fields)} are not {list(FIELDS)}")
+        self.fields = {f: SPECIALS + [t for t in values if t not in SPECIALS] for f, values in fields.items()}
+        self.index = {f: {t: i for i, t in enumerate(values)} for f, values in self.fields.items()}
         self.config = config or {}
 
-    def __len__(self) -> int:
-        return len(self.tokens)
-
     @classmethod
-    def build(cls, token_lists: list[list[str]], min_count: int, config: dict | None = None):
-        counts = Counter(t for toks in token_lists for t in toks)
-        kept = sorted((t for t, c in counts.items() if c >= min_count), key=lambda t: (-counts[t], t))
-        return cls(kept, {t: counts[t] for t in kept}, config)
+    def closed(cls, velocity_bins: int, config: dict | None = None) -> "Vocabulary":
+        return cls(field_values(velocity_bins), {"velocity_bins": velocity_bins, "grid": GRID, **(config or {})})
 
-    def encode(self, tokens: list[str]) -> np.ndarray:
-        return np.array([self.index.get(t, UNK) for t in tokens], dtype=np.int32)
+    @property
+    def sizes(self) -> list[int]:
+        return [len(self.fields[f]) for f in FIELDS]
 
-    def decode(self, ids) -> list[str]:
-        return [self.tokens[i] for i in ids]
+    def encode(self, rows) -> np.ndarray:
+        """(events, fields) ids; a value outside a field's set becomes that field's <unk>."""
+        out = np.full((len(rows), len(FIELDS)), UNK, np.int32)
+        for i, row in enumerate(rows):
+            for j, (f, tok) in enumerate(zip(FIELDS, row)):
+                out[i, j] = self.index[f].get(tok, UNK)
+        return out
+
+    def decode(self, ids) -> list[tuple[str, ...]]:
+        return [tuple(self.fields[f][int(i)] for f, i in zip(FIELDS, row)) for row in np.asarray(ids)]
+
+    def encode_events(self, events: list[Event]) -> np.ndarray:
+        return self.encode([e.tokens for e in events])
+
+    def decode_events(self, ids) -> tuple[list[Event], int]:
+        return tokens_to_events(self.decode(ids))
+
+    def value_table(self, field: str) -> np.ndarray:
+        """The integer each id of a numeric field stands for (0 for specials and "-")."""
+        return np.array([int(t) if t.isdigit() else 0 for t in self.fields[field]], np.int64)
 
     def fingerprint(self) -> str:
-        return hash_json(self.tokens)[:16]
+        return hash_json(self.fields)[:16]
 
     def to_json(self) -> dict:
         return {"class": type(self).__name__, "version": VOCAB_VERSION, "config": self.config,
-                "fingerprint": self.fingerprint(), "tokens": self.tokens, "counts": self.counts}
+                "fingerprint": self.fingerprint(), "fields": self.fields}
 
     @classmethod
     def from_json(cls, d: dict) -> "Vocabulary":
-        vocab = cls(d["tokens"], d.get("counts"), d.get("config"))
-        if d.get("fingerprint") and d["fingerprint"] != vocab.fingerprint():
-            raise StageError("vocabulary file is damaged: its fingerprint does not match its tokens")
+        if d.get("class") != cls.__name__ or d.get("version") != VOCAB_VERSION:
+            raise StageError(f"vocabulary file is {d.get('class')} version {d.get('version')}, not "
+                             f"{cls.__name__} version {VOCAB_VERSION}; re-run `lofi encode`")
+        if set(d.get("fields", {})) != set(FIELDS):
+            raise StageError(f"vocabulary file has fields {sorted(d.get('fields', {}))}, not {list(FIELDS)}")
+        vocab = cls({f: d["fields"][f] for f in FIELDS}, d.get("config"))
+        if d.get("fingerprint") != vocab.fingerprint():
+            raise StageError("vocabulary file is damaged: its fingerprint does not match its fields")
         return vocab
 
     def save(self, path: Path) -> None:

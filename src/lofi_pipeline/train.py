@@ -1,4 +1,5 @@
-"""train: fit the ensemble members, evaluate them and the baselines on validation pieces."""
+"""train: fit the ensemble members (early stopping on the dev pieces), then score them, their
+ensemble and the baselines on the test pieces, which nothing else looks at."""
 from __future__ import annotations
 
 import csv
@@ -9,12 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic
-from .baselines import NGramModel, UnigramModel, next_event_metrics
+from .baselines import NGramModel, UnigramModel, event_metrics
 from .encode import load_encoded
 from .errors import StageError
 from .model import build_member, configure_tensorflow
 from .runner import Stage, StageContext
-from .token_format import Vocabulary
+from .token_format import FIELDS, Vocabulary
 
 
 def member_specs(cfg) -> list[dict]:
@@ -64,25 +65,29 @@ def read_history(path: Path) -> list[dict]:
     return [{k: float(v) for k, v in rows[e].items()} for e in sorted(rows)]
 
 
-def train_member(spec: dict, vocab_size: int, window: int, data: dict, work: Path,
+def _targets(y: np.ndarray) -> dict:
+    return {f: y[:, j] for j, f in enumerate(FIELDS)}
+
+
+def train_member(spec: dict, field_sizes: dict[str, int], window: int, data: dict, work: Path,
                  epochs: int, batch_size: int, patience: int, log=print):
     """Train one member in `work`, resuming from its last epoch if a run was interrupted.
-    Returns the best model (by validation loss)."""
+    Returns the best model (by dev loss)."""
     import keras
     import tensorflow as tf
 
     work.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(spec["seed"])
-    model = build_member(vocab_size, window, name=spec["name"],
+    model = build_member(field_sizes, window, name=spec["name"],
                          **{k: spec[k] for k in ("embed_dim", "conv_filters", "kernel_size", "lstm_units",
                                                  "attention_heads", "dropout", "learning_rate")})
     done = read_history(work / "history.csv")
     if done:
         log(f"{spec['name']}: resuming after epoch {len(done)}")
-    train_ds = (tf.data.Dataset.from_tensor_slices((data["x_train"], data["y_train"]))
+    train_ds = (tf.data.Dataset.from_tensor_slices((data["x_train"], _targets(data["y_train"])))
                 .shuffle(len(data["y_train"]), seed=spec["seed"], reshuffle_each_iteration=True)
                 .batch(batch_size).prefetch(tf.data.AUTOTUNE))
-    val_ds = (tf.data.Dataset.from_tensor_slices((data["x_val"], data["y_val"]))
+    val_ds = (tf.data.Dataset.from_tensor_slices((data["x_dev"], _targets(data["y_dev"])))
               .batch(1024).prefetch(tf.data.AUTOTUNE))
     best = _persistent_best_callback(work, patience)
     stopped_early = best.state["epoch"] >= 0 and len(done) - 1 - best.state["epoch"] >= patience
@@ -107,7 +112,7 @@ def train_member(spec: dict, vocab_size: int, window: int, data: dict, work: Pat
             log(f"{spec['name']}: its checkpoint was damaged by the interruption "
                 f"({type(exc).__name__}); training it from the start")
             shutil.rmtree(work)
-            return train_member(spec, vocab_size, window, data, work, epochs, batch_size, patience, log)
+            return train_member(spec, field_sizes, window, data, work, epochs, batch_size, patience, log)
     return keras.saving.load_model(work / "best.keras")
 
 
@@ -120,9 +125,9 @@ def plot_curves(histories: dict[str, list[dict]], path: Path) -> None:
         epochs = [r["epoch"] + 1 for r in rows]
         color = f"C{i}"
         ax.plot(epochs, [r["loss"] for r in rows], "--", color=color, label=f"{name} train")
-        ax.plot(epochs, [r["val_loss"] for r in rows], "-", color=color, label=f"{name} validation")
+        ax.plot(epochs, [r["val_loss"] for r in rows], "-", color=color, label=f"{name} dev")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (NLL per event, nats)")
+    ax.set_ylabel("loss (NLL per event, all fields, nats)")
     ax.set_title("Learning curves")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -133,22 +138,34 @@ def plot_curves(histories: dict[str, list[dict]], path: Path) -> None:
 
 
 def format_table(metrics: dict) -> str:
-    lines = [f"{'model':<12} {'NLL':>7} {'ppl':>8} {'top1':>6} {'top5':>6}"]
+    """NLL per event, then NLL and top-1 per field, one row per model."""
+    head = f"{'model':<12} {'NLL':>7} " + " ".join(f"{f[:8]:>14}" for f in FIELDS)
+    lines = [head, f"{'':<12} {'event':>7} " + " ".join(f"{'nll   top1':>14}" for _ in FIELDS)]
     for name, m in metrics.items():
-        lines.append(f"{name:<12} {m['nll']:>7.3f} {m['perplexity']:>8.1f} {m['top1']:>6.3f} {m['top5']:>6.3f}")
+        cells = " ".join(f"{m['fields'][f]['nll']:>7.3f}{m['fields'][f]['top1']:>7.3f}" for f in FIELDS)
+        lines.append(f"{name:<12} {m['nll']:>7.3f} {cells}")
     return "\n".join(lines)
 
 
-def evaluate(models: dict, vocab_size: int, data: dict, ngram_order: int) -> dict:
-    """Metrics on the validation windows for members, their average, and both baselines."""
-    x, y = data["x_val"], data["y_val"]
-    probs = {name: m.predict(x, batch_size=1024, verbose=0) for name, m in models.items()}
-    metrics = {name: next_event_metrics(p, y) for name, p in probs.items()}
-    metrics["ensemble"] = next_event_metrics(np.mean(list(probs.values()), axis=0), y)
-    unigram = UnigramModel(vocab_size).fit(data["y_train"])
-    metrics["unigram"] = next_event_metrics(unigram.predict(x), y)
-    ngram = NGramModel(vocab_size, ngram_order).fit(data["x_train"], data["y_train"])
-    metrics[f"{ngram_order}-gram"] = next_event_metrics(ngram.predict(x), y)
+def predict_fields(model, x: np.ndarray) -> dict[str, np.ndarray]:
+    out = model.predict(x, batch_size=1024, verbose=0)
+    return {f: np.asarray(out[f], np.float64) for f in FIELDS}
+
+
+def evaluate(models: dict, vocab: Vocabulary, data: dict, ngram_order: int, split: str = "test") -> dict:
+    """Metrics on one split's windows for members, their average, and both baselines."""
+    x, y = data[f"x_{split}"], data[f"y_{split}"]
+    probs = {name: predict_fields(m, x) for name, m in models.items()}
+    metrics = {name: event_metrics(p, y, FIELDS) for name, p in probs.items()}
+    mean = {f: np.mean([p[f] for p in probs.values()], axis=0) for f in FIELDS}
+    metrics["ensemble"] = event_metrics(mean, y, FIELDS)
+    uni, ngram = {}, {}
+    for j, (f, size) in enumerate(zip(FIELDS, vocab.sizes)):
+        uni[f] = UnigramModel(size).fit(data["y_train"][:, j]).predict(x[:, :, j])
+        ngram_model = NGramModel(size, ngram_order).fit(data["x_train"][:, :, j], data["y_train"][:, j])
+        ngram[f] = ngram_model.predict(x[:, :, j])
+    metrics[f"{ngram_order}-gram"] = event_metrics(ngram, y, FIELDS)
+    metrics["unigram"] = event_metrics(uni, y, FIELDS)
     return metrics
 
 
@@ -156,16 +173,17 @@ class TrainStage(Stage):
     name = "train"
     requires = ("encode",)
     reads = ("train", "run.seed")
-    help = "train the ensemble (Conv1D -> BiLSTM -> attention) and score it against baselines"
+    help = "train the ensemble (Conv1D -> BiLSTM -> attention, a head per field); score it on the test split"
 
     def run(self, ctx: StageContext) -> dict:
         cfg = ctx.params.train
         configure_tensorflow(cfg.threads)
         vocab, data, _ = load_encoded(ctx.inputs["encode"])
-        if len(data["y_train"]) == 0 or len(data["y_val"]) == 0:
-            raise StageError("encode produced no training or no validation windows; "
-                             "give the archive more (or longer) pieces")
+        for split in ("train", "dev", "test"):
+            if len(data[f"y_{split}"]) == 0:
+                raise StageError(f"encode produced no {split} windows; give the archive more (or longer) pieces")
         window = data["x_train"].shape[1]
+        field_sizes = dict(zip(FIELDS, vocab.sizes))
         work_root = ctx.cache_dir / ctx.key
         specs = member_specs(ctx.params)
         models, histories = {}, {}
@@ -174,27 +192,30 @@ class TrainStage(Stage):
             work = work_root / spec["name"]
             ctx.log(f"{spec['name']}: kernel {spec['kernel_size']}, LSTM {spec['lstm_units']}, "
                     f"seed {spec['seed']}")
-            model = train_member(spec, len(vocab), window, data, work, cfg.epochs, cfg.batch_size,
+            model = train_member(spec, field_sizes, window, data, work, cfg.epochs, cfg.batch_size,
                                  cfg.patience, ctx.log)
             shutil.copyfile(work / "best.keras", ctx.out_dir / "members" / f"{spec['name']}.keras")
             models[spec["name"]] = model
             histories[spec["name"]] = read_history(work / "history.csv")
-        metrics = evaluate(models, len(vocab), data, cfg.ngram_order)
+        metrics = evaluate(models, vocab, data, cfg.ngram_order, "test")
         table = format_table(metrics)
-        ctx.log("validation next-event metrics:\n" + table)
+        ctx.log(f"test split ({len(data['y_test'])} events, used for nothing else), NLL in nats:\n" + table)
         vocab.save(ctx.out_dir / "vocab.json")
         atomic.write_json(ctx.out_dir / "members.json", {
-            "window": window, "vocab_fingerprint": vocab.fingerprint(), "vocab_size": len(vocab),
+            "window": window, "vocab_fingerprint": vocab.fingerprint(), "field_sizes": field_sizes,
             "members": specs})
-        atomic.write_json(ctx.out_dir / "metrics.json", {"validation": metrics,
+        atomic.write_json(ctx.out_dir / "metrics.json", {"test": metrics, "test_events": int(len(data["y_test"])),
                                                           "histories": histories})
         atomic.write_text(ctx.out_dir / "metrics.txt", table + "\n")
         plot_curves(histories, ctx.out_dir / "curves.png")
         shutil.rmtree(work_root, ignore_errors=True)
-        best_member = min(metrics[s["name"]]["nll"] for s in specs)
-        return {"validation": metrics, "epochs": {n: len(h) for n, h in histories.items()},
-                "ensemble_beats_members": metrics["ensemble"]["nll"] < best_member,
-                "ensemble_beats_ngram": metrics["ensemble"]["nll"] < metrics[f"{cfg.ngram_order}-gram"]["nll"]}
+        nll = {name: m["nll"] for name, m in metrics.items()}
+        best_member = min(nll[s["name"]] for s in specs)
+        return {"test": metrics, "test_events": int(len(data["y_test"])),
+                "epochs": {n: len(h) for n, h in histories.items()},
+                "ordering_holds": nll["ensemble"] < best_member < nll[f"{cfg.ngram_order}-gram"] < nll["unigram"],
+                "ensemble_beats_members": nll["ensemble"] < best_member,
+                "ensemble_beats_ngram": nll["ensemble"] < nll[f"{cfg.ngram_order}-gram"]}
 
 
 def load_ensemble(train_dir: Path, vocab: Vocabulary | None = None):
@@ -212,7 +233,8 @@ def load_ensemble(train_dir: Path, vocab: Vocabulary | None = None):
     models = [keras.saving.load_model(train_dir / "members" / f"{m['name']}.keras")
               for m in info["members"]]
     for m in models:
-        if m.output_shape[-1] != len(saved):
-            raise StageError(f"{train_dir}: model {m.name} predicts {m.output_shape[-1]} events but "
-                             f"the vocabulary has {len(saved)}; re-run `lofi train --force`")
+        sizes = {name: int(t.shape[-1]) for name, t in zip(m.output_names, m.outputs)}
+        if sizes != dict(zip(FIELDS, saved.sizes)):
+            raise StageError(f"{train_dir}: model {m.name} predicts fields {sizes} but the vocabulary "
+                             f"has {dict(zip(FIELDS, saved.sizes))}; re-run `lofi train --force`")
     return models, saved, info
