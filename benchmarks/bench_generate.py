@@ -2,7 +2,8 @@
 
 All rows run on the same trained ensemble (outputs/train, from `make train`) in one process,
 and each ratio is against the first row, measured in the same run:
-  loop       one track, every event a `model.predict` call per member, probabilities averaged
+  loop       one track, every event a `predict` call per member for the trunk and one per field
+             for the heads (each head reads the fields drawn before it), probabilities averaged
   compiled   one track, all members in one XLA-compiled tf.function (what `generate` uses):
              like for like with the loop, so its ratio is the compiled function alone
   batched    `--tracks` tracks in one batch through the same compiled function: its ratio adds
@@ -35,17 +36,20 @@ def predict_loop(models, field_sampler: FieldSampler, window: int, events: int, 
         tail = seq[-window:]
         if len(tail):
             ctx[0, window - len(tail):] = tail
-        outs = [m.predict(ctx, verbose=0) for m in models]
-        probs = {f: np.mean([o[f][0] for o in outs], axis=0) for f in FIELDS}
+        contexts = [m.get_layer("trunk").predict(ctx, verbose=0) for m in models]
+
+        def probs(row):
+            outs = [m.get_layer("heads").predict([c, row[None, :]], verbose=0) for m, c in zip(models, contexts)]
+            return {f: np.mean([o[f][0] for o in outs], axis=0) for f in FIELDS}
         seq = np.vstack([seq, field_sampler.draw(probs, rng, seq)[None, :]])
     return seq
 
 
-def compiled_rate(sampler: EnsembleSampler, field_sampler: FieldSampler, shifts, tracks: int, events: int) -> float:
+def compiled_rate(sampler: EnsembleSampler, field_sampler: FieldSampler, tracks: int, events: int) -> float:
     def run(n, seed):
         rngs = [np.random.default_rng(seed + i) for i in range(tracks)]
         empty = [np.zeros((0, len(FIELDS)), np.int32)] * tracks
-        generate_tracks(sampler, field_sampler, empty, rngs, 10**12, n, shifts, progress=False)
+        generate_tracks(sampler, field_sampler, empty, rngs, 10**12, n, progress=False)
     run(2, 0)  # trace and compile this shape
     t = time.perf_counter()
     run(events, 100)
@@ -64,7 +68,7 @@ def main() -> int:
     configure_tensorflow()
     models, vocab, info = load_ensemble(Path(args.train_dir))
     window = info["window"]
-    field_sampler, shifts = FieldSampler(vocab, SETTINGS), vocab.value_table("shift")
+    field_sampler = FieldSampler(vocab, SETTINGS)
     print(f"ensemble: {len(models)} members, window {window}, fields {dict(zip(FIELDS, vocab.sizes))}; "
           f"{args.events} events per track, {os.cpu_count()} CPU cores")
 
@@ -73,17 +77,18 @@ def main() -> int:
     predict_loop(models, field_sampler, window, args.events, np.random.default_rng(1))
     base_rate = args.events / (time.perf_counter() - t)
     print(f"{'sampler':<52} {'events/s':>9} {'ratio':>7}")
-    print(f"{'loop      model.predict per event per member, 1 track':<52} {base_rate:9.1f} {1.0:6.1f}x")
+    print(f"{'loop      model.predict per event, member and head, 1 track':<52} {base_rate:9.1f} {1.0:6.1f}x")
     try:
         sampler = EnsembleSampler(models, jit_compile=True)
-        sampler.next_probs(np.zeros((1, sampler.window, len(FIELDS)), np.int32))
+        sampler.field_probs(sampler.contexts(np.zeros((1, sampler.window, len(FIELDS)))),
+                            np.zeros((1, len(FIELDS)), np.int32))
         label = "XLA"
     except Exception as exc:  # an op XLA cannot compile on this build: graph mode, as generate does
         print(f"(XLA unavailable: {type(exc).__name__}; graph mode)")
         sampler, label = EnsembleSampler(models), "graph"
     for tracks, name in ((1, f"compiled  EnsembleSampler ({label}), 1 track"),
                          (args.tracks, f"batched   EnsembleSampler ({label}), {args.tracks} tracks")):
-        rate = compiled_rate(sampler, field_sampler, shifts, tracks, args.events)
+        rate = compiled_rate(sampler, field_sampler, tracks, args.events)
         print(f"{name:<52} {rate:9.1f} {rate / base_rate:6.1f}x")
     return 0
 

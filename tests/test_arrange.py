@@ -98,3 +98,54 @@ def test_arranged_file_opens_in_music21_and_pretty_midi(tmp_path):
 def test_a_fixed_key_is_honoured():
     _, _, info = arranged(4, 8, 'arrange.key="Eb"')
     assert info["key"] in ("Eb", "Ebm")
+
+
+def keys_chords(parts):
+    """(start, pitch-class set) of each chord the keys strike, in order."""
+    by_start = {}
+    for start, _, pitch, _ in parts[0].notes:
+        by_start.setdefault(round(start), set()).add(pitch % 12)
+    return sorted(by_start.items())
+
+
+MELODY_ONLY = [("12", "0", "maj", "64", "12", "2")] + [
+    ("12", "-", "-", str(60 + (3 * i) % 12 + (i // 4) % 3 * 2), "12", "2") for i in range(1, 64)]
+DATA = {"melody_share": 0.6, "hold_limit_ticks": 96, "has_chords": True}
+
+
+def test_a_long_melody_only_stretch_still_gets_moving_harmony():
+    """A chord, then 16 bars of melody alone: the keys must not hold that chord for 16 bars."""
+    cfg_ = cfg("arrange.swing=0.5", "arrange.humanize_ms=0")
+    _, parts, info = arrange_track(MELODY_ONLY, 12, 16, 5, cfg_, "Test", DATA)
+    chords = keys_chords(parts)
+    starts = [s for s, _ in chords] + [64]
+    assert max(b - a for a, b in zip(starts, starts[1:])) <= 8  # never past the data's 2-bar limit
+    assert len({frozenset(pcs) for _, pcs in chords}) >= 3
+    assert info["harmonised_bars"] == 15 and info["harmony_changes"] == len(chords)
+    bass_roots = {pitch % 12 for _, _, pitch, _ in parts[2].notes}
+    assert len(bass_roots) >= 3  # the bass follows the keys
+    _, _, before = arrange_track(MELODY_ONLY, 12, 16, 5, cfg_, "Test", {**DATA, "hold_limit_ticks": 48 * 20})
+    assert before["harmonised_bars"] == 0 and before["harmony_changes"] == 1  # no limit reached: one chord
+
+
+def test_the_lead_plays_the_learned_melody_where_the_data_has_one():
+    _, parts, info = arrange_track(MELODY_ONLY, 12, 16, 5, cfg("arrange.swing=0.5", "arrange.humanize_ms=0"),
+                                   "Test", DATA)
+    assert info["lead"] == "learned melody"
+    # Every melody note from where the lead joins (halfway through the 2-bar intro), on its beat.
+    assert [round(start, 6) for start, _, _, _ in parts[1].notes] == list(range(4, 64))
+    chords_only = [row[:3] + ("-", "-", "2") for row in TOKENS]
+    _, _, info = arrange_track(chords_only, 12, 8, 5, cfg(), "Test", DATA)
+    assert info["lead"] == "chord tones (this take has no melody)"
+    _, _, info = arrange_track(TOKENS, 12, 8, 5, cfg(), "Test", {**DATA, "melody_share": 0.0})
+    assert info["lead"] == "chord tones (the data has no melody)"
+
+
+def test_where_a_take_leaves_the_melody_out_for_bars_the_lead_plays_chord_tones_there():
+    tune = [("12", "0", "maj", "64", "12", "2")] + [("12", "-", "-", str(62 + i % 5), "12", "2") for i in range(7)]
+    chords = [("48", str(r), "maj", "-", "-", "2") for r in (5, 7, 9, 0, 5, 7)]
+    _, parts, info = arrange_track(tune + chords, 12, 8, 5, cfg("arrange.swing=0.5", "arrange.humanize_ms=0"),
+                                   "Test", DATA)
+    assert info["lead"] == "learned melody, chord tones in 6 bars without it"
+    lead_bars = {int(start // 4) for start, _, _, _ in parts[1].notes}
+    assert {1} <= lead_bars and len(lead_bars & set(range(2, 8))) >= 3

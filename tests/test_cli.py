@@ -6,6 +6,7 @@ import signal
 import subprocess
 import time
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
@@ -86,6 +87,9 @@ def test_report_loads_in_a_real_browser(quick_run, tmp_path):
     total = re.search(r'data-images-total="(\d+)"', dom)
     loaded = re.search(r'data-images-loaded="(\d+)"', dom)
     assert total and loaded and int(total.group(1)) == len(parser.images) == int(loaded.group(1))
+    checks = dom[dom.index("<h2>Music checks</h2>"):]
+    assert "training pieces" in checks and "<td>track 1" in checks and "<td>track 2" in checks
+    assert dom.count("lead: ") == 2
     shot = tmp_path / "report.png"
     subprocess.run([chromium, *flags, "--window-size=1200,2400", f"--screenshot={shot}", page.as_uri()],
                    capture_output=True, timeout=120)
@@ -190,3 +194,30 @@ def test_a_deleted_wav_makes_render_stale_and_a_run_restores_it(quick_run, tmp_p
     run = lofi("all", *args)
     assert ran(run.stdout) == ["render"]  # the same bytes again: master and export stay cached
     assert (out / "render" / "track_01.wav").is_file()
+
+
+def test_evaluate_runs_each_archive_in_its_own_folder_and_prints_one_table(quick_run, tmp_path):
+    args, out, _ = quick_run
+    archive = Path(args[args.index("--archive") + 1])
+    evaluated = tmp_path / "outputs"
+    shutil.copytree(out, evaluated / "evaluate" / "songs", ignore=shutil.ignore_patterns(".lock"))  # cached
+    folder = tmp_path / "my tunes"
+    folder.mkdir()
+    for i in range(10):
+        (folder / f"tune_{i}.mid").write_bytes(song_bytes(i + 20))
+    run = lofi("evaluate", str(archive), str(folder), "--profile", "quick", "--outputs", str(evaluated))
+    table = run.stdout[run.stdout.index("\narchive "):]
+    assert re.search(r"^archive +songs\.zip +my tunes$", table, re.M)
+    for row in ("files kept / skipped", "events not representable", "test NLL/event: ensemble",
+                "test NLL/event: unigram", "ensemble < member < n-gram < unigram", "tracks inside the data's range",
+                "longest unchanged harmony (bars)", "harmony changes per bar", "onsets per beat",
+                "distinct melody pitches per 4 bars", "train (s)", "all stages (s)"):
+        assert re.search(rf"^ *{re.escape(row)} ", table, re.M), row
+    assert re.search(r"^files kept / skipped +12 / 0 +10 / 0$", table, re.M)
+    results = json.loads((evaluated / "evaluate" / "evaluation.json").read_text())["archives"]
+    assert [Path(r["outputs"]).name for r in results] == ["songs", "my_tunes"]
+    for r in results:
+        assert r["unknown_share"] == 0.0 and set(r["nll"]) == {"ensemble", "best member", "n-gram", "unigram"}
+        assert len(r["tracks"]) == 2 and all(set(t["figures"]) == set(r["checks_ranges"]) for t in r["tracks"])
+        assert (Path(r["outputs"]) / "report.html").exists()
+    assert "[train] cached" in run.stdout and "[train] running" in run.stdout  # the first came from its cache

@@ -9,12 +9,16 @@ from lofi_pipeline.errors import StageError
 from lofi_pipeline.generate import (
     EnsembleSampler,
     FieldSampler,
+    draw_takes,
     generate_tracks,
     primer_from_midi,
     sample_value,
     self_repetition,
+    take_report,
     track_seed,
 )
+from lofi_pipeline.model import model_inputs
+from lofi_pipeline.music_checks import data_ranges, figures
 from lofi_pipeline.pipeline import build_stages
 from lofi_pipeline.runner import Runner
 from lofi_pipeline.token_format import FIELDS, PAD, UNK, Vocabulary
@@ -62,7 +66,7 @@ def test_field_sampler_keeps_chords_and_notes_whole_and_honours_per_field_settin
     sampler = FieldSampler(vocab, {**SETTINGS, "fields": {"pitch": {"top_k": 1}}})
     probs = {f: np.random.default_rng(i).dirichlet(np.ones(n)) for i, (f, n) in enumerate(zip(FIELDS, vocab.sizes))}
     top_pitch = 2 + int(np.argmax(probs["pitch"][2:]))
-    rows = [sampler.draw(probs, rng, np.zeros((0, len(FIELDS)), np.int32)) for _ in range(200)]
+    rows = [sampler.draw(lambda row: probs, rng, np.zeros((0, len(FIELDS)), np.int32)) for _ in range(200)]
     events, dropped = vocab.decode_events(np.array(rows))
     assert dropped == 0 and len(events) == 200  # never a root without a quality, nor a pitch without a duration
     assert {r[FIELDS.index("pitch")] for r in rows} == {top_pitch}
@@ -73,15 +77,31 @@ def test_ensemble_combines_members_probabilities_per_field(trained):
     _, runner = trained
     vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
     models, _, _ = load_ensemble(runner.artifact_dir("train"), vocab)
-    x = data["x_dev"][:4]
-    outs = [m.predict(x, verbose=0) for m in models]
-    mean = EnsembleSampler(models).next_probs(x)
-    product = EnsembleSampler(models, "product").next_probs(x)
-    weighted = EnsembleSampler(models, "weighted", [1, 0]).next_probs(x)
+    x, y = data["x_dev"][:4], data["y_dev"][:4]
+    outs = [m.predict(model_inputs(x, y), verbose=0) for m in models]
+
+    def probs(sampler):
+        return sampler.field_probs(sampler.contexts(x), y)
+    mean = probs(EnsembleSampler(models))
+    product = probs(EnsembleSampler(models, "product"))
+    weighted = probs(EnsembleSampler(models, "weighted", [1, 0]))
     for f in FIELDS:
         assert np.allclose(mean[f], np.mean([o[f] for o in outs], axis=0), atol=1e-5)
         assert np.allclose(product[f].sum(axis=1), 1, atol=1e-4)
         assert np.allclose(weighted[f], outs[0][f], atol=1e-5)
+
+
+def test_a_smaller_batch_gets_the_same_distributions_as_in_the_full_one(trained):
+    """Re-drawing a few tracks pads their batch to the first batch's size: rows stay the same."""
+    _, runner = trained
+    vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
+    models, _, _ = load_ensemble(runner.artifact_dir("train"), vocab)
+    sampler = EnsembleSampler(models)
+    x, y = data["x_dev"][:4], data["y_dev"][:4]
+    full = sampler.field_probs(sampler.contexts(x), y)
+    part = sampler.field_probs(sampler.contexts(x[:2]), y[:2])
+    for f in FIELDS:
+        assert part[f].shape[0] == 2 and np.allclose(part[f], full[f][:2], atol=1e-6)
 
 
 def test_models_and_a_foreign_vocabulary_do_not_mix(trained):
@@ -127,7 +147,7 @@ def generate(trained, tmp_path, *overrides):
 
 def test_generating_twice_gives_the_same_events_and_never_retrains(trained, tmp_path):
     a, logs_a = generate(trained, tmp_path / "a")
-    b, logs_b = generate(trained, tmp_path / "b", "generate.temperature=0.9")  # the default, said aloud
+    b, logs_b = generate(trained, tmp_path / "b", "generate.temperature=1.0")  # the default, said aloud
     for logs in (logs_a, logs_b):
         ran = [line.split("]")[0][1:] for line in logs if " running (" in line]
         assert ran == ["generate"], logs
@@ -145,7 +165,7 @@ def test_different_seeds_sample_different_music_from_the_same_models(trained):
     def sample(seed):
         rngs = [np.random.default_rng(track_seed(seed, i)) for i in range(2)]
         seqs = generate_tracks(sampler, FieldSampler(vocab, SETTINGS), [np.zeros((0, len(FIELDS)), np.int32)] * 2,
-                               rngs, 10**9, 24, vocab.value_table("shift"), progress=False)
+                               rngs, 10**9, 24, progress=False)
         return [s.tolist() for s in seqs]
     assert sample(1) == sample(1)
     assert sample(1) != sample(2)
@@ -156,3 +176,78 @@ def test_a_missing_primer_stops_before_any_work(trained, tmp_path):
     with pytest.raises(StageError, match="primer nope.mid: file not found"):
         generate(trained, tmp_path, 'generate.primer="nope.mid"')
     assert not (tmp_path / "outputs" / ".tmp").exists()
+
+
+def test_no_harmony_stands_past_the_hold_limit(trained):
+    """With a limit of one beat, the real ensemble (whose songs change chord every bar) must
+    change chord at least every beat: the shift cannot carry a chord past it, and the event
+    at the limit must strike a different chord."""
+    _, runner = trained
+    vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
+    models, _, _ = load_ensemble(runner.artifact_dir("train"), vocab)
+    sampler = EnsembleSampler(models)
+
+    def longest(limit):
+        rngs = [np.random.default_rng(track_seed(3, i)) for i in range(2)]
+        seqs = generate_tracks(sampler, FieldSampler(vocab, SETTINGS), [np.zeros((0, len(FIELDS)), np.int32)] * 2,
+                               rngs, 16 * 12, 400, hold_limit=limit, progress=False)
+        return max(figures(vocab.decode_events(s)[0], 12)["longest_harmony_bars"] for s in seqs)
+    assert longest(None) > 0.25
+    assert longest(12) <= 0.25
+
+
+def degenerate(rows: int = 200) -> np.ndarray:
+    """One event repeated: a stuck 32nd-note melody note over no chord."""
+    vocab = Vocabulary.closed(4)
+    return vocab.encode([("1", "-", "-", "60", "1", "2")] * rows)
+
+
+def moving(seed: int) -> np.ndarray:
+    vocab = Vocabulary.closed(4)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for bar in range(8):
+        root = str(int(rng.choice([0, 5, 7, 9])))
+        rows.append(("12", root, "maj", str(60 + int(rng.integers(0, 12))), "12", "2"))
+        rows += [("12", "-", "-", str(60 + int(rng.integers(0, 12))), "12", "2") for _ in range(3)]
+    return vocab.encode(rows)
+
+
+def test_a_degenerate_take_is_redrawn_and_one_that_stays_so_is_flagged_by_name():
+    vocab = Vocabulary.closed(4)
+    ranges = data_ranges([figures(vocab.decode_events(moving(s))[0], 12) for s in range(20)], 0.05)
+
+    def sample(indices, draw):  # track 1 recovers on its second take, track 2 never does
+        return [{"seq": moving(100 + draw) if (i == 0 and draw) else degenerate(), "seed": draw} for i in indices]
+    logs = []
+    takes = draw_takes(sample, 2, 3, lambda seq: take_report(seq, vocab, ranges, 12), logs.append)
+    assert [t["draws"] for t in takes] == [2, 4]
+    assert takes[0]["checks"]["failed"] == [] and takes[0]["seed"] == 1
+    assert takes[1]["checks"]["failed"]
+    assert logs[0].startswith("track 1: take 1 fails ") and "re-drawing" in logs[0]
+    (warning,) = [line for line in logs if line.startswith("warning")]
+    assert warning.startswith("warning: track 2 is outside the data's range after 4 takes: ")
+    assert "share of gaps under a 16th 1.00 (data 0.00-0.00)" in warning
+    assert "kept, flagged" in warning
+
+
+def test_the_models_see_no_more_past_events_than_the_context(trained):
+    _, runner = trained
+    vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
+    models, _, _ = load_ensemble(runner.artifact_dir("train"), vocab)
+    sampler = EnsembleSampler(models)
+
+    class Recording:  # the real sampler, keeping the windows it is shown
+        window, shown = sampler.window, []
+
+        def contexts(self, windows):
+            self.shown.append((windows != PAD).all(axis=2).sum(axis=1).max())
+            return sampler.contexts(windows)
+
+        def field_probs(self, contexts, rows):
+            return sampler.field_probs(contexts, rows)
+    recording = Recording()
+    rngs = [np.random.default_rng(i) for i in range(2)]
+    generate_tracks(recording, FieldSampler(vocab, SETTINGS), [np.zeros((0, len(FIELDS)), np.int32)] * 2, rngs,
+                    10**9, 20, context=4, progress=False)
+    assert recording.shown[:6] == [0, 1, 2, 3, 4, 4] and max(recording.shown) == 4 < sampler.window

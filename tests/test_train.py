@@ -5,7 +5,7 @@ import pytest
 
 from lofi_pipeline.baselines import NGramModel, UnigramModel, event_metrics, field_metrics
 from lofi_pipeline.encode import load_encoded
-from lofi_pipeline.model import build_member
+from lofi_pipeline.model import build_member, model_inputs
 from lofi_pipeline.token_format import FIELDS, Vocabulary
 from lofi_pipeline.train import evaluate, load_ensemble, member_specs, read_history, train_member
 
@@ -13,13 +13,34 @@ from lofi_pipeline.train import evaluate, load_ensemble, member_specs, read_hist
 def test_builder_has_the_named_layers_in_order_and_one_head_per_field():
     sizes = dict(zip(FIELDS, Vocabulary.closed(4).sizes))
     model = build_member(sizes, 8, embed_dim=8, conv_filters=8, kernel_size=3, lstm_units=8)
-    names = [layer.name for layer in model.layers]
-    for expected in ("embed_pitch", "event_embedding", "conv", "bilstm", "attention", "attention_norm", *FIELDS):
-        assert expected in names
-    assert names.index("conv") < names.index("bilstm") < names.index("attention") < names.index("pitch")
-    out = model.predict(np.zeros((2, 8, len(FIELDS)), np.int32), verbose=0)
+    trunk = [layer.name for layer in model.get_layer("trunk").layers]
+    for expected in ("embed_pitch", "event_embedding", "conv", "bilstm", "attention", "attention_norm", "dense"):
+        assert expected in trunk
+    assert trunk.index("conv") < trunk.index("bilstm") < trunk.index("attention") < trunk.index("dense")
+    assert set(FIELDS) <= {layer.name for layer in model.get_layer("heads").layers}
+    rng = np.random.default_rng(0)
+    x, y = np.zeros((2, 8, len(FIELDS)), np.int32), rng.integers(2, 6, (2, len(FIELDS))).astype(np.int32)
+    out = model.predict(model_inputs(x, y), verbose=0)
     assert {f: out[f].shape for f in FIELDS} == {f: (2, n) for f, n in sizes.items()}
     assert np.allclose(out["root"].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_each_head_reads_the_fields_before_its_own_and_none_after():
+    """The heads chain p(shift) p(root | shift) ...: changing one field of the next event
+    changes the heads after it and leaves its own head and those before it alone."""
+    sizes = dict(zip(FIELDS, Vocabulary.closed(4).sizes))
+    model = build_member(sizes, 8, embed_dim=8, conv_filters=8, kernel_size=3, lstm_units=8)
+    rng = np.random.default_rng(1)
+    x = rng.integers(2, 6, (4, 8, len(FIELDS))).astype(np.int32)
+    y = rng.integers(2, 6, (4, len(FIELDS))).astype(np.int32)
+    base = model.predict(model_inputs(x, y), verbose=0)
+    for j, field in enumerate(FIELDS):
+        y2 = y.copy()
+        y2[:, j] += 1
+        moved = model.predict(model_inputs(x, y2), verbose=0)
+        for k, other in enumerate(FIELDS):
+            same = np.allclose(moved[other], base[other], atol=1e-7)
+            assert same == (k <= j), (field, other)
 
 
 def test_members_differ_by_seed_and_hyperparameters(trained):

@@ -16,6 +16,7 @@ import numpy as np
 from . import atomic
 from .errors import StageError
 from .events import PITCH_NAMES
+from .music_checks import MELODY_SHARE_MIN, harmony_changes
 from .runner import Stage, StageContext
 from .token_format import Event, tokens_to_events
 
@@ -101,26 +102,67 @@ def voice_chord(pcs: list[int], root: int, extensions: bool, low: int = 52) -> l
     return sorted(voiced)
 
 
-def chords_from_events(events: list[Event], length: float) -> list[tuple[float, float, list[int]]]:
-    """(start, end, pitch classes) segments; a chordless stretch is harmonised by bar from its notes."""
-    segs = [[e.onset, e.chord_pcs] for e in events if e.is_chord and e.onset < length]
-    if not segs:
-        bars = {}
+# The diatonic triads of the reference key (C major, which A minor shares): what a melody-only
+# stretch is harmonised with, as (root, pitch classes).
+DIATONIC_TRIADS = [(0, [0, 4, 7]), (2, [2, 5, 9]), (4, [4, 7, 11]), (5, [5, 9, 0]), (7, [7, 11, 2]), (9, [9, 0, 4])]
+
+
+def harmonise_from_melody(events: list[Event], start: float, end: float, first: list[int] | None,
+                          hold_limit: float) -> list[tuple[float, float, list[int]]]:
+    """A stretch where the harmony does not move, bar by bar: the diatonic triad that fits the
+    melody notes of the bar best (staying put on a tie), and a different one once a chord has
+    stood for `hold_limit` beats, so the keys and the bass never freeze."""
+    segs, current, since = [], first, start
+    for bar_start in np.arange(start, end, BEATS_PER_BAR):
+        bar_end = min(end, bar_start + BEATS_PER_BAR)
+        weight = np.zeros(12)
         for e in events:
-            if e.pitch is not None:
-                bars.setdefault(int(e.onset // BEATS_PER_BAR), set()).add(e.pitch % 12)
-        segs = [[b * BEATS_PER_BAR, sorted(pcs)] for b, pcs in sorted(bars.items()) if len(pcs) >= 2]
-        if not segs:
-            segs = [[0.0, [0, 4, 7]]]
-    merged = [segs[0]]
-    for seg in segs[1:]:  # a restated chord is held, not struck again
-        if sorted(seg[1]) != sorted(merged[-1][1]):
+            if e.pitch is not None and bar_start <= e.onset < bar_end:
+                weight[e.pitch % 12] += max(e.duration, 0.25)
+        if bar_start == start and first is not None:
+            segs.append([bar_start, bar_end, first])
+            continue
+
+        def fit(pcs: list[int]) -> float:
+            inside = weight[pcs].sum()
+            return inside - 0.5 * (weight.sum() - inside) + (0.1 if pcs == current else 0.0)
+        must_move = current is not None and bar_start - since >= hold_limit
+        options = [pcs for _, pcs in DIATONIC_TRIADS if not (must_move and pcs == current)]
+        chosen = max(options, key=fit)
+        if segs and chosen == current:
+            segs[-1][1] = bar_end
+        else:
+            segs.append([bar_start, bar_end, chosen])
+            current, since = chosen, bar_start
+    return [(float(a), float(b), pcs) for a, b, pcs in segs]
+
+
+def chords_from_events(events: list[Event], length: float,
+                       hold_limit: float = 4.0 * BEATS_PER_BAR) -> tuple[list[tuple[float, float, list[int]]], float]:
+    """(start, end, pitch classes) segments, and how many beats of them were harmonised here:
+    a harmony that stands longer than `hold_limit` beats, and a chordless stretch with a melody,
+    get chords from the melody (harmonise_from_melody)."""
+    changes = [(e.onset, e.chord_pcs) for e in harmony_changes(events) if e.onset < length]
+    stretches = [] if changes and changes[0][0] <= 0 else [(0.0, changes[0][0] if changes else length, None)]
+    stretches += [(s, min(nxt, length), pcs) for (s, pcs), (nxt, _) in zip(changes, changes[1:] + [(length, None)])]
+    out, filled = [], 0.0
+    for start, end, pcs in stretches:
+        if end <= start:
+            continue
+        if pcs is not None and end - start <= hold_limit:
+            out.append((start, end, pcs))
+            continue
+        if pcs is None and not any(e.pitch is not None and start <= e.onset < end for e in events):
+            continue  # nothing sounds before the first chord: the keys wait too
+        out += harmonise_from_melody(events, start, end, pcs, hold_limit)
+        filled += end - start - (min(BEATS_PER_BAR, end - start) if pcs is not None else 0)
+    merged = out[:1]
+    for seg in out[1:]:  # a restated chord is held, not struck again
+        if sorted(seg[2]) == sorted(merged[-1][2]) and seg[0] <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], seg[1], merged[-1][2])
+        else:
             merged.append(seg)
-    segs = merged
-    out = []
-    for (start, pcs), nxt in zip(segs, segs[1:] + [[length, None]]):
-        out.append((start, min(nxt[0], length), pcs))
-    return [s for s in out if s[1] > s[0]]
+    return merged or [(0.0, length, [0, 4, 7])], filled
 
 
 def lead_from_chords(chords, shift: int, rng: np.random.Generator, centre: int = 74) -> list:
@@ -157,8 +199,36 @@ def drum_bar(part: Part, bar_start: float, variant: int, fill: bool, rng, level:
             part.add(bar_start + t, 0.25, p, (62 + 8 * rng.random()) * level)
 
 
-def arrange_events(events: list[Event], grid: int, bars: int, rng: np.random.Generator, cfg) -> dict:
-    """The whole arrangement as parts of (beats) notes, before swing and humanising."""
+def silent_bars(notes: list[Event], bars: int, at_least: int = 2) -> set[int]:
+    """Bars in runs of `at_least` or more in which no melody note sounds."""
+    sounding = np.zeros(bars, bool)
+    for e in notes:
+        first, last = int(e.onset // BEATS_PER_BAR), int((e.onset + max(e.duration, 1e-3) - 1e-6) // BEATS_PER_BAR)
+        sounding[first:last + 1] = True
+    silent, run = set(), []
+    for b in range(bars + 1):
+        if b < bars and not sounding[b]:
+            run.append(b)
+            continue
+        if len(run) >= at_least:
+            silent.update(run)
+        run = []
+    return silent
+
+
+def lead_source(notes: int, events: int, data: dict | None) -> str:
+    """Where the lead comes from: the learned melody when the data has one (judged by the take
+    itself when the data is unknown), else a line through the chord tones."""
+    data_has_melody = data["melody_share"] >= MELODY_SHARE_MIN if data else notes >= 0.25 * max(1, events)
+    if not data_has_melody:
+        return "chord tones (the data has no melody)"
+    return "learned melody" if notes else "chord tones (this take has no melody)"
+
+
+def arrange_events(events: list[Event], grid: int, bars: int, rng: np.random.Generator, cfg,
+                   data: dict | None = None) -> dict:
+    """The whole arrangement as parts of (beats) notes, before swing and humanising. `data` is
+    the generate artifact's profile of the training pieces (melody share, harmony hold limit)."""
     length = float(bars * BEATS_PER_BAR)
     timeline = [Event(e.onset / grid, e.shift / grid, e.root, e.quality, e.pitch, e.duration / grid, e.velocity)
                 for e in events]
@@ -175,7 +245,8 @@ def arrange_events(events: list[Event], grid: int, bars: int, rng: np.random.Gen
     lead = Part("Lead", 1, cfg.lead_program)
     bass = Part("Bass", 2, cfg.bass_program)
     drums = Part("Drums", 9, cfg.drum_kit)
-    chords = chords_from_events(timeline, length)
+    hold = data["hold_limit_ticks"] / grid if data and data.get("hold_limit_ticks") else 4.0 * BEATS_PER_BAR
+    chords, filled_beats = chords_from_events(timeline, length, hold)
     for start, end, pcs in chords:
         pcs_t = [(pc + shift) % 12 for pc in pcs]
         root = chord_root(pcs_t)
@@ -190,8 +261,13 @@ def arrange_events(events: list[Event], grid: int, bars: int, rng: np.random.Gen
             if dur >= 1.5 and rng.random() < 0.3:
                 bass.add(end - 0.5, 0.4, bass_root - 1, 58)  # chromatic approach
     notes = [e for e in timeline if e.pitch is not None]
-    if len(notes) >= 0.25 * max(1, len(timeline)):
+    lead_from = lead_source(len(notes), len(timeline), data)
+    if lead_from == "learned melody":
         melody = [(e.onset, e.duration, e.pitch + shift) for e in notes]
+        silent = silent_bars(notes, int(np.ceil(length / BEATS_PER_BAR)))
+        if silent:  # the lead would rest for bars on end: a chord-tone line there
+            melody += lead_from_chords([c for c in chords if int(c[0] // BEATS_PER_BAR) in silent], shift, rng)
+            lead_from += f", chord tones in {len(silent)} bars without it"
     else:
         melody = lead_from_chords(chords, shift, rng)
     for start, dur, pitch in melody:
@@ -206,7 +282,8 @@ def arrange_events(events: list[Event], grid: int, bars: int, rng: np.random.Gen
         variant = 0 if b % 4 < 2 else int(rng.integers(1, 4))
         drum_bar(drums, b * 4.0, variant, phrase_end, rng, 1.0)
     return {"parts": [keys, lead, bass, drums], "key": key, "transpose": shift, "length_beats": length,
-            "minor": minor}
+            "minor": minor, "lead": lead_from, "harmonised_bars": round(filled_beats / BEATS_PER_BAR, 2),
+            "harmony_changes": len(chords)}
 
 
 def humanise(parts: list[Part], tempo_bpm: float, swing: float, humanize_ms: float,
@@ -279,7 +356,8 @@ def piano_roll_png(parts: list[Part], tempo_bpm: float, path: Path, title: str) 
     plt.close(fig)
 
 
-def arrange_track(tokens: list[str], grid: int, bars: int | None, seed: int, cfg, title: str):
+def arrange_track(tokens: list[str], grid: int, bars: int | None, seed: int, cfg, title: str,
+                  data: dict | None = None):
     """(mido.MidiFile, parts, info) for one generated track; pure apart from its seed."""
     events, dropped = tokens_to_timeline(tokens, grid)
     if not events:
@@ -288,11 +366,12 @@ def arrange_track(tokens: list[str], grid: int, bars: int | None, seed: int, cfg
         bars = max(1, int(np.ceil(sum(e.shift for e in events) / grid / BEATS_PER_BAR)))
     rng = np.random.default_rng(seed)
     tempo = int(rng.integers(cfg.tempo_min_bpm, cfg.tempo_max_bpm + 1))
-    arr = arrange_events(events, grid, bars, rng, cfg)
+    arr = arrange_events(events, grid, bars, rng, cfg, data)
     humanise(arr["parts"], tempo, cfg.swing, cfg.humanize_ms, cfg.velocity_jitter, rng)
     mf = parts_to_midi(arr["parts"], tempo, arr["key"], title, arr["length_beats"])
     info = {"key": arr["key"], "tempo_bpm": tempo, "bars": bars, "seconds": round(float(mf.length), 3),
-            "unknown_dropped": dropped, "events": len(events),
+            "unknown_dropped": dropped, "events": len(events), "lead": arr["lead"],
+            "harmonised_bars": arr["harmonised_bars"], "harmony_changes": arr["harmony_changes"],
             "notes_per_part": {p.name: len(p.notes) for p in arr["parts"]}}
     return mf, arr["parts"], info
 
@@ -310,7 +389,7 @@ class ArrangeStage(Stage):
             stem = f"track_{track['index']:02d}"
             title = f"{ctx.params.run.name} {track['index']:02d}"
             mf, parts, info = arrange_track(track["tokens"], data["grid"], data["bars"],
-                                            track["seed"], ctx.params.arrange, title)
+                                            track["seed"], ctx.params.arrange, title, data.get("data"))
             with atomic.atomic_path(ctx.out_dir / f"{stem}.mid") as tmp:
                 mf.save(tmp)
             piano_roll_png(parts, info["tempo_bpm"], ctx.out_dir / f"{stem}.png",
@@ -318,7 +397,11 @@ class ArrangeStage(Stage):
             infos.append({"file": f"{stem}.mid", "piano_roll": f"{stem}.png", "title": title,
                           "seed": track["seed"], **info})
             ctx.log(f"{stem}.mid: {info['key']}, {info['tempo_bpm']} BPM, {info['seconds']:.0f}s, "
-                    + ", ".join(f"{k} {v}" for k, v in info["notes_per_part"].items()))
+                    + ", ".join(f"{k} {v}" for k, v in info["notes_per_part"].items())
+                    + f"; {info['harmony_changes']} chords, lead: {info['lead']}"
+                    + (f", {info['harmonised_bars']:g} bars harmonised from the melody"
+                       if info["harmonised_bars"] else ""))
         atomic.write_json(ctx.out_dir / "tracks.json", {"tracks": infos})
         return {"tracks": len(infos), "seconds": [i["seconds"] for i in infos],
+                "lead": [i["lead"] for i in infos], "harmonised_bars": [i["harmonised_bars"] for i in infos],
                 "unknown_dropped": sum(i["unknown_dropped"] for i in infos)}

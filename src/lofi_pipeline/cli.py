@@ -25,6 +25,7 @@ examples:
   lofi master export --set master.preset=dusty   re-master only; nothing upstream re-runs
   lofi render --midi song.mid                render any MIDI file, no model needed
   lofi status                                what is fresh, what is stale and why
+  lofi evaluate a.zip b.zip                  the pipeline on each archive, one table of results
 """
 
 
@@ -57,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="further stages to run in the same call")
         _common(p)
     p = sub.add_parser("all", help="run every stage, then write the report")
+    _common(p)
+    p = sub.add_parser("evaluate", help="run the pipeline on each archive and print one table of the results",
+                       description="Run every stage on each archive, each in its own folder under "
+                       "OUTPUTS/evaluate/, and print one table: files kept and skipped, unknown share, the "
+                       "test-split NLL of the ensemble, its best member and the baselines, the music checks "
+                       "of every track against the training pieces, and stage times (also written as "
+                       "OUTPUTS/evaluate/evaluation.json).")
+    p.add_argument("archives", nargs="*", metavar="ARCHIVE",
+                   help="zips or folders of MIDI files (default: run.archive, i.e. dataset/default.zip)")
     _common(p)
     p = sub.add_parser("status", help="show which artifacts are fresh or stale, and why")
     _common(p)
@@ -125,6 +135,28 @@ def cmd_report(runner: Runner, wait: float) -> Path:
         return write_report(runner)
 
 
+def cmd_evaluate(args) -> int:
+    from .evaluate import slug, summarise, write_evaluation
+    base = _config(args)
+    folder = Path.cwd() / base.run.outputs / "evaluate"
+    archives = args.archives or [base.run.archive or "dataset/default.zip"]
+    missing = [a for a in archives if not Path(a).exists()]
+    if missing:
+        raise StageError(f"archive {missing[0]}: not found (give zips or folders of MIDI files)")
+    results, taken = [], set()
+    for archive in archives:
+        outputs = folder / slug(Path(archive), taken)
+        print(f"== {archive} -> {outputs}")
+        args.archive, args.outputs = archive, str(outputs)
+        runner = Runner(_config(args), build_stages(), Path.cwd())
+        runner.run(STAGE_NAMES[-1:], force=args.force, wait_s=args.wait)
+        cmd_report(runner, args.wait)
+        results.append(summarise(runner, archive))
+    path, table = write_evaluation(results, folder)
+    print(f"\n{table}\n\nwritten: {path} (and evaluation.txt); each archive's report.html is in its folder")
+    return 0
+
+
 def _sigterm(signum, frame):
     raise KeyboardInterrupt
 
@@ -143,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.out}: {man['pieces']} pieces ({len(man['failed'])} failed) "
                   f"in {man['seconds']}s")
             return 0
+        if args.command == "evaluate":
+            return cmd_evaluate(args)
         cfg = _config(args)
         runner = Runner(cfg, build_stages(), Path.cwd())
         if args.command == "status":

@@ -99,6 +99,8 @@ class GenerateConfig:
     fields: dict = opt({})
     primer: str = opt("dev", role=INPUT)
     primer_events: int = opt(8, 0, 1024)
+    redraws: int = opt(3, 0, 20)
+    checks_quantile: float = opt(0.05, 0.0, 0.5)
 
 
 @dataclass

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import atomic
+from . import atomic, music_checks
 from .encode import load_encoded, piece_sequences, piece_to_events
 from .errors import StageError
 from .hashing import path_digest
@@ -54,6 +54,7 @@ class FieldSampler:
         self.penalty, self.window = settings["repetition_penalty"], settings["repetition_window"]
         self.none = {f: vocab.index[f].get(NONE, -1) for f in FIELDS}
         self.sizes = dict(zip(FIELDS, vocab.sizes))
+        self.shift_ticks = vocab.value_table("shift")
 
     def _pair_mask(self, field: str, first_is_none: bool) -> np.ndarray:
         mask = np.zeros(self.sizes[field], bool)
@@ -64,25 +65,66 @@ class FieldSampler:
             mask[self.none[field]] = False
         return mask
 
-    def draw(self, probs: dict[str, np.ndarray], rng: np.random.Generator, history: np.ndarray) -> np.ndarray:
+    def draw_field(self, j: int, probs: np.ndarray, rng: np.random.Generator, row: np.ndarray,
+                   history: np.ndarray, harmony: "HarmonyClock | None" = None) -> int:
+        """Field `j` of an event whose earlier fields are in `row`. `harmony`, when given, keeps
+        the chord from being held past its limit: the shift may not carry the harmony past it,
+        and once there the event must change chord."""
+        f = FIELDS[j]
+        force = harmony is not None and harmony.must_change
+        allowed, recent = None, None
+        if f == "shift" and harmony is not None and not force:
+            allowed = (self.shift_ticks >= 1) & (self.shift_ticks <= harmony.ticks_left)
+        elif f == "root" and force:
+            allowed = self._pair_mask(f, False)
+        elif f == "quality":
+            allowed = self._pair_mask(f, row[FIELDS.index("root")] == self.none["root"])
+            if force and row[FIELDS.index("root")] == harmony.chord[0]:
+                allowed[harmony.chord[1]] = False  # the same chord again would be no change
+        elif f == "duration":
+            allowed = self._pair_mask(f, row[FIELDS.index("pitch")] == self.none["pitch"])
+        elif f == "pitch" and self.window:
+            recent = history[-self.window:, j]
+            recent = recent[recent != self.none["pitch"]]
+        return sample_value(probs, rng, allowed=allowed, recent=recent,
+                            repetition_penalty=self.penalty if f == "pitch" else 1.0, **self.settings[f])
+
+    def draw(self, field_probs, rng: np.random.Generator, history: np.ndarray,
+             harmony: "HarmonyClock | None" = None) -> np.ndarray:
+        """One event, field by field; `field_probs(row)` gives the distributions once the fields
+        before each are in `row`."""
         row = np.zeros(len(FIELDS), np.int32)
         for j, f in enumerate(FIELDS):
-            allowed, recent = None, None
-            if f == "quality":
-                allowed = self._pair_mask(f, row[FIELDS.index("root")] == self.none["root"])
-            elif f == "duration":
-                allowed = self._pair_mask(f, row[FIELDS.index("pitch")] == self.none["pitch"])
-            elif f == "pitch" and self.window:
-                recent = history[-self.window:, j]
-                recent = recent[recent != self.none["pitch"]]
-            row[j] = sample_value(probs[f], rng, allowed=allowed, recent=recent,
-                                  repetition_penalty=self.penalty if f == "pitch" else 1.0, **self.settings[f])
+            row[j] = self.draw_field(j, field_probs(row)[f], rng, row, history, harmony)
         return row
 
 
+class HarmonyClock:
+    """How long one track's harmony has stood, in grid ticks, against the data's hold limit."""
+
+    def __init__(self, limit_ticks: int, none_root: int, shift_ticks: np.ndarray):
+        self.limit, self.none_root, self.shift_ticks = limit_ticks, none_root, shift_ticks
+        self.held, self.chord = 0, (-1, -1)
+
+    @property
+    def must_change(self) -> bool:
+        return self.held >= self.limit
+
+    @property
+    def ticks_left(self) -> int:
+        return self.limit - self.held
+
+    def advance(self, row: np.ndarray) -> None:
+        root, quality = int(row[FIELDS.index("root")]), int(row[FIELDS.index("quality")])
+        if root != self.none_root and (root, quality) != self.chord:
+            self.chord, self.held = (root, quality), 0
+        self.held += int(self.shift_ticks[row[0]])
+
+
 class EnsembleSampler:
-    """All members' forward passes for a batch of windows in one compiled TensorFlow function,
-    combined into one distribution per field and window."""
+    """All members' forward passes for a batch of windows in compiled TensorFlow functions: each
+    member's trunk once per event, then its field heads once per field, given the fields drawn
+    so far; the members' distributions are combined per field."""
 
     def __init__(self, models: list, combine: str = "mean", weights: list[float] | None = None,
                  jit_compile: bool = False):
@@ -92,11 +134,18 @@ class EnsembleSampler:
         if len(w) != len(models) or w.sum() <= 0:
             raise StageError(f"generate.weights: need {len(models)} non-negative weights with a positive sum")
         w = w / w.sum()
-        self.window = int(models[0].input_shape[1])
+        self.window = int(models[0].get_layer("trunk").input_shape[1])
+        self.batch = 0
+        trunks = [m.get_layer("trunk") for m in models]
+        heads = [m.get_layer("heads") for m in models]
 
         @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-        def step(x):
-            outs = [m(x, training=False) for m in models]
+        def contexts(x):
+            return [t(x, training=False) for t in trunks]
+
+        @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+        def field_probs(ctxs, given):
+            outs = [h([c, given], training=False) for h, c in zip(heads, ctxs)]
             combined = {}
             for f in FIELDS:
                 if combine == "product":
@@ -105,15 +154,30 @@ class EnsembleSampler:
                 else:
                     combined[f] = tf.add_n([wi * o[f] for wi, o in zip(w, outs)])
             return combined
-        self._step = step
+        self._contexts, self._field_probs = contexts, field_probs
 
-    def next_probs(self, windows: np.ndarray) -> dict[str, np.ndarray]:
-        out = self._step(np.asarray(windows, np.int32))
-        return {f: out[f].numpy() for f in FIELDS}
+    def _padded(self, a: np.ndarray) -> np.ndarray:
+        # A smaller batch (re-drawing some tracks) is padded to the first one's size: one compiled shape.
+        a = np.asarray(a, np.int32)
+        self.batch = self.batch or len(a)
+        if len(a) < self.batch:
+            a = np.concatenate([a, np.zeros((self.batch - len(a), *a.shape[1:]), np.int32)])
+        return a
+
+    def contexts(self, windows: np.ndarray):
+        """Each member's summary of each window (kept in TensorFlow for field_probs)."""
+        return self._contexts(self._padded(windows))
+
+    def field_probs(self, contexts, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Every field's combined distribution per window, given the fields already in `rows`
+        (a field's head only reads the fields before it)."""
+        out = self._field_probs(contexts, self._padded(rows))
+        return {f: out[f].numpy()[:len(rows)] for f in FIELDS}
 
 
-def track_seed(run_seed: int, index: int) -> int:
-    return int(np.random.SeedSequence([run_seed, index]).generate_state(1)[0])
+def track_seed(run_seed: int, index: int, draw: int = 0) -> int:
+    """The seed of a track's first take, or of its re-draw number `draw`."""
+    return int(np.random.SeedSequence([run_seed, index] + ([draw] if draw else [])).generate_state(1)[0])
 
 
 def self_repetition(rows, size: int = 16) -> float:
@@ -143,40 +207,120 @@ def primer_from_midi(path: Path, vocab: Vocabulary, window: int) -> np.ndarray:
     return ids
 
 
-def dev_primer(arrays: dict, rng: np.random.Generator, n: int) -> np.ndarray:
-    """The opening of a dev piece (never a test piece: those are only for scoring)."""
-    dev = [ids for split, ids in piece_sequences(arrays) if split == "dev"]
-    return dev[rng.integers(len(dev))][:n]
-
-
 def generate_tracks(sampler: EnsembleSampler, field_sampler: FieldSampler, primers: list[np.ndarray],
-                    rngs: list, target_ticks: int, max_events: int, shifts: np.ndarray,
-                    progress: bool = True) -> list[np.ndarray]:
-    """Sample every track to `target_ticks` of music (or `max_events` events) in one batch."""
+                    rngs: list, target_ticks: int, max_events: int, hold_limit: int | None = None,
+                    context: int | None = None, progress: bool = True) -> list[np.ndarray]:
+    """Sample every track to `target_ticks` of music (or `max_events` events) in one batch; with
+    `hold_limit`, no harmony stands longer than that many ticks; with `context`, the models see
+    at most that many past events (the rest of the window is padding, as at a piece's start)."""
     n, window, n_fields = len(primers), sampler.window, len(FIELDS)
+    seen = min(window, context or window)
+    shifts = field_sampler.shift_ticks
     seqs = [np.asarray(p, np.int32).reshape(-1, n_fields) for p in primers]
     ticks = [int(shifts[s[:, 0]].sum()) for s in seqs]
+    clocks = [None] * n
+    if hold_limit is not None:
+        clocks = [HarmonyClock(hold_limit, field_sampler.none["root"], shifts) for _ in seqs]
+        for clock, s in zip(clocks, seqs):
+            for row in s:
+                clock.advance(row)
     done = [False] * n
     bar = tqdm(total=max_events, desc="generate", unit="step", disable=None if progress else True)
     for _ in range(max_events):
         windows = np.full((n, window, n_fields), PAD, np.int32)
         for i, s in enumerate(seqs):
-            ctx = s[-window:]
+            ctx = s[-seen:]
             if len(ctx):
                 windows[i, window - len(ctx):] = ctx
-        probs = sampler.next_probs(windows)
+        contexts = sampler.contexts(windows)
+        rows = np.zeros((n, n_fields), np.int32)
+        for j, f in enumerate(FIELDS):
+            probs = sampler.field_probs(contexts, rows)[f]
+            for i in range(n):
+                if not done[i]:
+                    rows[i, j] = field_sampler.draw_field(j, probs[i], rngs[i], rows[i], seqs[i], clocks[i])
         for i in range(n):
             if done[i]:
                 continue
-            row = field_sampler.draw({f: p[i] for f, p in probs.items()}, rngs[i], seqs[i])
-            seqs[i] = np.vstack([seqs[i], row[None, :]])
-            ticks[i] += int(shifts[row[0]])
+            if clocks[i] is not None:
+                clocks[i].advance(rows[i])
+            seqs[i] = np.vstack([seqs[i], rows[i][None, :]])
+            ticks[i] += int(shifts[rows[i, 0]])
             done[i] = ticks[i] >= target_ticks or len(seqs[i]) >= max_events
         bar.update()
         if all(done):
             break
     bar.close()
     return seqs
+
+
+def data_profile(vocab: Vocabulary, arrays: dict, quantile: float) -> dict:
+    """What the training pieces look like to the music checks: each check's range, the hold
+    limit for harmony, and whether the data has a melody and chords at all."""
+    grid = int(vocab.config.get("grid", 12))
+    pieces = [vocab.decode_events(ids)[0] for split, ids in piece_sequences(arrays) if split == "train"]
+    pieces = [p for p in pieces if p]
+    events = [e for p in pieces for e in p]
+    piece_figures = [music_checks.figures(p, grid) for p in pieces]
+    ranges = music_checks.data_ranges(piece_figures, quantile)
+    # How strict the ranges are: the share of the training pieces themselves that pass every check.
+    inside = float(np.mean([not music_checks.failures(f, ranges) for f in piece_figures])) if pieces else 0.0
+    has_chords = any(e.is_chord for e in events)
+    # A model trained on short pieces (8-second loops) never saw a long context; past the
+    # pieces' usual length it drifts (measured on the lo-fi loops: 5-7 chord changes a bar
+    # against the data's 0.3-4.1), so generation shows it no more than that.
+    context = int(np.median([len(p) for p in pieces])) if pieces else None
+    return {"pieces": len(pieces), "quantile": quantile, "ranges": ranges, "pieces_inside": round(inside, 4),
+            "context_events": context,
+            "melody_share": round(sum(e.pitch is not None for e in events) / max(1, len(events)), 4),
+            "has_chords": has_chords,
+            "hold_limit_ticks": music_checks.hold_limit_ticks(ranges, grid) if has_chords and ranges else None}
+
+
+def take_report(seq: np.ndarray, vocab: Vocabulary, ranges: dict, grid: int) -> dict:
+    figs = music_checks.figures(vocab.decode_events(seq)[0], grid)
+    return {"figures": {k: round(v, 4) for k, v in figs.items()},
+            "failed": [str(f) for f in music_checks.failures(figs, ranges)]}
+
+
+def draw_takes(sample, tracks: int, redraws: int, check, log=print) -> list[dict]:
+    """Each track's take: `sample(indices, draw)` draws takes for the tracks named, `check(seq)`
+    says what fails; a failing take is drawn again, up to `redraws` times. Each track keeps
+    the first of its takes with the fewest failures, with `draws` (how many it took) and
+    `checks`; one that still fails is kept, and the log warns, naming it and the figures."""
+    takes: list[list[dict]] = [[] for _ in range(tracks)]
+    pending = list(range(tracks))
+    for draw in range(redraws + 1):
+        for i, take in zip(pending, sample(pending, draw)):
+            takes[i].append({**take, "checks": check(take["seq"])})
+        pending = [i for i in pending if takes[i][-1]["checks"]["failed"]]
+        if not pending or draw == redraws:
+            break
+        for i in pending:
+            log(f"track {i + 1}: take {draw + 1} fails {'; '.join(takes[i][-1]['checks']['failed'])}; re-drawing")
+    chosen = []
+    for i, options in enumerate(takes):
+        best = min(options, key=lambda t: len(t["checks"]["failed"]))
+        chosen.append({**best, "draws": len(options)})
+        if best["checks"]["failed"]:
+            log(f"warning: track {i + 1} is outside the data's range after {len(options)} takes: "
+                f"{'; '.join(best['checks']['failed'])} (kept, flagged in the report)")
+    return chosen
+
+
+def dev_primer(arrays: dict, rng: np.random.Generator, n: int, want: tuple[int, int] | None = None) -> np.ndarray:
+    """The opening of a dev piece (never a test piece: those are only for scoring). With
+    `want` = (root "-" id, pitch "-" id), it starts at the piece's first stretch of `n` events
+    holding both a chord and a melody note, so the take starts with both streams going."""
+    dev = [ids for split, ids in piece_sequences(arrays) if split == "dev"]
+    ids = dev[rng.integers(len(dev))]
+    start = 0
+    if want is not None and len(ids) > n:
+        chord = ids[:, FIELDS.index("root")] != want[0]
+        note = ids[:, FIELDS.index("pitch")] != want[1]
+        both = [i for i in range(len(ids) - n + 1) if chord[i:i + n].any() and note[i:i + n].any()]
+        start = both[0] if both else 0
+    return ids[start:start + n]
 
 
 class GenerateStage(Stage):
@@ -212,18 +356,22 @@ class GenerateStage(Stage):
         tf.config.experimental.enable_op_determinism()
         vocab_enc, arrays, _ = load_encoded(ctx.inputs["encode"])
         models, vocab, info = load_ensemble(ctx.inputs["train"], vocab_enc)
-        seeds = [track_seed(run_seed, i) for i in range(cfg.tracks)]
-        rngs = [np.random.default_rng(s) for s in seeds]
-        if cfg.primer == "none":
-            primers = [np.zeros((0, len(FIELDS)), np.int32) for _ in seeds]
-        elif cfg.primer == "dev":
-            primers = [dev_primer(arrays, rng, cfg.primer_events) for rng in rngs]
-        else:
-            primer = primer_from_midi(ctx.path(cfg.primer), vocab, info["window"])
-            primers = [primer for _ in seeds]
+        profile = data_profile(vocab, arrays, cfg.checks_quantile)
+        ranges = profile["ranges"]
+        both_streams = profile["has_chords"] and profile["melody_share"] >= music_checks.MELODY_SHARE_MIN
+        want = (vocab.index["root"][NONE], vocab.index["pitch"][NONE]) if both_streams else None
+        midi_primer = None
+        if cfg.primer not in ("dev", "none"):
+            midi_primer = primer_from_midi(ctx.path(cfg.primer), vocab, info["window"])
+
+        def primer(rng):
+            if cfg.primer == "none":
+                return np.zeros((0, len(FIELDS)), np.int32)
+            return dev_primer(arrays, rng, cfg.primer_events, want) if midi_primer is None else midi_primer
         sampler = EnsembleSampler(models, cfg.combine, list(cfg.weights) or None, jit_compile=True)
         try:  # XLA about doubles the rate here (benchmarks/bench_generate.py)
-            sampler.next_probs(np.zeros((cfg.tracks, sampler.window, len(FIELDS)), np.int32))
+            zeros = np.zeros((cfg.tracks, len(FIELDS)), np.int32)
+            sampler.field_probs(sampler.contexts(np.zeros((cfg.tracks, sampler.window, len(FIELDS)))), zeros)
         except Exception as exc:  # an op XLA cannot compile on this build: plain graph mode
             ctx.log(f"XLA unavailable ({type(exc).__name__}); using graph mode")
             sampler = EnsembleSampler(models, cfg.combine, list(cfg.weights) or None)
@@ -234,12 +382,25 @@ class GenerateStage(Stage):
             target_ticks = 10**12
         settings = {k: getattr(cfg, k) for k in ("temperature", "top_k", "top_p", "repetition_penalty",
                                                  "repetition_window", "fields")}
-        seqs = generate_tracks(sampler, FieldSampler(vocab, settings), primers, rngs, target_ticks,
-                               max_events + max(map(len, primers)), vocab.value_table("shift"))
+        field_sampler = FieldSampler(vocab, settings)
+        def sample(indices: list[int], draw: int) -> list[dict]:
+            seeds = [track_seed(run_seed, i, draw) for i in indices]
+            rngs = [np.random.default_rng(s) for s in seeds]
+            primers = [primer(rng) for rng in rngs]
+            seqs = generate_tracks(sampler, field_sampler, primers, rngs, target_ticks,
+                                   max_events + max(map(len, primers)), profile["hold_limit_ticks"],
+                                   max(cfg.primer_events, profile["context_events"] or 0) or None)
+            return [{"seq": seq, "seed": seed, "primer_events": len(p)}
+                    for seq, seed, p in zip(seqs, seeds, primers)]
+        chosen = draw_takes(sample, cfg.tracks, cfg.redraws, lambda seq: take_report(seq, vocab, ranges, grid),
+                            ctx.log)
         tracks = []
-        for i, (seq, seed, primer) in enumerate(zip(seqs, seeds, primers)):
+        for i, take in enumerate(chosen):
+            seq = take["seq"]
             events, _ = vocab.decode_events(seq)
-            tracks.append({"index": i + 1, "seed": seed, "primer_events": len(primer),
+            tracks.append({"index": i + 1, "seed": take["seed"], "primer_events": take["primer_events"],
+                           "draws": take["draws"], "checks": take["checks"],
+                           "flagged": bool(take["checks"]["failed"]),
                            "ids": seq.tolist(), "tokens": [list(t) for t in vocab.decode(seq)],
                            "self_repetition": round(self_repetition(seq), 4),
                            "distinct_events": len({tuple(r) for r in seq.tolist()}),
@@ -247,11 +408,14 @@ class GenerateStage(Stage):
                            "melody_notes": sum(e.pitch is not None for e in events)})
         atomic.write_json(ctx.out_dir / "tracks.json", {
             "grid": grid, "bars": None if cfg.events else cfg.bars, "fields": list(FIELDS),
-            "vocab_fingerprint": vocab.fingerprint(), "tracks": tracks})
+            "vocab_fingerprint": vocab.fingerprint(), "data": profile, "tracks": tracks})
         for t in tracks:
             ctx.log(f"track {t['index']}: {len(t['ids'])} events ({t['chords']} chords, "
                     f"{t['melody_notes']} melody notes), {t['distinct_events']} distinct, "
-                    f"self-repetition {t['self_repetition']:.2f}")
+                    f"self-repetition {t['self_repetition']:.2f}, take {t['draws']}")
         return {"tracks": len(tracks), "events": [len(t["ids"]) for t in tracks],
                 "self_repetition": [t["self_repetition"] for t in tracks],
-                "distinct_events": [t["distinct_events"] for t in tracks], "seeds": seeds}
+                "distinct_events": [t["distinct_events"] for t in tracks], "seeds": [t["seed"] for t in tracks],
+                "takes": [t["draws"] for t in tracks], "redraws": sum(t["draws"] - 1 for t in tracks),
+                "flagged": [t["index"] for t in tracks if t["flagged"]],
+                "checks_failed": {t["index"]: t["checks"]["failed"] for t in tracks if t["flagged"]}}

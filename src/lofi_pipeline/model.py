@@ -2,8 +2,10 @@
 softmax head per field.
 
 Each member reads a window of past events and predicts the next one, so a bidirectional
-LSTM over the window never sees the event it predicts. Its loss is the sum of the fields'
-cross-entropies: the NLL of the whole event under independent field heads.
+LSTM over the window never sees the event it predicts. The heads are chained: each field's
+head is also given the next event's earlier fields, so the sum of the fields'
+cross-entropies is the NLL of the whole event, and sampling field by field draws from the
+joint distribution.
 """
 from __future__ import annotations
 
@@ -25,11 +27,13 @@ def configure_tensorflow(threads: int = 0) -> None:
 def build_member(field_sizes: dict[str, int], window: int, *, embed_dim: int = 64, conv_filters: int = 96,
                  kernel_size: int = 5, lstm_units: int = 96, attention_heads: int = 2,
                  dropout: float = 0.2, learning_rate: float = 3e-3, name: str = "member"):
-    """Events in (window x fields ids), one next-event distribution per field out."""
+    """Past events in (window x field ids), the next event's distribution out, one head per
+    field, each head also given the fields of the next event drawn before it."""
     import keras
     from keras import layers
 
-    events = keras.Input(shape=(window, len(field_sizes)), dtype="int32", name="events")
+    n_fields = len(field_sizes)
+    events = keras.Input(shape=(window, n_fields), dtype="int32", name="events")
     # Each field has its own embedding; an event is the sum of its fields' vectors.
     embedded = [layers.Embedding(size, embed_dim, name=f"embed_{field}")(events[:, :, i])
                 for i, (field, size) in enumerate(field_sizes.items())]
@@ -44,11 +48,32 @@ def build_member(field_sizes: dict[str, int], window: int, *, embed_dim: int = 6
     x = layers.LayerNormalization(name="attention_norm")(layers.Add(name="residual")([query, attended]))
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
-    x = layers.Dense(2 * embed_dim, activation="relu", name="dense")(x)
-    heads = {field: layers.Dense(size, activation="softmax", name=field)(x) for field, size in field_sizes.items()}
+    context = layers.Dense(2 * embed_dim, activation="relu", name="dense")(x)
+    trunk = keras.Model(events, context, name="trunk")
 
-    model = keras.Model(events, heads, name=name)
+    # The heads factorise the event as p(shift) p(root | shift) p(quality | shift, root) ...:
+    # a chord and a melody note each get a shift that suits them (as in compound-word models),
+    # where independent heads would pair a melody note's 16th with a chord.
+    context_in = keras.Input(shape=(2 * embed_dim,), name="context")
+    given = keras.Input(shape=(n_fields,), dtype="int32", name="given")
+    heads, features = {}, [context_in]
+    for i, (field, size) in enumerate(field_sizes.items()):
+        h = features[0] if i == 0 else layers.Concatenate(name=f"{field}_inputs")(features)
+        h = layers.Dense(2 * embed_dim, activation="relu", name=f"{field}_hidden")(h)
+        heads[field] = layers.Dense(size, activation="softmax", name=field)(h)
+        features.append(layers.Embedding(size, embed_dim // 2, name=f"given_{field}")(given[:, i]))
+    head_model = keras.Model([context_in, given], heads, name="heads")
+
+    target = keras.Input(shape=(n_fields,), dtype="int32", name="target")
+    outputs = head_model([trunk(events), target])
+    model = keras.Model({"events": events, "target": target},
+                        {field: layers.Identity(name=field)(outputs[field]) for field in field_sizes}, name=name)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
                   loss={field: "sparse_categorical_crossentropy" for field in field_sizes},
                   metrics={field: ["sparse_categorical_accuracy"] for field in field_sizes})
     return model
+
+
+def model_inputs(x, y) -> dict:
+    """A member's inputs: the past events and the next event (each head sees the fields before its own)."""
+    return {"events": x, "target": y}

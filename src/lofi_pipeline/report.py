@@ -11,6 +11,7 @@ from . import atomic
 from .encode import load_encoded, piece_sequences
 from .errors import StageError
 from .events import PITCH_NAMES
+from .music_checks import CHECKS
 from .runner import Runner
 from .stats import DURATION_BINS_BEATS, copied_share, corpus_stats, histogram_distance, longest_copied_run, ngrams
 
@@ -89,11 +90,35 @@ CSS = """body{font:15px/1.5 system-ui,sans-serif;max-width:1100px;margin:2em aut
 background:#faf7f2}h1{font-weight:600}section{margin:2em 0}table{border-collapse:collapse;margin:.5em 0}
 td,th{border:1px solid #ccc;padding:.25em .7em;text-align:right}th{background:#eee}td:first-child{text-align:left}
 .track{background:#fff;border:1px solid #ddd;border-radius:8px;padding:1em;margin:1em 0}
-.track img,.wide{max-width:100%}audio{width:100%}.meta{color:#666}"""
+.track img,.wide{max-width:100%}audio{width:100%}.meta{color:#666}.warn{color:#a30;font-weight:600}"""
 
 CHECK_SCRIPT = """window.addEventListener('load',function(){var imgs=[].slice.call(document.images);
 document.body.dataset.imagesTotal=imgs.length;
 document.body.dataset.imagesLoaded=imgs.filter(function(i){return i.complete&&i.naturalWidth>0}).length;});"""
+
+
+def music_checks_section(generated: dict) -> str:
+    """Each track's figures beside the training pieces' range; a warning for each one outside."""
+    data = generated["data"]
+    ranges, q = data["ranges"], data["quantile"]
+    header = ["", *CHECKS.values(), "takes"]
+    rows = [[f"training pieces ({data['pieces']}), {q:.0%}-{1 - q:.0%} range",
+             *("{:.2f} - {:.2f}".format(*ranges[k]) for k in CHECKS), ""]]
+    warnings = []
+    for t in generated["tracks"]:
+        failed = t["checks"]["failed"]
+        rows.append([f"track {t['index']}" + (" (flagged)" if failed else ""),
+                     *(f"{t['checks']['figures'][k]:.2f}" + (" outside" if any(f.startswith(label) for f in failed)
+                                                             else "") for k, label in CHECKS.items()),
+                     t["draws"]])
+        if failed:
+            warnings.append(f"<p class=warn>Warning: track {t['index']} is outside the data's range after "
+                            f"{t['draws']} takes: {html.escape('; '.join(failed))}.</p>")
+    return ("<section><h2>Music checks</h2><p>Figures that catch a bad take, measured the same way on each "
+            "track and on every training piece. A take outside the range is drawn again (up to "
+            "<code>generate.redraws</code> times); one still outside is kept and flagged here. "
+            f"{data['pieces_inside']:.0%} of the training pieces themselves are inside every range.</p>"
+            + "".join(warnings) + _table(header, rows) + "</section>")
 
 
 # What the report writes under the outputs root (`lofi clean` removes these too).
@@ -109,6 +134,7 @@ def write_report(runner: Runner) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     arrange_tracks = _read(runner.artifact_dir("arrange") / "tracks.json") or {"tracks": []}
     arranged = {t["title"]: t for t in arrange_tracks["tracks"]}
+    generated = _read(runner.artifact_dir("generate") / "tracks.json")
     parts = [f"<h1>{html.escape(runner.cfg.run.name)}</h1>",
              f"<p class=meta>profile <b>{runner.cfg.profile}</b>, seed {runner.cfg.run.seed}; "
              f"playlist: <a href='playlist.m3u8'>playlist.m3u8</a></p>", "<section><h2>Tracks</h2>"]
@@ -116,11 +142,17 @@ def write_report(runner: Runner) -> Path:
         arr = arranged.get(e["title"], {})
         roll = f"<img src='arrange/{arr['piano_roll']}' alt='piano roll of {html.escape(e['title'])}'>" \
             if arr.get("piano_roll") else ""
+        how = f"; lead: {arr['lead']}" if arr.get("lead") else ""
+        if arr.get("harmonised_bars"):
+            how += f"; {arr['harmonised_bars']:g} bars harmonised from the melody"
         parts.append(f"<div class=track><h3>{html.escape(e['title'])}</h3>"
                      f"<p class=meta>key {html.escape(str(e.get('key', '?')))}, "
-                     f"{e.get('tempo_bpm', '?')} BPM, {e['seconds']:.0f} s, seed {e.get('seed', '?')}</p>"
+                     f"{e.get('tempo_bpm', '?')} BPM, {e['seconds']:.0f} s, seed {e.get('seed', '?')}"
+                     f"{html.escape(how)}</p>"
                      f"<audio controls preload=none src='{html.escape(e['file'])}'></audio>{roll}</div>")
     parts.append("</section>")
+    if generated and generated.get("data"):
+        parts.append(music_checks_section(generated))
     train = _read(runner.artifact_dir("train") / "metrics.json")
     if train:
         fields = list(next(iter(train["test"].values()))["fields"])

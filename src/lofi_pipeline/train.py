@@ -13,7 +13,7 @@ from . import atomic
 from .baselines import NGramModel, UnigramModel, event_metrics
 from .encode import load_encoded
 from .errors import StageError
-from .model import build_member, configure_tensorflow
+from .model import build_member, configure_tensorflow, model_inputs
 from .runner import Stage, StageContext
 from .token_format import FIELDS, Vocabulary
 
@@ -84,10 +84,11 @@ def train_member(spec: dict, field_sizes: dict[str, int], window: int, data: dic
     done = read_history(work / "history.csv")
     if done:
         log(f"{spec['name']}: resuming after epoch {len(done)}")
-    train_ds = (tf.data.Dataset.from_tensor_slices((data["x_train"], _targets(data["y_train"])))
+    train_ds = (tf.data.Dataset.from_tensor_slices((model_inputs(data["x_train"], data["y_train"]),
+                                                    _targets(data["y_train"])))
                 .shuffle(len(data["y_train"]), seed=spec["seed"], reshuffle_each_iteration=True)
                 .batch(batch_size).prefetch(tf.data.AUTOTUNE))
-    val_ds = (tf.data.Dataset.from_tensor_slices((data["x_dev"], _targets(data["y_dev"])))
+    val_ds = (tf.data.Dataset.from_tensor_slices((model_inputs(data["x_dev"], data["y_dev"]), _targets(data["y_dev"])))
               .batch(1024).prefetch(tf.data.AUTOTUNE))
     best = _persistent_best_callback(work, patience)
     stopped_early = best.state["epoch"] >= 0 and len(done) - 1 - best.state["epoch"] >= patience
@@ -147,15 +148,16 @@ def format_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def predict_fields(model, x: np.ndarray) -> dict[str, np.ndarray]:
-    out = model.predict(x, batch_size=1024, verbose=0)
+def predict_fields(model, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Each field's distribution for the events `y` after the windows `x` (given y's earlier fields)."""
+    out = model.predict(model_inputs(x, y), batch_size=1024, verbose=0)
     return {f: np.asarray(out[f], np.float64) for f in FIELDS}
 
 
 def evaluate(models: dict, vocab: Vocabulary, data: dict, ngram_order: int, split: str = "test") -> dict:
     """Metrics on one split's windows for members, their average, and both baselines."""
     x, y = data[f"x_{split}"], data[f"y_{split}"]
-    probs = {name: predict_fields(m, x) for name, m in models.items()}
+    probs = {name: predict_fields(m, x, y) for name, m in models.items()}
     metrics = {name: event_metrics(p, y, FIELDS) for name, p in probs.items()}
     mean = {f: np.mean([p[f] for p in probs.values()], axis=0) for f in FIELDS}
     metrics["ensemble"] = event_metrics(mean, y, FIELDS)

@@ -1,0 +1,102 @@
+"""`lofi evaluate ARCHIVE...`: the whole pipeline on each archive, each in its own outputs
+folder, then one table of what was kept, folded and scored, how the tracks fare on the music
+checks, and what each stage took; the same as JSON beside it."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from . import atomic
+from .music_checks import CHECKS
+from .runner import Runner
+
+ROWS_NLL = ("ensemble", "best member", "n-gram", "unigram")
+
+
+def slug(archive: Path, taken: set[str]) -> str:
+    """A folder name for an archive: its name without the extension, unique among `taken`."""
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", archive.stem if archive.suffix else archive.name) or "archive"
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    taken.add(name)
+    return name
+
+
+def summarise(runner: Runner, archive: str) -> dict:
+    """One archive's figures, from the manifests and artifacts of a finished run."""
+    def stats(stage: str) -> dict:
+        return (runner.manifest(stage) or {}).get("stats", {})
+    intake, extract, encode, train = stats("intake"), stats("extract"), stats("encode"), stats("train")
+    gen = json.loads((runner.artifact_dir("generate") / "tracks.json").read_text())
+    arranged = json.loads((runner.artifact_dir("arrange") / "tracks.json").read_text())["tracks"]
+    test = train["test"]
+    members = {k: v["nll"] for k, v in test.items() if k.startswith("member_")}
+    best = min(members, key=members.get)
+    ngram = next(k for k in test if k.endswith("-gram"))
+    nll = {"ensemble": test["ensemble"]["nll"], "best member": members[best], "n-gram": test[ngram]["nll"],
+           "unigram": test["unigram"]["nll"]}
+    tracks = [{"index": t["index"], "takes": t["draws"], "passed": not t["flagged"], "failed": t["checks"]["failed"],
+               "figures": t["checks"]["figures"], "lead": a["lead"], "harmonised_bars": a["harmonised_bars"]}
+              for t, a in zip(gen["tracks"], arranged)]
+    return {
+        "archive": archive, "outputs": str(runner.outputs),
+        "files_kept": intake.get("files_kept", 0),
+        "skipped": {**intake.get("skipped_by_reason", {}), **extract.get("skipped_by_reason", {})},
+        "duplicates": intake.get("files_duplicate", 0), "pieces": extract.get("pieces", 0),
+        "events": encode.get("events", 0), "test_events": train.get("test_events", 0),
+        "unknown_share": encode.get("unknown_share", 0.0),
+        "unknown_share_by_field": {k.removeprefix("unknown_share_"): v for k, v in encode.items()
+                                   if k.startswith("unknown_share_")},
+        "approximated": encode.get("approximated", {}),
+        "nll": nll, "best_member": best, "ngram": ngram,
+        "ordering_holds": nll["ensemble"] < nll["best member"] < nll["n-gram"] < nll["unigram"],
+        "test": test, "checks_ranges": gen["data"]["ranges"], "checks_quantile": gen["data"]["quantile"],
+        "training_pieces_inside": gen["data"]["pieces_inside"],
+        "tracks": tracks,
+        "stage_seconds": {n: round((runner.manifest(n) or {}).get("timings", {}).get("seconds", 0.0), 1)
+                          for n in runner.order},
+    }
+
+
+def format_table(results: list[dict]) -> str:
+    """Archives side by side, one row per figure."""
+    rows: list[tuple[str, list[str]]] = [("archive", [Path(r["archive"]).name for r in results])]
+
+    def add(label: str, cell) -> None:
+        rows.append((label, [cell(r) for r in results]))
+    add("files kept / skipped", lambda r: f"{r['files_kept']} / {sum(r['skipped'].values())}")
+    for reason in sorted({k for r in results for k in r["skipped"]}):
+        add(f"  skipped: {reason[:40]}", lambda r, k=reason: str(r["skipped"].get(k, 0)))
+    add("pieces / events (test events)", lambda r: f"{r['pieces']} / {r['events']} ({r['test_events']})")
+    add("events not representable", lambda r: f"{r['unknown_share']:.1%}")
+    add("chords matched only nearly", lambda r: str(r["approximated"].get("chords_not_exact", 0)))
+    for name in ROWS_NLL:
+        add(f"test NLL/event: {name}", lambda r, n=name: f"{r['nll'][n]:.3f}"
+            + (f" ({r['best_member']})" if n == "best member" else ""))
+    add("ensemble < member < n-gram < unigram", lambda r: "yes" if r["ordering_holds"] else "NO")
+    add("training pieces inside that range", lambda r: f"{r['training_pieces_inside']:.0%}")
+    add("tracks inside the data's range", lambda r: f"{sum(t['passed'] for t in r['tracks'])} of {len(r['tracks'])}"
+        f" ({sum(t['takes'] - 1 for t in r['tracks'])} re-draws)")
+    for key, label in CHECKS.items():
+        add(f"  {label}", lambda r, k=key: "{:.2f}-{:.2f}: ".format(*r["checks_ranges"][k]) + " ".join(
+            f"{t['figures'][k]:.2f}" + ("" if not any(f.startswith(CHECKS[k]) for f in t["failed"]) else "!")
+            for t in r["tracks"]))
+    add("lead from the learned melody", lambda r: f"{sum(t['lead'].startswith('learned') for t in r['tracks'])} "
+        f"of {len(r['tracks'])}")
+    add("bars harmonised from the melody", lambda r: " ".join(f"{t['harmonised_bars']:g}" for t in r["tracks"]))
+    for stage in results[0]["stage_seconds"]:
+        add(f"{stage} (s)", lambda r, s=stage: f"{r['stage_seconds'][s]:.1f}")
+    add("all stages (s)", lambda r: f"{sum(r['stage_seconds'].values()):.1f}")
+    width = max(len(label) for label, _ in rows)
+    cols = [max(len(row[1][i]) for row in rows) for i in range(len(results))]
+    return "\n".join(f"{label:<{width}}  " + "  ".join(c.ljust(w) for c, w in zip(cells, cols)).rstrip()
+                     for label, cells in rows)
+
+
+def write_evaluation(results: list[dict], folder: Path) -> tuple[Path, str]:
+    table = format_table(results)
+    atomic.write_json(folder / "evaluation.json", {"archives": results})
+    atomic.write_text(folder / "evaluation.txt", table + "\n")
+    return folder / "evaluation.json", table
