@@ -67,3 +67,4 @@ bench: setup $(DATASET)
 	$(BIN)/python benchmarks/bench_extract.py dataset/default.zip $(wildcard ../shared/data/pop909_first100.zip)
 	$(BIN)/python benchmarks/bench_generate.py
 	$(BIN)/python benchmarks/bench_audio.py
+	$(BIN)/python benchmarks/bench_train.py
