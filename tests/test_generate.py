@@ -223,7 +223,7 @@ def test_a_degenerate_take_is_redrawn_and_one_that_stays_so_is_flagged_by_name()
     takes = draw_takes(sample, 2, 3, lambda seq: take_report(seq, vocab, ranges, 12), logs.append)
     assert [t["draws"] for t in takes] == [2, 4]
     assert takes[0]["checks"]["failed"] == [] and takes[0]["seed"] == 1
-    assert takes[1]["checks"]["failed"]
+    assert takes[1]["checks"]["failed"] and "short_gap_share" in takes[1]["checks"]["outside"]
     assert logs[0].startswith("track 1: take 1 fails ") and "re-drawing" in logs[0]
     (warning,) = [line for line in logs if line.startswith("warning")]
     assert warning.startswith("warning: track 2 is outside the data's range after 4 takes: ")

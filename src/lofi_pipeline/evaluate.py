@@ -38,6 +38,7 @@ def summarise(runner: Runner, archive: str) -> dict:
     nll = {"ensemble": test["ensemble"]["nll"], "best member": members[best], "n-gram": test[ngram]["nll"],
            "unigram": test["unigram"]["nll"]}
     tracks = [{"index": t["index"], "takes": t["draws"], "passed": not t["flagged"], "failed": t["checks"]["failed"],
+               "outside": t["checks"]["outside"],
                "figures": t["checks"]["figures"], "lead": a["lead"], "harmonised_bars": a["harmonised_bars"]}
               for t, a in zip(gen["tracks"], arranged)]
     return {
@@ -81,7 +82,7 @@ def format_table(results: list[dict]) -> str:
         f" ({sum(t['takes'] - 1 for t in r['tracks'])} re-draws)")
     for key, label in CHECKS.items():
         add(f"  {label}", lambda r, k=key: "{:.2f}-{:.2f}: ".format(*r["checks_ranges"][k]) + " ".join(
-            f"{t['figures'][k]:.2f}" + ("" if not any(f.startswith(CHECKS[k]) for f in t["failed"]) else "!")
+            f"{t['figures'][k]:.2f}" + ("!" if k in t["outside"] else "")
             for t in r["tracks"]))
     add("lead from the learned melody", lambda r: f"{sum(t['lead'].startswith('learned') for t in r['tracks'])} "
         f"of {len(r['tracks'])}")

@@ -279,8 +279,9 @@ def data_profile(vocab: Vocabulary, arrays: dict, quantile: float) -> dict:
 
 def take_report(seq: np.ndarray, vocab: Vocabulary, ranges: dict, grid: int) -> dict:
     figs = music_checks.figures(vocab.decode_events(seq)[0], grid)
+    failed = music_checks.failures(figs, ranges)
     return {"figures": {k: round(v, 4) for k, v in figs.items()},
-            "failed": [str(f) for f in music_checks.failures(figs, ranges)]}
+            "failed": [str(f) for f in failed], "outside": [f.check for f in failed]}
 
 
 def draw_takes(sample, tracks: int, redraws: int, check, log=print) -> list[dict]:
@@ -318,8 +319,7 @@ def dev_primer(arrays: dict, rng: np.random.Generator, n: int, want: tuple[int, 
     if want is not None and len(ids) > n:
         chord = ids[:, FIELDS.index("root")] != want[0]
         note = ids[:, FIELDS.index("pitch")] != want[1]
-        both = [i for i in range(len(ids) - n + 1) if chord[i:i + n].any() and note[i:i + n].any()]
-        start = both[0] if both else 0
+        start = next((i for i in range(len(ids) - n + 1) if chord[i:i + n].any() and note[i:i + n].any()), 0)
     return ids[start:start + n]
 
 

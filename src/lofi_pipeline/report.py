@@ -106,10 +106,9 @@ def music_checks_section(generated: dict) -> str:
              *("{:.2f} - {:.2f}".format(*ranges[k]) for k in CHECKS), ""]]
     warnings = []
     for t in generated["tracks"]:
-        failed = t["checks"]["failed"]
+        failed, outside = t["checks"]["failed"], t["checks"]["outside"]
         rows.append([f"track {t['index']}" + (" (flagged)" if failed else ""),
-                     *(f"{t['checks']['figures'][k]:.2f}" + (" outside" if any(f.startswith(label) for f in failed)
-                                                             else "") for k, label in CHECKS.items()),
+                     *(f"{t['checks']['figures'][k]:.2f}" + (" outside" if k in outside else "") for k in CHECKS),
                      t["draws"]])
         if failed:
             warnings.append(f"<p class=warn>Warning: track {t['index']} is outside the data's range after "
