@@ -39,12 +39,14 @@ def test_render_master_export_from_a_midi_file(song, tmp_path, quick_cfg):
     out = tmp_path / "outputs"
     assert runner.closure(["export"]) == ["render", "master", "export"]  # no model needed
     mastered, sr = read_wav(out / "master" / "song.wav")
+    _, render_sr = read_wav(out / "render" / "song.wav")
+    assert (render_sr, sr) == (22050, 44100)  # lofi preset: rendered at half rate, delivered at 44.1 kHz
     midi_seconds = mido.MidiFile(song).length
     assert abs(mastered.shape[1] / sr - midi_seconds) < 1.0
     exports = json.loads((out / "export" / "exports.json").read_text())["exports"]
     mp3 = out / exports[0]["file"]
     decoded, sr = read_mp3(mp3)
-    assert abs(decoded.shape[1] / sr - midi_seconds) < 1.0
+    assert sr == 44100 and abs(decoded.shape[1] / sr - midi_seconds) < 1.0
     assert integrated_lufs(decoded, sr) == pytest.approx(-14.0, abs=1.0)
     assert reference_true_peak_db(decoded) <= -1.0 and np.isfinite(decoded).all()
     tags = ID3(mp3)
@@ -64,3 +66,7 @@ def test_render_master_export_from_a_midi_file(song, tmp_path, quick_cfg):
     assert runner2.plan(["export"]) == ["master", "export"]
     runner2.run(["export"])
     assert len(read_playlist(out / "playlist.m3u8")) == 2
+    # The clean preset's 16 kHz low-pass needs the full rate: render re-runs too.
+    clean = Runner(quick_cfg(f'render.midi="{song}"', "master.preset=clean"), build_stages(), root=ROOT,
+                   log=lambda m: None)
+    assert clean.plan(["export"]) == ["render", "master", "export"]

@@ -80,3 +80,31 @@ def test_wow_and_flutter_bend_the_pitch_slightly():
     peaks = f[np.argmax(np.abs(z[:, 2:-2]), axis=0)]
     assert peaks.max() - peaks.min() >= 5.0 and abs(np.median(peaks) - 1000) < 25
     assert np.array_equal(wow_flutter(tone, SR, 0, 0, np.random.default_rng(0)), tone)
+
+
+def test_crackle_equals_the_click_train_filtered_as_a_whole():
+    """Adding each click's ring where it falls is the same signal as filtering the impulse train."""
+    n, sr = SR * 3, SR
+    built = vinyl_crackle(n, sr, 20.0, -20.0, np.random.default_rng(5))
+    rng = np.random.default_rng(5)
+    train = np.zeros(n)
+    count = rng.poisson(20.0 * n / sr)
+    np.add.at(train, rng.integers(0, n, count), 0.1 * rng.lognormal(0, 0.6, count) * rng.choice([-1, 1], count))
+    whole = signal.sosfilt(signal.butter(2, 1200, "high", fs=sr, output="sos"),
+                           signal.lfilter([1.0], [1.0, -0.55], train))
+    assert count > 30 and np.max(np.abs(built - whole)) < 1e-6 * np.max(np.abs(whole))
+
+
+def test_a_half_rate_master_delivers_at_the_output_rate_like_a_full_rate_one():
+    """render.render_rate: the chain at 22.05 kHz behind a 5.5 kHz low-pass, delivered at 44.1 kHz,
+    has the full-rate master's loudness, true-peak ceiling and spectrum below the low-pass."""
+    p = params("master.crackle_per_second=0", "master.hiss_db=-120", "master.wow_cents=0", "master.flutter_cents=0")
+    full, lufs_full, _ = master_audio(music(), SR, p, seed=1)
+    half, lufs_half, peak = master_audio(music()[:, ::2], SR // 2, p, seed=1, output_rate=SR)
+    assert half.shape[1] == full.shape[1] and half.dtype == np.float32
+    assert lufs_half == pytest.approx(lufs_full, abs=0.3)
+    assert reference_true_peak_db(half) <= -1.0 and peak == pytest.approx(reference_true_peak_db(half), abs=0.2)
+    for lo, hi in ((20, 500), (500, 2000), (2000, 5000)):
+        ratio = band_energy(half, lo, hi) / band_energy(full, lo, hi)
+        assert 0.7 < ratio < 1.4, (lo, hi, ratio)
+    assert band_energy(half, 11025, 20000) < 1e-6 * band_energy(half, 20, 5000)  # nothing above the half rate

@@ -6,7 +6,7 @@ from helpers import SOUNDFONT as SF2
 from helpers import midi_bytes, progression_notes
 from lofi_pipeline.audio_io import read_wav
 from lofi_pipeline.errors import StageError
-from lofi_pipeline.render import FluidSynthRenderer, render_midi
+from lofi_pipeline.render import FluidSynthRenderer, render_midi, render_rate
 
 
 @pytest.fixture
@@ -25,6 +25,15 @@ def test_render_writes_stereo_float_wav_as_long_as_the_midi(multi_track_midi, tm
     assert sr == 44100 and audio.shape[0] == 2 and audio.dtype == np.float32
     assert midi_seconds <= info["seconds"] <= midi_seconds + 1.0
     assert 0.01 < np.max(np.abs(audio)) < 1.0 and np.isfinite(audio).all()
+
+
+def test_render_runs_at_half_rate_only_behind_a_low_pass_an_octave_under_its_nyquist(multi_track_midi, tmp_path):
+    assert render_rate(44100, 5500.0) == 22050 and render_rate(44100, 4200.0) == 22050  # lofi, dusty
+    assert render_rate(44100, 16000.0) == 44100 and render_rate(44100, 5600.0) == 44100  # clean; too close
+    assert render_rate(48000, 6000.0) == 24000 and render_rate(22051, 100.0) == 22051
+    info = render_midi(multi_track_midi, tmp_path / "half.wav", SF2, render_rate(44100, 5500.0))
+    audio, sr = read_wav(tmp_path / "half.wav")
+    assert sr == 22050 and audio.shape[1] == round(info["seconds"] * 22050) and np.max(np.abs(audio)) > 0.01
 
 
 def test_options_come_first_with_gain_and_no_builtin_effects(multi_track_midi, tmp_path):

@@ -1,4 +1,5 @@
-"""render: MIDI -> 44.1 kHz stereo float WAV with FluidSynth (through midi2audio).
+"""render: MIDI -> stereo float WAV with FluidSynth (through midi2audio), at render.sample_rate,
+or at half of it when the master low-passes at or below an eighth of it (see render_rate).
 
 FluidSynth's version (`fluidsynth --version`) is part of the stage's key.
 
@@ -79,6 +80,15 @@ def check_soundfont(path: Path) -> None:
                          "replace it or set render.soundfont")
 
 
+def render_rate(output_rate: int, lowpass_hz: float) -> int:
+    """The rate FluidSynth renders and the master works at. A master low-pass at or below an
+    eighth of the output rate (the lofi and dusty presets at 44.1 kHz) is an octave under the
+    half rate's Nyquist, where its 24 dB/octave roll-off has taken 24 dB off: the top octave a
+    full-rate render would carry is thrown away anyway, so render, master and resampling work
+    on half the samples, and master delivers at the output rate."""
+    return output_rate // 2 if output_rate % 2 == 0 and lowpass_hz <= output_rate / 8 else output_rate
+
+
 def trim_release(audio: np.ndarray, sample_rate: int, seconds: float, fade_s: float = 0.25) -> np.ndarray:
     """Cut FluidSynth's long release tails at `seconds`, fading out over the last `fade_s`."""
     n = min(audio.shape[1], int(round(seconds * sample_rate)))
@@ -142,7 +152,7 @@ def _render_job(args) -> dict:
 class RenderStage(Stage):
     name = "render"
     requires = ("arrange",)
-    reads = ("render",)
+    reads = ("render", "master.lowpass_hz")
     binaries = ("fluidsynth",)
     help = "render the arranged MIDI to WAV with FluidSynth and a SoundFont from soundfonts/"
 
@@ -164,10 +174,15 @@ class RenderStage(Stage):
     def run(self, ctx: StageContext) -> dict:
         p = ctx.params.render
         files = midi_inputs(ctx.path(p.midi) if p.midi else None, ctx.inputs)
-        jobs = [(midi, ctx.out_dir / f"{midi.stem}.wav", ctx.path(p.soundfont), p.sample_rate, p.gain, meta)
+        rate = render_rate(p.sample_rate, ctx.params.master.lowpass_hz)
+        if rate != p.sample_rate:
+            ctx.log(f"rendering at {rate} Hz: the master low-passes at {ctx.params.master.lowpass_hz:g} Hz "
+                    f"and delivers at {p.sample_rate} Hz")
+        jobs = [(midi, ctx.out_dir / f"{midi.stem}.wav", ctx.path(p.soundfont), rate, p.gain, meta)
                 for midi, meta in files]
         rendered = list(process_map(_render_job, jobs, p.workers))
         for r in rendered:
             ctx.log(f"{r['file']}: {r['seconds']:.1f}s, peak {r['peak']:.2f}")
         atomic.write_json(ctx.out_dir / "renders.json", {"renders": rendered})
-        return {"files": len(rendered), "audio_seconds": round(sum(r["seconds"] for r in rendered), 2)}
+        return {"files": len(rendered), "audio_seconds": round(sum(r["seconds"] for r in rendered), 2),
+                "sample_rate": rate}
