@@ -2,7 +2,9 @@
 
 All rows run on the same encoded windows (outputs/encode, from `make encode`):
   peak        a float32 (and a bfloat16) 2048 x 2048 matrix multiply in a compiled loop: the
-              machine's measured matmul rate, the roof the training rate is held against
+              machine's measured matmul rate, the roof the training rate is held against;
+              and float32 at 384 x 384, the size of a member's own products (a batch of 256
+              through a gate matrix of 96-112 units x 4), where the roof is lower
   member      each member as `train` built it before: batch and threads from lofi.toml, alone
               on the machine: the faster of two epochs, timed after a first epoch that traces
   in turn     the baseline: every member, one after another, each with every core
@@ -165,10 +167,13 @@ def main() -> int:
     specs = member_specs(cfg)
     batch = cfg.train.batch_size
     peak, peak_bf16 = matmul_peak_flops("float32"), matmul_peak_flops("bfloat16")
+    peak_small = matmul_peak_flops("float32", 384, 400)
     print(f"{len(y)} windows of {window} events, batch {batch}, {os.cpu_count()} CPU cores")
     print(f"{'row':<52} {'windows/s':>10} {'GFLOP/s':>9} {'of peak':>8}")
     print(f"{'peak: float32 matmul 2048 x 2048':<52} {'':>10} {peak / 1e9:9.1f} {1:8.1%}")
     print(f"{'peak: bfloat16 matmul 2048 x 2048':<52} {'':>10} {peak_bf16 / 1e9:9.1f} {peak_bf16 / peak:8.1%}")
+    print(f"{'float32 matmul 384 x 384 (a member-sized product)':<52} {'':>10} {peak_small / 1e9:9.1f} "
+          f"{peak_small / peak:8.1%}")
     rates = []
     for spec in specs:
         rate = epoch_rate(spec, field_sizes, window, x, y, batch)
