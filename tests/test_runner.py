@@ -9,7 +9,7 @@ import pytest
 
 from helpers import ROOT, quick_config, song_bytes, write_zip
 from lofi_pipeline import atomic, hashing
-from lofi_pipeline.config import INPUT, PARAM, RUNTIME, SECTION_CLASSES, SECTIONS, Config
+from lofi_pipeline.config import INPUT, MASTER_PRESETS, PARAM, RUNTIME, SECTION_CLASSES, SECTIONS, Config
 from lofi_pipeline.lock import LockedError, OutputsLock
 from lofi_pipeline.pipeline import STAGE_NAMES, build_stages
 from lofi_pipeline.runner import Runner
@@ -57,7 +57,10 @@ def toml_value(value) -> str:
 
 
 def readers(section: str, key: str) -> set[str]:
-    return {s.name for s in build_stages() if section in s.reads or f"{section}.{key}" in s.reads}
+    """The stages that read the key; master.preset also stands for every key a preset sets
+    (render reads master.lowpass_hz)."""
+    keys = {key} | (set().union(*MASTER_PRESETS.values()) if (section, key) == ("master", "preset") else set())
+    return {s.name for s in build_stages() if section in s.reads or any(f"{section}.{k}" in s.reads for k in keys)}
 
 
 def own_parts(runner: Runner) -> dict:
