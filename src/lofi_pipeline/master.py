@@ -29,7 +29,7 @@ from .runner import Stage, StageContext
 # MP3 encoding adds about 0.1-0.15 dB of true peak, so the limiter aims this far below the ceiling.
 # The chain low-passes well below Nyquist, so a sample-peak limiter leaves almost no
 # inter-sample overshoot (pedalboard's true-peak mode costs six times as much here);
-# normalise_loudness measures the true peak afterwards and trims what is left.
+# trim_true_peak measures the true peak afterwards and trims what is left.
 MP3_MARGIN_DB = 0.5
 
 
@@ -145,41 +145,39 @@ def integrated_lufs(audio: np.ndarray, sample_rate: int, bandwidth_hz: float | N
     return float(pyloudnorm.Meter(sample_rate).integrated_loudness(audio.T.astype(np.float64)))
 
 
-def normalise_loudness(audio: np.ndarray, sample_rate: int, target_lufs: float, ceiling_db: float,
-                       bandwidth_hz: float | None = None) -> tuple[np.ndarray, float, float]:
+def limit_to_loudness(audio: np.ndarray, sample_rate: int, target_lufs: float, ceiling_db: float,
+                      bandwidth_hz: float | None = None) -> tuple[np.ndarray, float]:
     """Gain to the target loudness through a brickwall limiter under the ceiling; returns
-    (audio, LUFS, dBTP). Limiting lowers loudness a little, so gain and limiting repeat
-    until the loudness settles; a last trim guarantees the true-peak ceiling."""
+    (audio, LUFS). Limiting lowers loudness a little, so gain and limiting repeat until the
+    loudness settles."""
     limiter = BrickwallLimiter(ceiling_db=ceiling_db - MP3_MARGIN_DB, release_ms=80, lookahead_ms=5)
     loudness = integrated_lufs(audio, sample_rate, bandwidth_hz)
     if not np.isfinite(loudness):
-        return audio, loudness, true_peak_db(audio)
+        return audio, loudness
     for _ in range(3):
         audio = limiter((audio * 10 ** ((target_lufs - loudness) / 20)).astype(np.float32), sample_rate,
                         reset=True)
         loudness = integrated_lufs(audio, sample_rate, bandwidth_hz)
         if abs(loudness - target_lufs) < 0.2:
             break
+    return audio, loudness
+
+
+def resample(audio: np.ndarray, sample_rate: int, output_rate: int) -> np.ndarray:
+    """Polyphase resampling (render works at half rate behind a low-pass, see render.render_rate)."""
+    g = np.gcd(output_rate, sample_rate)
+    return signal.resample_poly(audio, output_rate // g, sample_rate // g, axis=-1).astype(np.float32)
+
+
+def trim_true_peak(audio: np.ndarray, loudness: float, ceiling_db: float) -> tuple[np.ndarray, float, float]:
+    """The last step, at the output rate: trim what the limiter left over the true-peak ceiling
+    (less the MP3 margin); returns (audio, LUFS, dBTP)."""
     peak = true_peak_db(audio)
     over = peak - (ceiling_db - MP3_MARGIN_DB)
     if over > 0:
         audio = audio * 10 ** (-over / 20)
         loudness, peak = loudness - over, peak - over
     return audio.astype(np.float32), loudness, peak
-
-
-def to_output_rate(audio: np.ndarray, sample_rate: int, output_rate: int,
-                   ceiling_db: float) -> tuple[np.ndarray, float]:
-    """Polyphase resampling to the output rate (render works at half rate behind a low-pass,
-    see render.render_rate), then the true-peak trim at the new rate; returns (audio, dBTP)."""
-    if output_rate != sample_rate:
-        g = np.gcd(output_rate, sample_rate)
-        audio = signal.resample_poly(audio, output_rate // g, sample_rate // g, axis=-1).astype(np.float32)
-    peak = true_peak_db(audio)
-    over = peak - (ceiling_db - MP3_MARGIN_DB)
-    if over > 0:
-        audio, peak = (audio * 10 ** (-over / 20)).astype(np.float32), peak - over
-    return audio, peak
 
 
 def master_audio(audio: np.ndarray, sample_rate: int, p: dict, seed: int,
@@ -197,10 +195,10 @@ def master_audio(audio: np.ndarray, sample_rate: int, p: dict, seed: int,
     if p["hiss_db"] > -120:
         audio = audio + surface_hiss(audio.shape, sample_rate, p["hiss_db"], rng)
     audio = lowpass(audio, sample_rate, p["lowpass_hz"])
-    audio, lufs, peak = normalise_loudness(audio, sample_rate, p["target_lufs"], p["true_peak_db"], p["lowpass_hz"])
+    audio, lufs = limit_to_loudness(audio, sample_rate, p["target_lufs"], p["true_peak_db"], p["lowpass_hz"])
     if output_rate and output_rate != sample_rate:
-        audio, peak = to_output_rate(audio, sample_rate, output_rate, p["true_peak_db"])
-    return audio, lufs, peak
+        audio = resample(audio, sample_rate, output_rate)
+    return trim_true_peak(audio, lufs, p["true_peak_db"])
 
 
 def texture_seed(run_seed: int, name: str) -> int:
