@@ -1,5 +1,6 @@
 # lofi_pipeline. `make all` and `make test` set everything up themselves: the system packages
-# (FluidSynth, the GM SoundFont, Chromium for the report test) and a virtual environment.
+# (FluidSynth, the GM SoundFont, Chromium for the report test) and a virtual environment;
+# `make test` adds the optional Ray extra and what its cluster tests use (unshare, ip).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -13,12 +14,12 @@ SF2 := /usr/share/sounds/sf2/FluidR3_GM.sf2
 DATASET := $(if $(ARCHIVE),,dataset/default.zip)
 STAGES := intake extract encode train generate arrange render master export
 
-.PHONY: all test setup system venv soundfont dataset status clean report bench $(STAGES)
+.PHONY: all test setup system venv ray soundfont dataset status clean report bench bench-scale $(STAGES)
 
 all: setup $(DATASET)
 	$(LOFI) all $(ARGS)
 
-test: setup
+test: setup ray
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -52,6 +53,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
+# Ray is optional: `make test` installs it to test the Ray executor; `make all` does not need it.
+# Its tests start a cluster in a network namespace of their own (unshare, ip).
+ray: $(VENV)/.ray
+	@command -v unshare >/dev/null && command -v ip >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends util-linux iproute2; }
+
+$(VENV)/.ray: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test,ray]'
+	touch $@
+
 soundfont: system
 	@[ -e soundfonts/default.sf2 ] || ln -sf $(SF2) soundfonts/default.sf2
 
@@ -59,6 +70,10 @@ dataset: dataset/default.zip
 
 dataset/default.zip: | venv
 	$(LOFI) dataset --out $@
+
+# Local processes against a two-node Ray cluster on this machine (in a network namespace: root).
+bench-scale: setup ray $(DATASET)
+	$(BIN)/python benchmarks/bench_scale.py
 
 bench: setup $(DATASET)
 	$(LOFI) train $(ARGS)

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from helpers import ROOT, quick_config, song_bytes, write_zip
+from helpers import ROOT, lofi, quick_archive, quick_config, song_bytes, write_zip
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -42,3 +42,14 @@ def trained(tmp_path_factory):
     runner = Runner(cfg, build_stages(), root=ROOT, log=lambda m: None)
     runner.run(["train"])
     return cfg, runner
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory):
+    """`lofi all` on the quick profile, locally, in a subprocess: (args, outputs, result)."""
+    base = tmp_path_factory.mktemp("cli")
+    archive = quick_archive(base)
+    out = base / "outputs"
+    args = ["--profile", "quick", "--archive", str(archive), "--outputs", str(out)]
+    first = lofi("all", *args)
+    return args, out, first

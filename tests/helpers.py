@@ -210,3 +210,34 @@ def lofi(*args, check: bool = True, timeout: float = 900, env: dict | None = Non
 
 def quick_archive(folder: Path, songs: int = 12) -> Path:
     return write_zip(folder / "songs.zip", {f"song_{i:02d}.mid": song_bytes(i) for i in range(songs)})
+
+
+RAY_PORT = 6390
+
+
+def in_ray_cluster(script: str, folder: Path, timeout: float | None = 900, cpus_per_node: int = 2,
+                   capture: bool = True) -> subprocess.CompletedProcess:
+    """Run the bash `script` beside a real two-node Ray cluster (a head and one worker node,
+    `cpus_per_node` logical CPUs each: a member's training task asks for two), all inside a
+    network namespace of its own with only loopback up (`unshare -n`; tests run as root):
+    outside one, Ray binds to the machine's interface address whatever --node-ip-address
+    says. Token authentication is on, as Ray 2.60 has it for clusters: both nodes and the
+    driver read one token from a file. RAY_ADDRESS, LOFI (the command) and PYTHON are set for
+    the script; the cluster is stopped however it ends."""
+    token = folder / "ray-token"
+    token.write_text(os.urandom(32).hex())
+    token.chmod(0o600)
+    ray = Path(sys.executable).with_name("ray")
+    node = (f"--node-ip-address=127.0.0.1 --num-cpus={cpus_per_node} --object-store-memory={400 * 2**20} "
+            "--disable-usage-stats")
+    wrapper = f"""set -euo pipefail
+ip link set lo up
+export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={token} RAY_ADDRESS=127.0.0.1:{RAY_PORT}
+export PYTHON="{sys.executable}" LOFI="{sys.executable} -m lofi_pipeline"
+trap '{ray} stop --force >/dev/null 2>&1 || true' EXIT
+{ray} start --head --port={RAY_PORT} --include-dashboard=false {node} >/dev/null
+{ray} start --address=127.0.0.1:{RAY_PORT} {node} >/dev/null
+{script}
+"""
+    return subprocess.run(["unshare", "-n", "bash", "-c", wrapper], cwd=ROOT, capture_output=capture, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -10,20 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, lofi, lofi_process, quick_archive, song_bytes, write_zip
+from helpers import ROOT, lofi, lofi_process, song_bytes, write_zip
 from lofi_pipeline.export import read_playlist
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("cli")
-    archive = quick_archive(base)
-    out = base / "outputs"
-    args = ["--profile", "quick", "--archive", str(archive), "--outputs", str(out)]
-    first = lofi("all", *args)
-    return args, out, first
 
 
 def test_all_leaves_tracks_playlist_and_report(quick_run):

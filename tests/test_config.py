@@ -66,7 +66,8 @@ def test_a_stage_sees_only_the_keys_it_reads_and_cannot_change_them():
     with pytest.raises(AttributeError, match="read-only"):
         view.generate.temperature = 2.0
     assert isinstance(view.generate.weights, tuple)  # lists are frozen too
-    assert "run.seed" in view.hashed() and "train.threads" not in cfg.view(("train",), "t").hashed()
+    assert "run.seed" in view.hashed() and "train.threads" in cfg.view(("train",), "t").hashed()
+    assert "run.executor" not in cfg.view(("run",), "r").hashed()  # where work runs never changes its bytes
 
 
 def test_every_stage_reads_only_keys_that_exist():

@@ -220,7 +220,7 @@ def test_a_degenerate_take_is_redrawn_and_one_that_stays_so_is_flagged_by_name()
     def sample(indices, draw):  # track 1 recovers on its second take, track 2 never does
         return [{"seq": moving(100 + draw) if (i == 0 and draw) else degenerate(), "seed": draw} for i in indices]
     logs = []
-    takes = draw_takes(sample, 2, 3, lambda seq: take_report(seq, vocab, ranges, 12), logs.append)
+    takes = draw_takes(sample, [0, 1], 3, lambda seq: take_report(seq, vocab, ranges, 12), logs.append)
     assert [t["draws"] for t in takes] == [2, 4]
     assert takes[0]["checks"]["failed"] == [] and takes[0]["seed"] == 1
     assert takes[1]["checks"]["failed"] and "short_gap_share" in takes[1]["checks"]["outside"]

@@ -6,17 +6,20 @@ does not emit) and of millisecond-level humanised timing, which music21 re-quant
 """
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from types import SimpleNamespace
 
 import mido
 import numpy as np
+from tqdm import tqdm
 
 from . import atomic
 from .errors import StageError
 from .events import PITCH_NAMES
 from .music_checks import MELODY_SHARE_MIN, harmony_changes
+from .parallel import Executor
 from .runner import Stage, StageContext
 from .token_format import Event, tokens_to_events
 
@@ -334,7 +337,7 @@ def parts_to_midi(parts: list[Part], tempo_bpm: float, key: str, title: str, len
     return mf
 
 
-def piano_roll_png(parts: list[Part], tempo_bpm: float, path: Path, title: str) -> None:
+def piano_roll_png(parts: list[Part], tempo_bpm: float, title: str) -> bytes:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -351,9 +354,21 @@ def piano_roll_png(parts: list[Part], tempo_bpm: float, path: Path, title: str) 
     ax.legend(loc="upper right", fontsize=8, ncol=4)
     ax.grid(alpha=0.2)
     fig.tight_layout()
-    with atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
     plt.close(fig)
+    return buffer.getvalue()
+
+
+def _arrange_job(shared, track: dict) -> dict:
+    """One generated track arranged: its MIDI file's and piano roll's bytes, and what it holds."""
+    grid, bars, cfg, name, data = shared
+    title = f"{name} {track['index']:02d}"
+    mf, parts, info = arrange_track(track["tokens"], grid, bars, track["seed"], cfg, title, data)
+    midi = io.BytesIO()
+    mf.save(file=midi)
+    png = piano_roll_png(parts, info["tempo_bpm"], f"{title}: {info['key']}, {info['tempo_bpm']} BPM")
+    return {"title": title, "info": info, "midi": midi.getvalue(), "png": png}
 
 
 def arrange_track(tokens: list[str], grid: int, bars: int | None, seed: int, cfg, title: str,
@@ -379,22 +394,21 @@ def arrange_track(tokens: list[str], grid: int, bars: int | None, seed: int, cfg
 class ArrangeStage(Stage):
     name = "arrange"
     requires = ("generate",)
-    reads = ("arrange", "run.name")
+    reads = ("arrange", "run.name", "run.executor", "run.ray_address")
     help = "turn generated events into lo-fi MIDI: keys, lead, bass, swung drums"
 
     def run(self, ctx: StageContext) -> dict:
         data = json.loads((ctx.inputs["generate"] / "tracks.json").read_text())
+        cfg = SimpleNamespace(**ctx.params.section("arrange"))
+        shared = (data["grid"], data["bars"], cfg, ctx.params.run.name, data.get("data"))
         infos = []
-        for track in data["tracks"]:
-            stem = f"track_{track['index']:02d}"
-            title = f"{ctx.params.run.name} {track['index']:02d}"
-            mf, parts, info = arrange_track(track["tokens"], data["grid"], data["bars"],
-                                            track["seed"], ctx.params.arrange, title, data.get("data"))
-            with atomic.atomic_path(ctx.out_dir / f"{stem}.mid") as tmp:
-                mf.save(tmp)
-            piano_roll_png(parts, info["tempo_bpm"], ctx.out_dir / f"{stem}.png",
-                           f"{title}: {info['key']}, {info['tempo_bpm']} BPM")
-            infos.append({"file": f"{stem}.mid", "piano_roll": f"{stem}.png", "title": title,
+        arranged = Executor.for_stage(ctx.params, cfg.workers).map(_arrange_job, data["tracks"], shared=shared)
+        for track, result in tqdm(zip(data["tracks"], arranged, strict=True), total=len(data["tracks"]),
+                                  desc="arrange", unit="track", disable=None):
+            stem, info = f"track_{track['index']:02d}", result["info"]
+            atomic.write_bytes(ctx.out_dir / f"{stem}.mid", result["midi"])
+            atomic.write_bytes(ctx.out_dir / f"{stem}.png", result["png"])
+            infos.append({"file": f"{stem}.mid", "piano_roll": f"{stem}.png", "title": result["title"],
                           "seed": track["seed"], **info})
             ctx.log(f"{stem}.mid: {info['key']}, {info['tempo_bpm']} BPM, {info['seconds']:.0f}s, "
                     + ", ".join(f"{k} {v}" for k, v in info["notes_per_part"].items())

@@ -26,6 +26,8 @@ examples:
   lofi render --midi song.mid                render any MIDI file, no model needed
   lofi status                                what is fresh, what is stale and why
   lofi evaluate a.zip b.zip                  the pipeline on each archive, one table of results
+  lofi all --set run.executor=ray --set run.ray_address=HEAD:6379
+                                             the same on a Ray cluster, to the same bytes (README)
 """
 
 

@@ -7,6 +7,7 @@ line naming the key and the range before any long work starts.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ class RunConfig:
     name: str = opt("Late Night Study")
     archive: str = opt("", role=INPUT)
     outputs: str = opt("outputs", role=RUNTIME)
+    executor: str = opt("local", choices=("local", "ray"), role=RUNTIME)
+    ray_address: str = opt("", role=RUNTIME)
 
 
 @dataclass
@@ -81,12 +84,16 @@ class TrainConfig:
     attention_heads: int = opt(2, 1, 64)
     dropout: float = opt(0.2, 0.0, 0.9)
     ngram_order: int = opt(3, 2, 5)
-    threads: int = opt(0, 0, 256, role=RUNTIME)
+    # Threads per member are part of the key: float sums split over another number of threads
+    # round differently (the quick profile's weights differ between 1 and 2 threads).
+    threads: int = opt(2, 1, 256)
+    member_gpus: float = opt(0.0, 0.0, 16.0)
 
 
 @dataclass
 class GenerateConfig:
-    tracks: int = opt(4, 1, 256)
+    tracks: int = opt(4, 1, 10000)
+    batch_tracks: int = opt(16, 1, 1024)
     bars: int = opt(52, 1, 10000)
     events: int = opt(0, 0, 10**6)
     temperature: float = opt(0.9, 0.01, 10.0)
@@ -118,6 +125,7 @@ class ArrangeConfig:
     drum_kit: int = opt(32, 0, 127)
     intro_bars: int = opt(2, 0, 64)
     outro_bars: int = opt(2, 0, 64)
+    workers: int = opt(2, 1, 64, role=RUNTIME)
 
 
 @dataclass
@@ -157,6 +165,7 @@ class ExportConfig:
     bitrate_kbps: int = opt(192, 32, 320)
     artist: str = opt("lofi_pipeline")
     playlist_dir: str = opt("", role=RUNTIME)
+    workers: int = opt(2, 1, 64, role=RUNTIME)
 
 
 @dataclass
@@ -369,6 +378,9 @@ def _check_consistency(cfg: Config) -> None:
                                   f"setting in range ({', '.join(f'{k} {a}..{b}' for k, (a, b) in known.items())})")
     if any((not isinstance(w, (int, float))) or w < 0 for w in g.weights):
         raise ConfigError("config key generate.weights: weights must be numbers >= 0")
+    if cfg.run.executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError("config key run.executor: 'ray' needs Ray, which is not installed: "
+                          "pip install -e '.[ray]' (on every node of the cluster)")
     if cfg.master.lowpass_hz >= cfg.render.sample_rate / 2:
         raise ConfigError(f"config key master.lowpass_hz: {cfg.master.lowpass_hz} must be below "
                           f"half the sample rate ({cfg.render.sample_rate / 2:g})")

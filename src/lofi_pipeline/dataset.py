@@ -66,7 +66,7 @@ def build_default_dataset(out_zip: Path, workers: int = 2, limit: int = 0) -> di
         sources = sources[:limit]
     written, failed = [], []
     with atomic.atomic_path(out_zip) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        results = process_map(source_to_midi_bytes, sources, workers, chunksize=8)
+        results = process_map(source_to_midi_bytes, sources, workers)
         for source, data, error in tqdm(results, total=len(sources), desc="dataset", unit="piece",
                                         disable=None):
             if data is None:

@@ -8,26 +8,45 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 from mutagen.id3 import COMM, ID3, TALB, TCON, TIT2, TPE1, TRCK, ID3NoHeaderError
 from mutagen.mp3 import MP3
 from pedalboard.io import AudioFile
+from tqdm import tqdm
 
 from . import atomic
 from .audio_io import read_wav
+from .parallel import Executor
 from .runner import Stage, StageContext
 
 PLAYLIST = "playlist.m3u8"
 
 
-def write_mp3(wav: Path, mp3: Path, bitrate_kbps: int = 192) -> float:
-    """Encode with pedalboard's built-in LAME (its default would be 320 kbps); returns seconds."""
+def write_mp3(wav: Path | bytes, mp3: Path, bitrate_kbps: int = 192) -> float:
+    """Encode a WAV file (or its bytes) with pedalboard's built-in LAME (its default would be
+    320 kbps); returns seconds."""
     audio, sr = read_wav(wav)
     with open(mp3, "wb") as fh, AudioFile(fh, "w", sr, audio.shape[0], format="mp3",
                                           quality=bitrate_kbps) as f:
         f.write(audio)
     return audio.shape[1] / sr
+
+
+def tagged_mp3_bytes(wav: bytes, bitrate_kbps: int, tags: dict) -> bytes:
+    """A master's WAV bytes as a tagged MP3's bytes (LAME and mutagen work on files: a private
+    temporary one)."""
+    with tempfile.TemporaryDirectory(prefix="lofi-export-") as tmp:
+        mp3 = Path(tmp) / "track.mp3"
+        write_mp3(wav, mp3, bitrate_kbps)
+        tag_mp3(mp3, **tags)
+        return mp3.read_bytes()
+
+
+def _export_job(bitrate_kbps: int, job) -> bytes:
+    wav, tags = job
+    return tagged_mp3_bytes(wav, bitrate_kbps, tags)
 
 
 def tag_mp3(path: Path, title: str, artist: str, album: str, track: int, total: int, comment: str) -> None:
@@ -92,7 +111,7 @@ def copy_to_library(outputs_root: Path, exports: list[dict], entries: list[tuple
 class ExportStage(Stage):
     name = "export"
     requires = ("master",)
-    reads = ("export", "run.name", "run.seed")
+    reads = ("export", "run.name", "run.seed", "run.executor", "run.ray_address")
     owns = ("tracks", PLAYLIST)
     help = "encode tagged MP3s and add them to outputs/playlist.m3u8"
 
@@ -103,23 +122,30 @@ class ExportStage(Stage):
         library.mkdir(parents=True, exist_ok=True)
         # The export key covers the archive's bytes and every stage's code and parameters.
         album, config_hash = ctx.params.run.name, ctx.key
-        exported = []
+        tracks = []
         for n, m in enumerate(masters, 1):
             meta = m.get("meta") or {}
             title = meta.get("title") or Path(m["file"]).stem
-            name = f"{slug(album)}-{n:02d}-{ctx.key[:8]}.mp3"
-            mp3 = library / name
-            if not mp3.exists():  # named by content key: an existing one is already complete
-                comment = (f"seed={meta.get('seed', ctx.params.run.seed)} run_seed={ctx.params.run.seed} "
-                           f"config={config_hash} key={meta.get('key', '?')} tempo={meta.get('tempo_bpm', '?')}")
-                with atomic.atomic_path(mp3) as tmp:
-                    write_mp3(ctx.inputs["master"] / m["file"], tmp, p.bitrate_kbps)
-                    tag_mp3(tmp, title, p.artist, album, n, len(masters), comment)
+            comment = (f"seed={meta.get('seed', ctx.params.run.seed)} run_seed={ctx.params.run.seed} "
+                       f"config={config_hash} key={meta.get('key', '?')} tempo={meta.get('tempo_bpm', '?')}")
+            tracks.append((library / f"{slug(album)}-{n:02d}-{ctx.key[:8]}.mp3", m["file"], meta, {
+                "title": title, "artist": p.artist, "album": album, "track": n, "total": len(masters),
+                "comment": comment}))
+        # Named by content key: an existing MP3 is already complete. Each job carries a master's
+        # WAV bytes and hands back the MP3's, written here as they come.
+        todo = [(mp3, wav, tags) for mp3, wav, _, tags in tracks if not mp3.exists()]
+        jobs = (((ctx.inputs["master"] / wav).read_bytes(), tags) for _, wav, tags in todo)
+        encoded = Executor.for_stage(ctx.params, p.workers).map(_export_job, jobs, shared=p.bitrate_kbps)
+        for (mp3, _, _), data in tqdm(zip(todo, encoded, strict=True), total=len(todo), desc="export",
+                                      unit="track", disable=None):
+            atomic.write_bytes(mp3, data)
+        exported = []
+        for mp3, _, meta, tags in tracks:
             ctx.record_output(mp3)
             seconds = MP3(mp3).info.length
-            exported.append({"file": f"tracks/{name}", "title": title, "seconds": round(seconds, 2),
-                             "extinf": f"#EXTINF:{round(seconds)},{p.artist} - {title}", **meta})
-            ctx.log(f"tracks/{name}: {title} ({seconds:.0f}s)")
+            exported.append({"file": f"tracks/{mp3.name}", "title": tags["title"], "seconds": round(seconds, 2),
+                             "extinf": f"#EXTINF:{round(seconds)},{p.artist} - {tags['title']}", **meta})
+            ctx.log(f"tracks/{mp3.name}: {tags['title']} ({seconds:.0f}s)")
         atomic.write_json(ctx.out_dir / "exports.json", {"exports": exported, "config_hash": config_hash})
         return {"files": len(exported), "config_hash": config_hash}
 

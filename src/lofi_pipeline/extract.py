@@ -1,8 +1,9 @@
 """extract: MIDI bytes -> Piece (melody, harmony, bass, drums, chord changes, key), per file.
 
-Files are read with symusic (mido, then music21, when a reader rejects one) and analysed in
-worker processes; results are cached per file by content hash plus the stage's code key (its
-code, libraries and parameters), so editing the analysis re-reads every file.
+Files are read with symusic (mido, then music21, when a reader rejects one) and analysed by
+the run's executor (local worker processes or Ray tasks, one job per file, its bytes sent
+with it); results are cached per file, by the driver, by content hash plus the stage's code
+key (its code, libraries and parameters), so editing the analysis re-reads every file.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tqdm import tqdm
 from . import atomic
 from .events import MAJOR, MINOR
 from .midi_io import UnusableMidi, key_profiles, read_midi
-from .parallel import process_map
+from .parallel import Executor
 from .performance import ReadingParams, analyse
 from .runner import Stage, StageContext
 
@@ -26,13 +27,14 @@ def extract_file(data: bytes, name: str, sha256: str, profiles, params: ReadingP
         return {"piece": analyse(read_midi(data), name, sha256, profiles, params).to_json()}
     except UnusableMidi as exc:
         return {"skip": str(exc)}
+    except Exception as exc:  # a file no rule foresaw fails alone, counted, never the whole stage
+        return {"skip": f"analysis failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"}
 
 
-def _extract_job(args) -> dict:
-    path, name, sha, profiles, params, cache_path = args
-    result = extract_file(Path(path).read_bytes(), name, sha, profiles, params)
-    atomic.write_json(cache_path, result)
-    return result
+def _extract_job(shared, job) -> dict:
+    profiles, params = shared
+    data, name, sha = job
+    return extract_file(data, name, sha, profiles, params)
 
 
 def reading_params(p) -> ReadingParams:
@@ -43,27 +45,32 @@ def reading_params(p) -> ReadingParams:
 class ExtractStage(Stage):
     name = "extract"
     requires = ("intake",)
-    reads = ("extract",)
+    reads = ("extract", "run.executor", "run.ray_address")
     help = "read performed MIDI: onsets, grid, pedal, melody/harmony/bass/drums, chords, key"
+
+    @staticmethod
+    def _cache_path(ctx: StageContext, sha256: str) -> Path:
+        return ctx.cache_dir / f"{sha256[:32]}-{ctx.code_key}.json"
 
     def run(self, ctx: StageContext) -> dict:
         p = ctx.params.extract
         listing = json.loads((ctx.inputs["intake"] / "files.json").read_text())["files"]
         results: dict[str, dict] = {}
-        jobs = []
-        profiles, params = key_profiles(), reading_params(p)
+        todo = []
         for item in listing:
-            cache_path = ctx.cache_dir / f"{item['sha256'][:32]}-{ctx.code_key}.json"
             try:
-                results[item["sha256"]] = json.loads(cache_path.read_text())
+                results[item["sha256"]] = json.loads(self._cache_path(ctx, item["sha256"]).read_text())
             except (FileNotFoundError, json.JSONDecodeError):
-                jobs.append((str(ctx.inputs["intake"] / item["file"]), item["name"], item["sha256"],
-                             profiles, params, cache_path))
-        ctx.log(f"{len(listing)} files: {len(listing) - len(jobs)} from the per-file cache, "
-                f"{len(jobs)} to read")
-        with tqdm(total=len(jobs), desc="extract", unit="file", disable=None) as bar:
-            for i, res in enumerate(process_map(_extract_job, jobs, p.workers, chunksize=8)):
-                results[jobs[i][2]] = res
+                todo.append(item)
+        ctx.log(f"{len(listing)} files: {len(listing) - len(todo)} from the per-file cache, "
+                f"{len(todo)} to read")
+        jobs = (((ctx.inputs["intake"] / item["file"]).read_bytes(), item["name"], item["sha256"]) for item in todo)
+        executor = Executor.for_stage(ctx.params, p.workers)
+        with tqdm(total=len(todo), desc="extract", unit="file", disable=None) as bar:
+            results_in_order = executor.map(_extract_job, jobs, shared=(key_profiles(), reading_params(p)))
+            for item, res in zip(todo, results_in_order, strict=True):
+                atomic.write_json(self._cache_path(ctx, item["sha256"]), res)
+                results[item["sha256"]] = res
                 bar.update()
         pieces, skipped = [], []
         for item in listing:
@@ -83,7 +90,7 @@ class ExtractStage(Stage):
         ctx.log(f"{len(pieces)} pieces ({modes.count(MAJOR)} major, {modes.count(MINOR)} minor), "
                 f"{len(skipped)} skipped; {total['notes']} notes in {total['chord_onsets']} onsets, "
                 f"{total['pedal_extended']} held by the pedal")
-        return {"pieces": len(pieces), "files_read": len(jobs), "files_from_cache": len(listing) - len(jobs),
+        return {"pieces": len(pieces), "files_read": len(todo), "files_from_cache": len(listing) - len(todo),
                 "files_skipped": len(skipped), "skipped_by_reason": dict(by_reason),
                 "readers": dict(Counter(s["reader"] for s in stats)),
                 "grid": dict(Counter(s["grid"] for s in stats)),

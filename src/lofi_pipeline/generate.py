@@ -1,6 +1,11 @@
-"""generate: sample event sequences from the ensemble, all tracks in one batch."""
+"""generate: sample event sequences from the ensemble, in batches of tracks (generate.batch_tracks),
+each batch in this process or, with run.executor = "ray", a Ray task of its own."""
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +16,7 @@ from .encode import load_encoded, piece_sequences, piece_to_events
 from .errors import StageError
 from .hashing import path_digest
 from .midi_io import UnusableMidi, key_profiles, midi_header_reason, read_midi
+from .parallel import Executor
 from .performance import analyse
 from .runner import Stage, StageContext
 from .token_format import FIELDS, NONE, PAD, UNK, Vocabulary
@@ -127,7 +133,7 @@ class EnsembleSampler:
     so far; the members' distributions are combined per field."""
 
     def __init__(self, models: list, combine: str = "mean", weights: list[float] | None = None,
-                 jit_compile: bool = False):
+                 jit_compile: bool = False, batch: int = 0):
         import tensorflow as tf
         self.models = models
         w = np.array(weights if weights else [1.0] * len(models), np.float32)
@@ -135,7 +141,7 @@ class EnsembleSampler:
             raise StageError(f"generate.weights: need {len(models)} non-negative weights with a positive sum")
         w = w / w.sum()
         self.window = int(models[0].get_layer("trunk").input_shape[1])
-        self.batch = 0
+        self.batch = batch  # 0: the first call's size
         trunks = [m.get_layer("trunk") for m in models]
         heads = [m.get_layer("heads") for m in models]
 
@@ -157,7 +163,8 @@ class EnsembleSampler:
         self._contexts, self._field_probs = contexts, field_probs
 
     def _padded(self, a: np.ndarray) -> np.ndarray:
-        # A smaller batch (re-drawing some tracks) is padded to the first one's size: one compiled shape.
+        # A smaller batch (re-drawing some tracks, the last batch) is padded to the full size:
+        # one compiled shape, and a track's numbers do not depend on the batch it is in.
         a = np.asarray(a, np.int32)
         self.batch = self.batch or len(a)
         if len(a) < self.batch:
@@ -284,13 +291,14 @@ def take_report(seq: np.ndarray, vocab: Vocabulary, ranges: dict, grid: int) -> 
             "failed": [str(f) for f in failed], "outside": [f.check for f in failed]}
 
 
-def draw_takes(sample, tracks: int, redraws: int, check, log=print) -> list[dict]:
-    """Each track's take: `sample(indices, draw)` draws takes for the tracks named, `check(seq)`
-    says what fails; a failing take is drawn again, up to `redraws` times. Each track keeps
-    the first of its takes with the fewest failures, with `draws` (how many it took) and
-    `checks`; one that still fails is kept, and the log warns, naming it and the figures."""
-    takes: list[list[dict]] = [[] for _ in range(tracks)]
-    pending = list(range(tracks))
+def draw_takes(sample, tracks: list[int], redraws: int, check, log=print) -> list[dict]:
+    """The take of each track in `tracks` (indices from 0): `sample(indices, draw)` draws takes
+    for the tracks named, `check(seq)` says what fails; a failing take is drawn again, up to
+    `redraws` times. Each track keeps the first of its takes with the fewest failures, with
+    `draws` (how many it took) and `checks`; one that still fails is kept, and the log warns,
+    naming it and the figures."""
+    takes: dict[int, list[dict]] = {i: [] for i in tracks}
+    pending = list(tracks)
     for draw in range(redraws + 1):
         for i, take in zip(pending, sample(pending, draw)):
             takes[i].append({**take, "checks": check(take["seq"])})
@@ -300,7 +308,7 @@ def draw_takes(sample, tracks: int, redraws: int, check, log=print) -> list[dict
         for i in pending:
             log(f"track {i + 1}: take {draw + 1} fails {'; '.join(takes[i][-1]['checks']['failed'])}; re-drawing")
     chosen = []
-    for i, options in enumerate(takes):
+    for i, options in takes.items():
         best = min(options, key=lambda t: len(t["checks"]["failed"]))
         chosen.append({**best, "draws": len(options)})
         if best["checks"]["failed"]:
@@ -309,12 +317,12 @@ def draw_takes(sample, tracks: int, redraws: int, check, log=print) -> list[dict
     return chosen
 
 
-def dev_primer(arrays: dict, rng: np.random.Generator, n: int, want: tuple[int, int] | None = None) -> np.ndarray:
-    """The opening of a dev piece (never a test piece: those are only for scoring). With
+def dev_primer(dev_pieces: list[np.ndarray], rng: np.random.Generator, n: int,
+               want: tuple[int, int] | None = None) -> np.ndarray:
+    """The opening of one of the dev pieces (never a test piece: those are only for scoring). With
     `want` = (root "-" id, pitch "-" id), it starts at the piece's first stretch of `n` events
     holding both a chord and a melody note, so the take starts with both streams going."""
-    dev = [ids for split, ids in piece_sequences(arrays) if split == "dev"]
-    ids = dev[rng.integers(len(dev))]
+    ids = dev_pieces[rng.integers(len(dev_pieces))]
     start = 0
     if want is not None and len(ids) > n:
         chord = ids[:, FIELDS.index("root")] != want[0]
@@ -323,10 +331,82 @@ def dev_primer(arrays: dict, rng: np.random.Generator, n: int, want: tuple[int, 
     return ids[start:start + n]
 
 
+class _Session:
+    """What a process needs to sample batches: the members loaded and compiled once, however
+    many batches it runs (a kit is told apart by its digest)."""
+
+    def __init__(self, kit: dict, log):
+        import tensorflow as tf
+
+        from .model import configure_tensorflow
+        from .train import load_ensemble
+        configure_tensorflow(kit["threads"])
+        tf.config.experimental.enable_op_determinism()
+        cfg = kit["settings"]
+        with tempfile.TemporaryDirectory(prefix="lofi-generate-") as tmp:
+            for rel, data in kit["train"].items():
+                (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
+                (Path(tmp) / rel).write_bytes(data)
+            models, self.vocab, _ = load_ensemble(Path(tmp), kit["vocab"])
+        weights = list(cfg["weights"]) or None
+        self.sampler = EnsembleSampler(models, cfg["combine"], weights, jit_compile=True, batch=kit["batch"])
+        try:  # XLA about doubles the rate here (benchmarks/bench_generate.py)
+            zeros = np.zeros((kit["batch"], len(FIELDS)), np.int32)
+            self.sampler.field_probs(self.sampler.contexts(np.zeros((kit["batch"], self.sampler.window,
+                                                                     len(FIELDS)))), zeros)
+        except Exception as exc:  # an op XLA cannot compile on this build: plain graph mode
+            log(f"XLA unavailable ({type(exc).__name__}); using graph mode")
+            self.sampler = EnsembleSampler(models, cfg["combine"], weights, batch=kit["batch"])
+        self.field_sampler = FieldSampler(self.vocab, cfg)
+
+    @staticmethod
+    def digest(kit: dict) -> str:
+        return hashlib.sha256(b"".join(kit["train"][k] for k in sorted(kit["train"]))
+                              + repr((kit["settings"], kit["batch"], kit["threads"])).encode()).hexdigest()
+
+
+_SESSIONS: dict[str, _Session] = {}
+
+
+def _batch_job(kit: dict, indices: list[int]) -> dict:
+    """Takes for one batch of tracks: {"takes": [...], "log": [lines]} (a Ray worker's log
+    lines go back to the driver with its result)."""
+    log: list[str] = []
+    key = _Session.digest(kit)
+    if key not in _SESSIONS:
+        _SESSIONS.clear()
+        _SESSIONS[key] = _Session(kit, log.append)
+    session, cfg, profile = _SESSIONS[key], kit["settings"], kit["profile"]
+    both_streams = profile["has_chords"] and profile["melody_share"] >= music_checks.MELODY_SHARE_MIN
+    want = (session.vocab.index["root"][NONE], session.vocab.index["pitch"][NONE]) if both_streams else None
+    target_ticks = cfg["bars"] * 4 * kit["grid"]
+    max_events = cfg["events"] if cfg["events"] else target_ticks
+    if cfg["events"]:
+        target_ticks = 10**12
+
+    def primer(rng):
+        if cfg["primer"] == "none":
+            return np.zeros((0, len(FIELDS)), np.int32)
+        if kit["midi_primer"] is not None:
+            return kit["midi_primer"]
+        return dev_primer(kit["dev_pieces"], rng, cfg["primer_events"], want)
+
+    def sample(tracks: list[int], draw: int) -> list[dict]:
+        seeds = [track_seed(kit["run_seed"], i, draw) for i in tracks]
+        rngs = [np.random.default_rng(s) for s in seeds]
+        primers = [primer(rng) for rng in rngs]
+        seqs = generate_tracks(session.sampler, session.field_sampler, primers, rngs, target_ticks,
+                               max_events + max(map(len, primers)), profile["hold_limit_ticks"],
+                               max(cfg["primer_events"], profile["context_events"] or 0) or None)
+        return [{"seq": seq, "seed": seed, "primer_events": len(p)} for seq, seed, p in zip(seqs, seeds, primers)]
+    check = functools.partial(take_report, vocab=session.vocab, ranges=profile["ranges"], grid=kit["grid"])
+    return {"takes": draw_takes(sample, indices, cfg["redraws"], check, log.append), "log": log}
+
+
 class GenerateStage(Stage):
     name = "generate"
     requires = ("train", "encode")
-    reads = ("generate", "run.seed", "train.threads")
+    reads = ("generate", "run.seed", "train.threads", "run.executor", "run.ray_address")
     help = "sample event sequences from the ensemble (temperature, top-k, top-p, primer, seed)"
 
     def external_inputs(self, params, root):
@@ -347,53 +427,33 @@ class GenerateStage(Stage):
                              "'dev', 'none' or a MIDI file)")
 
     def run(self, ctx: StageContext) -> dict:
-        import tensorflow as tf
-
-        from .model import configure_tensorflow
-        from .train import load_ensemble
-        cfg, run_seed = ctx.params.generate, ctx.params.run.seed
-        configure_tensorflow(ctx.params.train.threads)
-        tf.config.experimental.enable_op_determinism()
-        vocab_enc, arrays, _ = load_encoded(ctx.inputs["encode"])
-        models, vocab, info = load_ensemble(ctx.inputs["train"], vocab_enc)
+        cfg = ctx.params.generate
+        vocab, arrays, _ = load_encoded(ctx.inputs["encode"])
         profile = data_profile(vocab, arrays, cfg.checks_quantile)
-        ranges = profile["ranges"]
-        both_streams = profile["has_chords"] and profile["melody_share"] >= music_checks.MELODY_SHARE_MIN
-        want = (vocab.index["root"][NONE], vocab.index["pitch"][NONE]) if both_streams else None
+        info = json.loads((ctx.inputs["train"] / "members.json").read_text())
         midi_primer = None
         if cfg.primer not in ("dev", "none"):
             midi_primer = primer_from_midi(ctx.path(cfg.primer), vocab, info["window"])
-
-        def primer(rng):
-            if cfg.primer == "none":
-                return np.zeros((0, len(FIELDS)), np.int32)
-            return dev_primer(arrays, rng, cfg.primer_events, want) if midi_primer is None else midi_primer
-        sampler = EnsembleSampler(models, cfg.combine, list(cfg.weights) or None, jit_compile=True)
-        try:  # XLA about doubles the rate here (benchmarks/bench_generate.py)
-            zeros = np.zeros((cfg.tracks, len(FIELDS)), np.int32)
-            sampler.field_probs(sampler.contexts(np.zeros((cfg.tracks, sampler.window, len(FIELDS)))), zeros)
-        except Exception as exc:  # an op XLA cannot compile on this build: plain graph mode
-            ctx.log(f"XLA unavailable ({type(exc).__name__}); using graph mode")
-            sampler = EnsembleSampler(models, cfg.combine, list(cfg.weights) or None)
         grid = int(vocab.config.get("grid", 12))
-        target_ticks = cfg.bars * 4 * grid
-        max_events = cfg.events if cfg.events else target_ticks
-        if cfg.events:
-            target_ticks = 10**12
-        settings = {k: getattr(cfg, k) for k in ("temperature", "top_k", "top_p", "repetition_penalty",
-                                                 "repetition_window", "fields")}
-        field_sampler = FieldSampler(vocab, settings)
-        def sample(indices: list[int], draw: int) -> list[dict]:
-            seeds = [track_seed(run_seed, i, draw) for i in indices]
-            rngs = [np.random.default_rng(s) for s in seeds]
-            primers = [primer(rng) for rng in rngs]
-            seqs = generate_tracks(sampler, field_sampler, primers, rngs, target_ticks,
-                                   max_events + max(map(len, primers)), profile["hold_limit_ticks"],
-                                   max(cfg.primer_events, profile["context_events"] or 0) or None)
-            return [{"seq": seq, "seed": seed, "primer_events": len(p)}
-                    for seq, seed, p in zip(seqs, seeds, primers)]
-        chosen = draw_takes(sample, cfg.tracks, cfg.redraws, lambda seq: take_report(seq, vocab, ranges, grid),
-                            ctx.log)
+        kit = {"train": {rel: (ctx.inputs["train"] / rel).read_bytes() for rel in
+                         ["members.json", "vocab.json", *(f"members/{m['name']}.keras" for m in info["members"])]},
+               "vocab": vocab, "profile": profile, "midi_primer": midi_primer, "grid": grid,
+               "dev_pieces": [ids for split, ids in piece_sequences(arrays) if split == "dev"],
+               "settings": {k: getattr(cfg, k) for k in ("temperature", "top_k", "top_p", "repetition_penalty",
+                                                         "repetition_window", "fields", "combine", "weights",
+                                                         "primer", "primer_events", "redraws", "bars", "events")},
+               "batch": min(cfg.batch_tracks, cfg.tracks), "run_seed": ctx.params.run.seed,
+               "threads": ctx.params.train.threads}
+        del arrays
+        # Batches of tracks, in turn here or one Ray task each; a track's seed and numbers do not
+        # depend on the batch it is in, so every executor gives the same takes.
+        size = cfg.batch_tracks
+        batches = [list(range(i, min(i + size, cfg.tracks))) for i in range(0, cfg.tracks, size)]
+        chosen = []
+        for result in Executor.for_stage(ctx.params).map(_batch_job, batches, shared=kit, cpus=kit["threads"]):
+            for line in result["log"]:
+                ctx.log(line)
+            chosen += result["takes"]
         tracks = []
         for i, take in enumerate(chosen):
             seq = take["seq"]

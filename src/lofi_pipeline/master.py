@@ -20,10 +20,11 @@ from pedalboard import (
     Reverb,
 )
 from scipy import signal
+from tqdm import tqdm
 
 from . import atomic
-from .audio_io import read_wav, write_wav
-from .parallel import process_map
+from .audio_io import read_wav, wav_bytes
+from .parallel import Executor
 from .runner import Stage, StageContext
 
 # MP3 encoding adds about 0.1-0.15 dB of true peak, so the limiter aims this far below the ceiling.
@@ -205,33 +206,49 @@ def texture_seed(run_seed: int, name: str) -> int:
     return (run_seed * 1_000_003 + zlib.crc32(name.encode())) % (2**32)
 
 
-def master_file(src: Path, dst: Path, p: dict, seed: int, output_rate: int | None = None) -> dict:
-    audio, sr = read_wav(src)
+def master_wav_bytes(data: bytes, p: dict, seed: int, output_rate: int | None = None) -> tuple[bytes, dict]:
+    """One rendered WAV's bytes mastered: (WAV bytes, {seconds, lufs, true_peak_db, seed, sample_rate})."""
+    audio, sr = read_wav(data)
     out, lufs, peak = master_audio(audio, sr, p, seed, output_rate)
     rate = output_rate or sr
-    write_wav(dst, out, rate)
-    return {"file": dst.name, "seconds": round(out.shape[1] / rate, 3), "lufs": round(lufs, 2),
-            "true_peak_db": round(peak, 2), "seed": seed, "sample_rate": rate}
+    return wav_bytes(out, rate), {"seconds": round(out.shape[1] / rate, 3), "lufs": round(lufs, 2),
+                                  "true_peak_db": round(peak, 2), "seed": seed, "sample_rate": rate}
 
 
-def _master_job(args) -> dict:
-    return master_file(*args)
+def master_file(src: Path, dst: Path, p: dict, seed: int, output_rate: int | None = None) -> dict:
+    audio, info = master_wav_bytes(Path(src).read_bytes(), p, seed, output_rate)
+    atomic.write_bytes(dst, audio)
+    return {"file": dst.name, **info}
+
+
+def _master_job(shared, job) -> dict:
+    p, output_rate = shared
+    data, name, seed = job
+    audio, info = master_wav_bytes(data, p, seed, output_rate)
+    return {"file": name, **info, "wav": audio}
 
 
 class MasterStage(Stage):
     name = "master"
     requires = ("render",)
-    reads = ("master", "run.seed", "render.sample_rate")
+    reads = ("master", "run.seed", "render.sample_rate", "run.executor", "run.ray_address")
     help = "lo-fi mastering: EQ, compression, reverb, crackle, hiss, wow/flutter, loudness"
 
     def run(self, ctx: StageContext) -> dict:
         renders = json.loads((ctx.inputs["render"] / "renders.json").read_text())["renders"]
         p = ctx.params.section("master")
-        jobs = [(ctx.inputs["render"] / r["file"], ctx.out_dir / r["file"], p,
-                 texture_seed(ctx.params.run.seed, r["file"]), ctx.params.render.sample_rate) for r in renders]
-        results = list(process_map(_master_job, jobs, p["workers"]))
-        for r, src in zip(results, renders):
+        # Each job carries its render's bytes and hands back the master's, written here as they come.
+        seed = ctx.params.run.seed
+        jobs = (((ctx.inputs["render"] / r["file"]).read_bytes(), r["file"], texture_seed(seed, r["file"]))
+                for r in renders)
+        executor = Executor.for_stage(ctx.params, p["workers"])
+        results = []
+        mastered = executor.map(_master_job, jobs, shared=(p, ctx.params.render.sample_rate))
+        for r, src in tqdm(zip(mastered, renders, strict=True), total=len(renders), desc="master", unit="track",
+                           disable=None):
+            atomic.write_bytes(ctx.out_dir / r["file"], r.pop("wav"))
             r["meta"] = src.get("meta", {})
+            results.append(r)
             ctx.log(f"{r['file']}: {r['lufs']:.1f} LUFS, true peak {r['true_peak_db']:.1f} dBTP")
         atomic.write_json(ctx.out_dir / "masters.json", {"masters": results})
         return {"files": len(results), "lufs": [r["lufs"] for r in results],

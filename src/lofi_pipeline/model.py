@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import os
 
+from .errors import StageError
 
-def configure_tensorflow(threads: int = 0) -> None:
-    """Thread counts for a small CPU machine; call before TensorFlow runs any op."""
+
+def configure_tensorflow(threads: int = 0, gpus: bool = False) -> None:
+    """Thread counts (0: all cores) and whether to use a GPU; call before TensorFlow runs any op."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
     n = threads or os.cpu_count() or 1
     try:
         tf.config.threading.set_intra_op_parallelism_threads(n)
         tf.config.threading.set_inter_op_parallelism_threads(min(2, n))
+        if not gpus:  # the key says CPU: a GPU's kernels would give other weights
+            tf.config.set_visible_devices([], "GPU")
     except RuntimeError:
         pass  # already initialised in this process: keep its settings
+    if gpus and not tf.config.list_physical_devices("GPU"):
+        raise StageError("train.member_gpus > 0, but TensorFlow sees no GPU here (tensorflow-cpu is the default "
+                         "install): install a GPU build of TensorFlow where the members train, or set it to 0")
 
 
 def build_member(field_sizes: dict[str, int], window: int, *, embed_dim: int = 64, conv_filters: int = 96,

@@ -11,20 +11,23 @@ exits 0 and writes silence when the SoundFont cannot be loaded.
 from __future__ import annotations
 
 import ctypes
+import io
 import json
 import shutil
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
 from midi2audio import FluidSynth
+from tqdm import tqdm
 
 from . import atomic
-from .audio_io import read_wav, write_wav
+from .audio_io import read_wav, wav_bytes
 from .errors import StageError
 from .hashing import path_digest
-from .parallel import process_map
+from .parallel import Executor
 from .runner import Stage, StageContext
 
 SILENCE_PEAK = 1e-4
@@ -98,30 +101,43 @@ def trim_release(audio: np.ndarray, sample_rate: int, seconds: float, fade_s: fl
     return audio
 
 
-def render_midi(midi: Path, wav: Path, soundfont: Path, sample_rate: int = 44100,
-                gain: float = 0.4, release_s: float = 0.75) -> dict:
-    """Render one MIDI file to `wav` atomically: as long as the MIDI plus `release_s`; fail on silence."""
+def render_wav_bytes(midi_data: bytes, name: str, soundfont: Path, sample_rate: int = 44100,
+                     gain: float = 0.4, release_s: float = 0.75) -> tuple[bytes, dict]:
+    """Render one MIDI file's bytes: (float WAV bytes as long as the MIDI plus `release_s`,
+    {seconds, peak, channels}); fail on silence. FluidSynth reads and writes files, kept in a
+    private temporary folder, so a job needs nothing but its bytes and the SoundFont."""
     import mido
     check_soundfont(Path(soundfont))
     try:
-        midi_seconds = mido.MidiFile(midi).length
+        midi_seconds = mido.MidiFile(file=io.BytesIO(midi_data)).length
     except (OSError, ValueError, EOFError) as exc:
-        raise StageError(f"{midi}: not a readable MIDI file ({exc})") from None
-    tmp_wav = wav.with_name(f".{wav.stem}.render.wav")
-    try:
-        FluidSynthRenderer(soundfont, sample_rate, gain).midi_to_audio(midi, tmp_wav)
-        audio, sr = read_wav(tmp_wav)
-    finally:
-        tmp_wav.unlink(missing_ok=True)
+        raise StageError(f"{name}: not a readable MIDI file ({exc})") from None
+    with tempfile.TemporaryDirectory(prefix="lofi-render-") as tmp:
+        midi, raw = Path(tmp) / name, Path(tmp) / "fluidsynth.wav"
+        midi.write_bytes(midi_data)
+        FluidSynthRenderer(soundfont, sample_rate, gain).midi_to_audio(midi, raw)
+        audio, sr = read_wav(raw)
     audio = trim_release(audio, sr, midi_seconds + release_s)
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     if peak < SILENCE_PEAK:
-        raise StageError(f"rendering {midi.name} with {soundfont} gave silence; "
+        raise StageError(f"rendering {name} with {soundfont} gave silence; "
                          "is the SoundFont a valid General MIDI .sf2/.sf3?")
     if not np.isfinite(audio).all():
-        raise StageError(f"rendering {midi.name} gave NaN or infinite samples")
-    write_wav(wav, audio, sr)
-    return {"seconds": round(audio.shape[1] / sr, 3), "peak": round(peak, 4), "channels": audio.shape[0]}
+        raise StageError(f"rendering {name} gave NaN or infinite samples")
+    return wav_bytes(audio, sr), {"seconds": round(audio.shape[1] / sr, 3), "peak": round(peak, 4),
+                                  "channels": audio.shape[0]}
+
+
+def render_midi(midi: Path, wav: Path, soundfont: Path, sample_rate: int = 44100,
+                gain: float = 0.4, release_s: float = 0.75) -> dict:
+    """Render one MIDI file to `wav` atomically (see render_wav_bytes)."""
+    try:
+        data = Path(midi).read_bytes()
+    except OSError as exc:
+        raise StageError(f"{midi}: cannot read the MIDI file ({exc.strerror})") from None
+    audio, info = render_wav_bytes(data, Path(midi).name, soundfont, sample_rate, gain, release_s)
+    atomic.write_bytes(wav, audio)
+    return info
 
 
 def given_midi_files(path: Path) -> list[Path]:
@@ -143,16 +159,17 @@ def midi_inputs(given: Path | None, inputs: dict) -> list[tuple[Path, dict]]:
     return files
 
 
-def _render_job(args) -> dict:
-    midi, wav, soundfont, sample_rate, gain, meta = args
-    return {"midi": midi.name, "file": wav.name, "meta": meta,
-            **render_midi(midi, wav, soundfont, sample_rate, gain)}
+def _render_job(shared, job) -> dict:
+    soundfont, sample_rate, gain = shared
+    midi_data, midi_name, wav_name, meta = job
+    audio, info = render_wav_bytes(midi_data, midi_name, soundfont, sample_rate, gain)
+    return {"midi": midi_name, "file": wav_name, "meta": meta, **info, "wav": audio}
 
 
 class RenderStage(Stage):
     name = "render"
     requires = ("arrange",)
-    reads = ("render", "master.lowpass_hz")
+    reads = ("render", "master.lowpass_hz", "run.executor", "run.ray_address")
     binaries = ("fluidsynth",)
     help = "render the arranged MIDI to WAV with FluidSynth and a SoundFont from soundfonts/"
 
@@ -178,10 +195,14 @@ class RenderStage(Stage):
         if rate != p.sample_rate:
             ctx.log(f"rendering at {rate} Hz: the master low-passes at {ctx.params.master.lowpass_hz:g} Hz "
                     f"and delivers at {p.sample_rate} Hz")
-        jobs = [(midi, ctx.out_dir / f"{midi.stem}.wav", ctx.path(p.soundfont), rate, p.gain, meta)
-                for midi, meta in files]
-        rendered = list(process_map(_render_job, jobs, p.workers))
-        for r in rendered:
+        # Each job carries its MIDI bytes and hands back WAV bytes, written here as they come.
+        jobs = ((midi.read_bytes(), midi.name, f"{midi.stem}.wav", meta) for midi, meta in files)
+        executor = Executor.for_stage(ctx.params, p.workers)
+        rendered = []
+        for r in tqdm(executor.map(_render_job, jobs, shared=(ctx.path(p.soundfont), rate, p.gain)),
+                      total=len(files), desc="render", unit="track", disable=None):
+            atomic.write_bytes(ctx.out_dir / r["file"], r.pop("wav"))
+            rendered.append(r)
             ctx.log(f"{r['file']}: {r['seconds']:.1f}s, peak {r['peak']:.2f}")
         atomic.write_json(ctx.out_dir / "renders.json", {"renders": rendered})
         return {"files": len(rendered), "audio_seconds": round(sum(r["seconds"] for r in rendered), 2),

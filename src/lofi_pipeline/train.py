@@ -3,8 +3,11 @@ ensemble and the baselines on the test pieces, which nothing else looks at."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
+import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,7 @@ from .baselines import NGramModel, UnigramModel, event_metrics
 from .encode import load_encoded
 from .errors import StageError
 from .model import build_member, configure_tensorflow, model_inputs
+from .parallel import Executor
 from .runner import Stage, StageContext
 from .token_format import FIELDS, Vocabulary
 
@@ -70,13 +74,16 @@ def _targets(y: np.ndarray) -> dict:
 
 
 def train_member(spec: dict, field_sizes: dict[str, int], window: int, data: dict, work: Path,
-                 epochs: int, batch_size: int, patience: int, log=print):
-    """Train one member in `work`, resuming from its last epoch if a run was interrupted.
-    Returns the best model (by dev loss)."""
+                 epochs: int, batch_size: int, patience: int, log=print) -> None:
+    """Train one member in `work`, resuming from its last epoch if a run was interrupted; the
+    best model (by dev loss) is left in work/best.keras."""
     import keras
     import tensorflow as tf
 
     work.mkdir(parents=True, exist_ok=True)
+    # Keras numbers unnamed ops and optimizers per process: start each member from a clean
+    # slate, so it gets the same names (and bytes) whether or not another member came before.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(spec["seed"])
     model = build_member(field_sizes, window, name=spec["name"],
                          **{k: spec[k] for k in ("embed_dim", "conv_filters", "kernel_size", "lstm_units",
@@ -113,8 +120,57 @@ def train_member(spec: dict, field_sizes: dict[str, int], window: int, data: dic
             log(f"{spec['name']}: its checkpoint was damaged by the interruption "
                 f"({type(exc).__name__}); training it from the start")
             shutil.rmtree(work)
-            return train_member(spec, field_sizes, window, data, work, epochs, batch_size, patience, log)
-    return keras.saving.load_model(work / "best.keras")
+            train_member(spec, field_sizes, window, data, work, epochs, batch_size, patience, log)
+
+
+def _renumber_shared_objects(node, numbers: dict) -> None:
+    """Keras names shared config objects by their memory address; number them in order instead."""
+    if isinstance(node, dict):
+        if "shared_object_id" in node:
+            node["shared_object_id"] = numbers.setdefault(node["shared_object_id"], len(numbers) + 1)
+        children = node.values()
+    else:
+        children = node if isinstance(node, list) else ()
+    for child in children:
+        _renumber_shared_objects(child, numbers)
+
+
+def reproducible_keras(path: Path) -> bytes:
+    """A saved .keras file's bytes without what changes from one save or process to the next
+    (the date in its metadata, the zip entries' times, memory addresses in its config): the
+    same weights give the same bytes, so the stages after train stay fresh when a member is
+    trained again, wherever it was trained."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "metadata.json":
+                meta = json.loads(data)
+                meta.pop("date_saved", None)
+                data = json.dumps(meta, sort_keys=True).encode()
+            elif item.filename == "config.json":
+                config = json.loads(data)
+                _renumber_shared_objects(config, {})
+                data = json.dumps(config).encode()
+            entry = zipfile.ZipInfo(item.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type = item.compress_type
+            dst.writestr(entry, data)
+    return out.getvalue()
+
+
+def _member_job(shared: dict, spec: dict) -> dict:
+    """Train one member where the executor put it; hand back its best model's bytes and its
+    learning curve. Its checkpoints stay in `work_root` on the machine that trains it."""
+    configure_tensorflow(shared["threads"], gpus=shared["gpus"] > 0)
+    work = Path(shared["work_root"]) / spec["name"]
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a cluster node without the driver's folders: checkpoints in its temp folder
+        work = Path(tempfile.gettempdir()) / "lofi-train" / Path(shared["work_root"]).name / spec["name"]
+    train_member(spec, shared["field_sizes"], shared["window"], shared["data"], work, shared["epochs"],
+                 shared["batch_size"], shared["patience"], lambda msg: print(f"[train] {msg}", flush=True))
+    return {"name": spec["name"], "keras": reproducible_keras(work / "best.keras"),
+            "history": read_history(work / "history.csv")}
 
 
 def plot_curves(histories: dict[str, list[dict]], path: Path) -> None:
@@ -174,12 +230,13 @@ def evaluate(models: dict, vocab: Vocabulary, data: dict, ngram_order: int, spli
 class TrainStage(Stage):
     name = "train"
     requires = ("encode",)
-    reads = ("train", "run.seed")
+    reads = ("train", "run.seed", "run.executor", "run.ray_address")
     help = "train the ensemble (Conv1D -> BiLSTM -> attention, a head per field); score it on the test split"
 
     def run(self, ctx: StageContext) -> dict:
+        import keras
         cfg = ctx.params.train
-        configure_tensorflow(cfg.threads)
+        configure_tensorflow(cfg.threads, gpus=cfg.member_gpus > 0)
         vocab, data, _ = load_encoded(ctx.inputs["encode"])
         for split in ("train", "dev", "test"):
             if len(data[f"y_{split}"]) == 0:
@@ -191,14 +248,19 @@ class TrainStage(Stage):
         models, histories = {}, {}
         (ctx.out_dir / "members").mkdir()
         for spec in specs:
-            work = work_root / spec["name"]
             ctx.log(f"{spec['name']}: kernel {spec['kernel_size']}, LSTM {spec['lstm_units']}, "
                     f"seed {spec['seed']}")
-            model = train_member(spec, field_sizes, window, data, work, cfg.epochs, cfg.batch_size,
-                                 cfg.patience, ctx.log)
-            shutil.copyfile(work / "best.keras", ctx.out_dir / "members" / f"{spec['name']}.keras")
-            models[spec["name"]] = model
-            histories[spec["name"]] = read_history(work / "history.csv")
+        # Locally the members train here, one after another (side by side measured no faster on
+        # two cores: benchmarks/bench_train.py); on Ray, one task each, asking for its threads.
+        shared = {"field_sizes": field_sizes, "window": window, "data": data, "work_root": str(work_root),
+                  "epochs": cfg.epochs, "batch_size": cfg.batch_size, "patience": cfg.patience,
+                  "threads": cfg.threads, "gpus": cfg.member_gpus}
+        executor = Executor.for_stage(ctx.params, workers=1)
+        for result in executor.map(_member_job, specs, shared=shared, cpus=cfg.threads, gpus=cfg.member_gpus):
+            path = ctx.out_dir / "members" / f"{result['name']}.keras"
+            atomic.write_bytes(path, result["keras"])
+            models[result["name"]] = keras.saving.load_model(path)
+            histories[result["name"]] = result["history"]
         metrics = evaluate(models, vocab, data, cfg.ngram_order, "test")
         table = format_table(metrics)
         ctx.log(f"test split ({len(data['y_test'])} events, used for nothing else), NLL in nats:\n" + table)
