@@ -336,12 +336,9 @@ class _Session:
     many batches it runs (a kit is told apart by its digest)."""
 
     def __init__(self, kit: dict, log):
-        import tensorflow as tf
-
         from .model import configure_tensorflow
         from .train import load_ensemble
         configure_tensorflow(kit["threads"])
-        tf.config.experimental.enable_op_determinism()
         cfg = kit["settings"]
         with tempfile.TemporaryDirectory(prefix="lofi-generate-") as tmp:
             for rel, data in kit["train"].items():

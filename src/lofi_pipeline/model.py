@@ -15,7 +15,8 @@ from .errors import StageError
 
 
 def configure_tensorflow(threads: int = 0, gpus: bool = False) -> None:
-    """Thread counts (0: all cores) and whether to use a GPU; call before TensorFlow runs any op."""
+    """Thread counts (0: all cores), whether to use a GPU, deterministic kernels; call before
+    TensorFlow runs any op."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
     n = threads or os.cpu_count() or 1
@@ -26,6 +27,10 @@ def configure_tensorflow(threads: int = 0, gpus: bool = False) -> None:
             tf.config.set_visible_devices([], "GPU")
     except RuntimeError:
         pass  # already initialised in this process: keep its settings
+    # Deterministic kernels for training and sampling alike: TensorFlow cannot switch them off
+    # again, so a process that sampled before it trains (a Ray worker, `lofi evaluate`) would
+    # otherwise train to other weights than a fresh one.
+    tf.config.experimental.enable_op_determinism()
     if gpus and not tf.config.list_physical_devices("GPU"):
         raise StageError("train.member_gpus > 0, but TensorFlow sees no GPU here (tensorflow-cpu is the default "
                          "install): install a GPU build of TensorFlow where the members train, or set it to 0")
