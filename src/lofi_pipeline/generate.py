@@ -333,7 +333,7 @@ def dev_primer(dev_pieces: list[np.ndarray], rng: np.random.Generator, n: int,
 
 class _Session:
     """What a process needs to sample batches: the members loaded and compiled once, however
-    many batches it runs (a kit is told apart by its digest)."""
+    many batches it runs (a kit is told apart by its "digest", made once by the driver)."""
 
     def __init__(self, kit: dict, log):
         from .model import configure_tensorflow
@@ -356,11 +356,6 @@ class _Session:
             self.sampler = EnsembleSampler(models, cfg["combine"], weights, batch=kit["batch"])
         self.field_sampler = FieldSampler(self.vocab, cfg)
 
-    @staticmethod
-    def digest(kit: dict) -> str:
-        return hashlib.sha256(b"".join(kit["train"][k] for k in sorted(kit["train"]))
-                              + repr((kit["settings"], kit["batch"], kit["threads"])).encode()).hexdigest()
-
 
 _SESSIONS: dict[str, _Session] = {}
 
@@ -369,11 +364,10 @@ def _batch_job(kit: dict, indices: list[int]) -> dict:
     """Takes for one batch of tracks: {"takes": [...], "log": [lines]} (a Ray worker's log
     lines go back to the driver with its result)."""
     log: list[str] = []
-    key = _Session.digest(kit)
-    if key not in _SESSIONS:
+    if kit["digest"] not in _SESSIONS:
         _SESSIONS.clear()
-        _SESSIONS[key] = _Session(kit, log.append)
-    session, cfg, profile = _SESSIONS[key], kit["settings"], kit["profile"]
+        _SESSIONS[kit["digest"]] = _Session(kit, log.append)
+    session, cfg, profile = _SESSIONS[kit["digest"]], kit["settings"], kit["profile"]
     both_streams = profile["has_chords"] and profile["melody_share"] >= music_checks.MELODY_SHARE_MIN
     want = (session.vocab.index["root"][NONE], session.vocab.index["pitch"][NONE]) if both_streams else None
     target_ticks = cfg["bars"] * 4 * kit["grid"]
@@ -441,6 +435,8 @@ class GenerateStage(Stage):
                                                          "primer", "primer_events", "redraws", "bars", "events")},
                "batch": min(cfg.batch_tracks, cfg.tracks), "run_seed": ctx.params.run.seed,
                "threads": ctx.params.train.threads}
+        kit["digest"] = hashlib.sha256(b"".join(kit["train"][k] for k in sorted(kit["train"])) + repr(
+            (kit["settings"], kit["batch"], kit["threads"])).encode()).hexdigest()
         del arrays
         # Batches of tracks, in turn here or one Ray task each; a track's seed and numbers do not
         # depend on the batch it is in, so every executor gives the same takes.

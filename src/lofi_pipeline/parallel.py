@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-EXECUTORS = ("local", "ray")
 
 
 class _NoShared:
