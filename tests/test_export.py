@@ -51,7 +51,7 @@ def test_render_master_export_from_a_midi_file(song, tmp_path, quick_cfg):
     assert reference_true_peak_db(decoded) <= -1.0 and np.isfinite(decoded).all()
     tags = ID3(mp3)
     assert str(tags["TIT2"]) == "song" and str(tags["TCON"]) == "Lo-fi" and str(tags["TALB"]) == cfg.run.name
-    assert "seed=" in str(tags.getall("COMM")[0]) and "config=" in str(tags.getall("COMM")[0])
+    assert "seed=" in str(tags.getall("COMM")[0]) and "run_seed=" in str(tags.getall("COMM")[0])
     assert MP3(mp3).info.bitrate == 192000
     playlist = read_playlist(out / "playlist.m3u8")
     assert [p for _, p in playlist] == [exports[0]["file"]]

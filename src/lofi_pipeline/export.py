@@ -1,7 +1,8 @@
 """export: MP3s with ID3 tags into outputs/tracks/, listed in outputs/playlist.m3u8.
 
-MP3s are named by content key and never replaced, so a playlist entry always points at a
-file; re-running appends new entries and never duplicates or drops one.
+MP3s are named by their own bytes and never replaced, so a playlist entry always points at a
+file, the same take gets the same name whatever code made it, and re-running appends new
+entries and never duplicates or drops one.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tqdm import tqdm
 
 from . import atomic
 from .audio_io import read_wav
+from .hashing import sha256_bytes
 from .parallel import Executor
 from .runner import Stage, StageContext
 
@@ -120,34 +122,35 @@ class ExportStage(Stage):
         masters = json.loads((ctx.inputs["master"] / "masters.json").read_text())["masters"]
         library = ctx.outputs_root / "tracks"
         library.mkdir(parents=True, exist_ok=True)
-        # The export key covers the archive's bytes and every stage's code and parameters.
-        album, config_hash = ctx.params.run.name, ctx.key
+        album = ctx.params.run.name
         tracks = []
         for n, m in enumerate(masters, 1):
             meta = m.get("meta") or {}
             title = meta.get("title") or Path(m["file"]).stem
             comment = (f"seed={meta.get('seed', ctx.params.run.seed)} run_seed={ctx.params.run.seed} "
-                       f"config={config_hash} key={meta.get('key', '?')} tempo={meta.get('tempo_bpm', '?')}")
-            tracks.append((library / f"{slug(album)}-{n:02d}-{ctx.key[:8]}.mp3", m["file"], meta, {
-                "title": title, "artist": p.artist, "album": album, "track": n, "total": len(masters),
-                "comment": comment}))
-        # Named by content key: an existing MP3 is already complete. Each job carries a master's
-        # WAV bytes and hands back the MP3's, written here as they come.
-        todo = [(mp3, wav, tags) for mp3, wav, _, tags in tracks if not mp3.exists()]
-        jobs = (((ctx.inputs["master"] / wav).read_bytes(), tags) for _, wav, tags in todo)
+                       f"key={meta.get('key', '?')} tempo={meta.get('tempo_bpm', '?')}")
+            tracks.append((m["file"], meta, {"title": title, "artist": p.artist, "album": album, "track": n,
+                                             "total": len(masters), "comment": comment}))
+        # Each job carries a master's WAV bytes and hands back the MP3's; an MP3 is named by a digest
+        # of its bytes, so an existing file of that name is already complete.
+        jobs = (((ctx.inputs["master"] / wav).read_bytes(), tags) for wav, _, tags in tracks)
         encoded = Executor.for_stage(ctx.params, p.workers).map(_export_job, jobs, shared=p.bitrate_kbps)
-        for (mp3, _, _), data in tqdm(zip(todo, encoded, strict=True), total=len(todo), desc="export",
-                                      unit="track", disable=None):
-            atomic.write_bytes(mp3, data)
+        named = []
+        for (wav, meta, tags), data in tqdm(zip(tracks, encoded, strict=True), total=len(tracks), desc="export",
+                                            unit="track", disable=None):
+            mp3 = library / f"{slug(album)}-{tags['track']:02d}-{sha256_bytes(data)[:8]}.mp3"
+            if not mp3.exists():
+                atomic.write_bytes(mp3, data)
+            named.append((mp3, wav, meta, tags))
         exported = []
-        for mp3, _, meta, tags in tracks:
+        for mp3, _, meta, tags in named:
             ctx.record_output(mp3)
             seconds = MP3(mp3).info.length
             exported.append({"file": f"tracks/{mp3.name}", "title": tags["title"], "seconds": round(seconds, 2),
                              "extinf": f"#EXTINF:{round(seconds)},{p.artist} - {tags['title']}", **meta})
             ctx.log(f"tracks/{mp3.name}: {tags['title']} ({seconds:.0f}s)")
-        atomic.write_json(ctx.out_dir / "exports.json", {"exports": exported, "config_hash": config_hash})
-        return {"files": len(exported), "config_hash": config_hash}
+        atomic.write_json(ctx.out_dir / "exports.json", {"exports": exported})
+        return {"files": len(exported)}
 
     def deliver(self, ctx: StageContext) -> None:
         """On every run: the playlist lists this take, and a music library gets its copies."""
