@@ -1,6 +1,6 @@
-# lofi_pipeline. `make all` and `make test` set everything up themselves: the system packages
-# (FluidSynth, the GM SoundFont, Chromium for the report test) and a virtual environment;
-# `make test` adds the optional Ray extra and what its cluster tests use (unshare, ip).
+# lofi_pipeline. `make all` and `make test` set everything up themselves: `make all` the system
+# packages a run needs (FluidSynth, the GM SoundFont) and a virtual environment; `make test`
+# adds Chromium (the report test), the optional Ray extra and what its cluster tests use.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -14,12 +14,12 @@ SF2 := /usr/share/sounds/sf2/FluidR3_GM.sf2
 DATASET := $(if $(ARCHIVE),,dataset/default.zip)
 STAGES := intake extract encode train generate arrange render master export
 
-.PHONY: all test setup system venv ray soundfont dataset status clean report bench bench-scale $(STAGES)
+.PHONY: all test setup system system-test venv ray soundfont dataset status clean report bench bench-scale $(STAGES)
 
 all: setup $(DATASET)
 	$(LOFI) all $(ARGS)
 
-test: setup ray
+test: setup system-test ray
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -34,32 +34,46 @@ clean: venv
 
 setup: system venv soundfont
 
+# What a run needs (make all) and what only the tests add (make test), each installed when missing.
+RUN_PACKAGES := fluidsynth:fluidsynth fluid-soundfont-gm:$(SF2)
+TEST_PACKAGES := chromium:chromium
+
 system:
-	@missing=""; \
-	command -v fluidsynth >/dev/null || missing="$$missing fluidsynth"; \
-	[ -f $(SF2) ] || missing="$$missing fluid-soundfont-gm"; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	if [ -n "$$missing" ]; then \
-		echo "installing system packages:$$missing"; \
-		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@$(call apt_missing,$(RUN_PACKAGES))
+
+system-test: system
+	@$(call apt_missing,$(TEST_PACKAGES))
+
+# $(1): package:program-or-file pairs; installs the packages whose program or file is missing.
+define apt_missing
+missing=""; \
+for pair in $(1); do \
+	pkg=$${pair%%:*}; what=$${pair#*:}; \
+	if [ "$${what#/}" != "$$what" ]; then [ -e "$$what" ] || missing="$$missing $$pkg"; \
+	else command -v "$$what" >/dev/null || missing="$$missing $$pkg"; fi; \
+done; \
+if [ -n "$$missing" ]; then \
+	echo "installing system packages:$$missing"; \
+	$(SUDO) apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+fi
+endef
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e .
 	touch $@
 
-# Ray is optional: `make test` installs it to test the Ray executor; `make all` does not need it.
-# Its tests start a cluster in a network namespace of their own (unshare, ip).
-ray: $(VENV)/.ray
+# What only the tests use: pytest and friends, and Ray (optional for a run: `make all` does not
+# need it), whose tests start a cluster in a network namespace of their own (unshare, ip).
+ray: $(VENV)/.tested
 	@command -v unshare >/dev/null && command -v ip >/dev/null || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends util-linux iproute2; }
 
-$(VENV)/.ray: $(VENV)/.installed
+$(VENV)/.tested: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[test,ray]'
 	touch $@
 

@@ -18,11 +18,11 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from lofi_pipeline.arrange import arrange_track
-from lofi_pipeline.config import load_config
-from lofi_pipeline.export import write_mp3
-from lofi_pipeline.master import master_file
-from lofi_pipeline.render import render_midi, render_rate
+from lofi_pipeline.audio.fluidsynth import render_midi, render_rate
+from lofi_pipeline.audio.mastering import master_file
+from lofi_pipeline.audio.mp3 import write_mp3
+from lofi_pipeline.core.config import load_config
+from lofi_pipeline.music.arrangement import arrange_track
 
 # Rows of field tokens (shift, root, quality, pitch, duration, velocity): Cmaj7 Dm7 G7 C.
 PROGRESSION = [("12", "0", "maj7", "76", "6", "2"), ("6", "-", "-", "74", "6", "2"), ("6", "-", "-", "72", "12", "2"),
@@ -41,8 +41,7 @@ def one_track(args) -> float:
 def chain(midi: Path, wav: Path, mastered: Path, mp3: Path, cfg, rate: int) -> tuple[float, list[float]]:
     """Render at `rate`, master to the output rate; (audio seconds, [render, master] seconds)."""
     r, t_render = timed(render_midi, midi, wav, Path(cfg.render.soundfont), rate, cfg.render.gain)
-    p = {k: v for k, v in cfg.section("master").items() if k != "workers"}
-    _, t_master = timed(master_file, wav, mastered, p, 1, cfg.render.sample_rate)
+    _, t_master = timed(master_file, wav, mastered, cfg.master, 1, cfg.render.sample_rate)
     return r["seconds"], [t_render, t_master]
 
 
@@ -56,14 +55,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tracks", type=int, default=4, help="tracks for the parallel measurement")
     args = ap.parse_args()
-    cfg = load_config("lofi.toml")
+    cfg = load_config()
     folder = Path(tempfile.mkdtemp(prefix="bench_audio_"))
     try:
-        mf, _, info = arrange_track(PROGRESSION * 40, 12, 40, 7, cfg.arrange, "bench")
+        _, _, info = arrange_track(PROGRESSION * 40, 12, 40, 7, cfg.arrange, "bench")
         scale = 120.0 / info["seconds"]  # stretch the tempo so the track lasts 2 minutes
-        mf, _, info = arrange_track(PROGRESSION * 40, 12, round(40 * scale), 7, cfg.arrange, "bench")
+        data, _, info = arrange_track(PROGRESSION * 40, 12, round(40 * scale), 7, cfg.arrange, "bench")
         midi = folder / "bench.mid"
-        mf.save(midi)
+        midi.write_bytes(data)
         print(f"track: {info['seconds']:.1f} s, {info['tempo_bpm']} BPM, {sum(info['notes_per_part'].values())} notes; "
               f"{os.cpu_count()} CPU cores")
         output_rate = cfg.render.sample_rate

@@ -20,10 +20,10 @@ import zipfile
 from multiprocessing import get_context
 from pathlib import Path
 
-from lofi_pipeline.extract import extract_file
-from lofi_pipeline.midi_io import key_profiles
-from lofi_pipeline.parallel import ONE_THREAD
-from lofi_pipeline.performance import ReadingParams
+from lofi_pipeline.core.parallel import ONE_THREAD
+from lofi_pipeline.music.midi_io import key_profiles
+from lofi_pipeline.music.performance import ReadingParams
+from lofi_pipeline.stages.extract import extract_file
 
 PROFILES = None
 

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-from lofi_pipeline.generate import EnsembleSampler, FieldSampler, generate_tracks  # noqa: E402
-from lofi_pipeline.model import configure_tensorflow  # noqa: E402
-from lofi_pipeline.token_format import FIELDS, PAD  # noqa: E402
-from lofi_pipeline.train import load_ensemble  # noqa: E402
+from lofi_pipeline.model.ensemble import EnsembleSampler, generate_tracks  # noqa: E402
+from lofi_pipeline.model.members import configure_tensorflow  # noqa: E402
+from lofi_pipeline.model.sampling import FieldSampler  # noqa: E402
+from lofi_pipeline.music.token_format import FIELDS, PAD  # noqa: E402
+from lofi_pipeline.stages.catalog import read_ensemble  # noqa: E402
 
 SETTINGS = {"temperature": 0.9, "top_k": 30, "top_p": 0.95, "repetition_penalty": 1.3, "repetition_window": 16,
             "fields": {}}
@@ -66,7 +67,7 @@ def main() -> int:
         print(f"no trained ensemble in {args.train_dir}; run `make train` first", file=sys.stderr)
         return 1
     configure_tensorflow()
-    models, vocab, info = load_ensemble(Path(args.train_dir))
+    models, vocab, info = read_ensemble(Path(args.train_dir))
     window = info["window"]
     field_sampler = FieldSampler(vocab, SETTINGS)
     print(f"ensemble: {len(models)} members, window {window}, fields {dict(zip(FIELDS, vocab.sizes))}; "

@@ -61,7 +61,7 @@ def copy_run(src: Path, dst: Path) -> None:
 
 
 def overhead(jobs: int) -> dict[str, float]:
-    from lofi_pipeline.parallel import Executor
+    from lofi_pipeline.core.parallel import Executor
     rows = {}
     for kind in ("local", "ray"):
         executor = Executor(kind, workers=2, ray_address=os.environ["RAY_ADDRESS"])

@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-from lofi_pipeline.config import load_config  # noqa: E402
-from lofi_pipeline.encode import load_encoded  # noqa: E402
-from lofi_pipeline.model import build_member, configure_tensorflow, model_inputs  # noqa: E402
-from lofi_pipeline.token_format import FIELDS  # noqa: E402
-from lofi_pipeline.train import member_specs  # noqa: E402
+from lofi_pipeline.core.config import load_config  # noqa: E402
+from lofi_pipeline.model.members import build_member, configure_tensorflow, model_inputs  # noqa: E402
+from lofi_pipeline.model.training import member_specs  # noqa: E402
+from lofi_pipeline.music.token_format import FIELDS  # noqa: E402
+from lofi_pipeline.stages.catalog import read_encoded  # noqa: E402
 
 BUILD_KEYS = ("embed_dim", "conv_filters", "kernel_size", "lstm_units", "attention_heads", "dropout", "learning_rate")
 
@@ -122,7 +122,8 @@ def _side_by_side_job(job) -> tuple[int, float]:
     Returns (worker pid, seconds)."""
     spec, encode_dir, n, batch_size, threads, first_round = job
     configure_tensorflow(threads)
-    vocab, data, _ = load_encoded(encode_dir)
+    encoded = read_encoded(encode_dir)
+    vocab, data = encoded.vocab, encoded.arrays
     x, y = data["x_train"][:n], data["y_train"][:n]
     model, ds = fitted_member(spec, dict(zip(FIELDS, vocab.sizes)), x.shape[1], x, y, batch_size)
     if first_round:
@@ -159,9 +160,10 @@ def main() -> int:
     if not (encode_dir / "data.npz").exists():
         print(f"no encoded data in {encode_dir}; run `make encode` first", file=sys.stderr)
         return 1
-    cfg = load_config("lofi.toml")
+    cfg = load_config()
     configure_tensorflow(cfg.train.threads)
-    vocab, data, _ = load_encoded(encode_dir)
+    encoded = read_encoded(encode_dir)
+    vocab, data = encoded.vocab, encoded.arrays
     x, y = data["x_train"][:args.windows], data["y_train"][:args.windows]
     window, field_sizes = x.shape[1], dict(zip(FIELDS, vocab.sizes))
     specs = member_specs(cfg)

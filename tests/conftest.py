@@ -10,6 +10,15 @@ from helpers import ROOT, lofi, quick_archive, quick_config, song_bytes, write_z
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def tensorflow_threads():
+    """TensorFlow takes its thread counts once per process: the ones `train` asks for by default,
+    before any test builds a model (a stage asking for others in this process is an error)."""
+    from lofi_pipeline.core.config import TrainConfig
+    from lofi_pipeline.model.members import configure_tensorflow
+    configure_tensorflow(TrainConfig().threads)
+
+
 @pytest.fixture
 def tiny_midi(tmp_path):
     path = tmp_path / "tiny.mid"
@@ -33,8 +42,8 @@ def quick_cfg(tmp_path):
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """A real quick-profile run through `train` on ten little songs: (config, runner)."""
+    from lofi_pipeline.core.runner import Runner
     from lofi_pipeline.pipeline import build_stages
-    from lofi_pipeline.runner import Runner
     base = tmp_path_factory.mktemp("trained")
     archive = write_zip(base / "songs.zip", {f"song_{i:02d}.mid": song_bytes(i) for i in range(10)})
     cfg = quick_config(base / "outputs", f'run.archive="{archive}"', "encode.dev_share=0.2", "encode.test_share=0.2",

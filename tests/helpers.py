@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from lofi_pipeline.config import load_config
+from lofi_pipeline.core.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SOUNDFONT = ROOT / "soundfonts" / "default.sf2"
@@ -193,15 +194,27 @@ def read_mp3(path: Path) -> tuple[np.ndarray, int]:
         return f.read(f.frames), int(f.samplerate)
 
 
-def lofi_process(*args, env: dict | None = None, **popen) -> subprocess.Popen:
-    """`python -m lofi_pipeline ARGS` in the project root, output captured; `env` adds variables."""
-    return subprocess.Popen([sys.executable, "-m", "lofi_pipeline", *args], cwd=ROOT, stdout=subprocess.PIPE,
+def lofi_process(*args, env: dict | None = None, cwd: Path = ROOT, **popen) -> subprocess.Popen:
+    """`python -m lofi_pipeline ARGS` in `cwd` (the project root), output captured; `env` adds variables."""
+    return subprocess.Popen([sys.executable, "-m", "lofi_pipeline", *args], cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, **popen)
 
 
-def lofi(*args, check: bool = True, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
-    proc = lofi_process(*args, env=env)
+def wait_for(condition, proc: subprocess.Popen, limit_s: float = 300) -> bool:
+    """Wait until `condition()` holds (a state, checked as often as the machine allows), or
+    until `proc` has ended or `limit_s` passed (a guard against a hang, not a timing)."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return condition()
+        time.sleep(0.01)
+    return True
+
+
+def lofi(*args, check: bool = True, timeout: float = 900, env: dict | None = None,
+         cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    proc = lofi_process(*args, env=env, cwd=cwd)
     out, err = proc.communicate(timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"lofi {' '.join(args)} exited {proc.returncode}:\n{err[-3000:]}")

@@ -1,3 +1,4 @@
+import dataclasses
 import io
 
 import mido
@@ -5,8 +6,12 @@ import numpy as np
 import pytest
 
 from helpers import ROOT
-from lofi_pipeline.arrange import arrange_track, chord_root, swing_beats, tokens_to_timeline, voice_chord
-from lofi_pipeline.config import load_config
+from lofi_pipeline.core.config import load_config
+from lofi_pipeline.music.arrangement import arrange_track
+from lofi_pipeline.music.checks import DataProfile
+from lofi_pipeline.music.harmonise import chord_root, voice_chord
+from lofi_pipeline.music.humanise import swing_beats
+from lofi_pipeline.music.token_format import tokens_to_events
 
 TOKENS = [("12", "0", "maj", "-", "-", "2"), ("6", "-", "-", "72", "6", "2"), ("6", "-", "-", "74", "6", "2"),
           ("12", "5", "maj", "-", "-", "2"), ("<unk>", "-", "-", "-", "-", "2"),
@@ -19,14 +24,11 @@ def cfg(*overrides):
 
 
 def arranged(seed=5, bars=8, *overrides):
-    mf, parts, info = arrange_track(TOKENS, 12, bars, seed, cfg(*overrides), "Test")
-    buf = io.BytesIO()
-    mf.save(file=buf)
-    return buf.getvalue(), parts, info
+    return arrange_track(TOKENS, 12, bars, seed, cfg(*overrides), "Test")
 
 
 def test_decoding_drops_unknown_tokens_and_counts_them():
-    events, dropped = tokens_to_timeline(TOKENS[:6], 12)
+    events, dropped = tokens_to_events(TOKENS[:6])
     assert dropped == 1 and len(events) == 5
     assert [e.onset for e in events] == [0, 12, 18, 24, 36]
 
@@ -110,7 +112,8 @@ def keys_chords(parts):
 
 MELODY_ONLY = [("12", "0", "maj", "64", "12", "2")] + [
     ("12", "-", "-", str(60 + (3 * i) % 12 + (i // 4) % 3 * 2), "12", "2") for i in range(1, 64)]
-DATA = {"melody_share": 0.6, "hold_limit_ticks": 96, "has_chords": True}
+DATA = DataProfile(pieces=10, quantile=0.025, ranges={}, pieces_inside=1.0, context_events=None, melody_share=0.6,
+                   has_chords=True, hold_limit_ticks=96)
 
 
 def test_a_long_melody_only_stretch_still_gets_moving_harmony():
@@ -124,7 +127,8 @@ def test_a_long_melody_only_stretch_still_gets_moving_harmony():
     assert info["harmonised_bars"] == 15 and info["harmony_changes"] == len(chords)
     bass_roots = {pitch % 12 for _, _, pitch, _ in parts[2].notes}
     assert len(bass_roots) >= 3  # the bass follows the keys
-    _, _, before = arrange_track(MELODY_ONLY, 12, 16, 5, cfg_, "Test", {**DATA, "hold_limit_ticks": 48 * 20})
+    longer = dataclasses.replace(DATA, hold_limit_ticks=48 * 20)
+    _, _, before = arrange_track(MELODY_ONLY, 12, 16, 5, cfg_, "Test", longer)
     assert before["harmonised_bars"] == 0 and before["harmony_changes"] == 1  # no limit reached: one chord
 
 
@@ -137,7 +141,7 @@ def test_the_lead_plays_the_learned_melody_where_the_data_has_one():
     chords_only = [row[:3] + ("-", "-", "2") for row in TOKENS]
     _, _, info = arrange_track(chords_only, 12, 8, 5, cfg(), "Test", DATA)
     assert info["lead"] == "chord tones (this take has no melody)"
-    _, _, info = arrange_track(TOKENS, 12, 8, 5, cfg(), "Test", {**DATA, "melody_share": 0.0})
+    _, _, info = arrange_track(TOKENS, 12, 8, 5, cfg(), "Test", dataclasses.replace(DATA, melody_share=0.0))
     assert info["lead"] == "chord tones (the data has no melody)"
 
 

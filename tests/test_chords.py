@@ -3,8 +3,8 @@ the one music21 gives."""
 import numpy as np
 import pytest
 
-from lofi_pipeline.chords import QUALITIES, QUALITY_NAMES, chord_pitch_classes, chord_symbol, recognise
-from lofi_pipeline.events import PITCH_NAMES
+from lofi_pipeline.music.chords import QUALITIES, QUALITY_NAMES, chord_pitch_classes, chord_symbol, recognise
+from lofi_pipeline.music.piece import PITCH_NAMES
 
 
 def weights(pcs, extra=()):

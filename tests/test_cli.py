@@ -4,14 +4,14 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, lofi, lofi_process, song_bytes, write_zip
-from lofi_pipeline.export import read_playlist
+from helpers import ROOT, lofi, lofi_process, song_bytes, wait_for, write_zip
+from lofi_pipeline.audio.playlist import read_playlist
+from lofi_pipeline.stages import catalog
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +29,9 @@ def test_all_leaves_tracks_playlist_and_report(quick_run):
 
 def test_second_run_is_all_cache_hits(quick_run):
     args, out, _ = quick_run
-    start = time.monotonic()
     again = lofi("all", *args)
     lines = [line for line in again.stdout.splitlines() if line.startswith("[")]
     assert all(line.endswith(")") and " cached (" in line for line in lines) and len(lines) == 9
-    assert time.monotonic() - start < 30
     status = lofi("status", *args).stdout
     assert status.count(" fresh ") == 9
 
@@ -104,10 +102,8 @@ def test_ctrl_c_stops_cleanly_with_status_130(tmp_path):
     out = tmp_path / "o"
     proc = lofi_process("train", "--profile", "quick", "--archive", str(archive), "--outputs", str(out),
                         "--set", "train.epochs=50", "--set", "train.patience=50")
-    deadline = time.monotonic() + 120
-    while not (out / ".tmp" / "train").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(2)
+    assert wait_for(lambda: any(len(h.read_text().splitlines()) >= 2  # a header and an epoch: training is on
+                                for h in (out / ".cache" / "train").rglob("history.csv")), proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
@@ -134,21 +130,22 @@ def test_editing_a_stage_source_reruns_it_and_what_its_output_changes(quick_run,
                     ignore=shutil.ignore_patterns("__pycache__"))
     env = {"PYTHONPATH": str(src)}  # this copy of the package, ahead of the installed one
     assert lofi("status", *args, env=env).stdout.count(" fresh ") == 9
-    master = src / "lofi_pipeline" / "master.py"
+    master = src / "lofi_pipeline" / "stages" / "master.py"
     master.write_text(master.read_text() + "\n# a comment changes the code, not the sound\n")
     status = lofi("status", *args, env=env).stdout
-    assert re.search(r"^master +stale .* code changed: master\.py$", status, re.M)
+    assert re.search(r"^master +stale .* code changed: stages/master\.py$", status, re.M)
     assert re.search(r"^export +stale .* upstream stale: master$", status, re.M)
     assert status.count(" fresh ") == 7
     run = lofi("export", *args, env=env)
     assert ran(run.stdout) == ["master"] and "[export] cached" in run.stdout  # same WAV bytes
-    master.write_text(master.read_text().replace("MP3_MARGIN_DB = 0.5", "MP3_MARGIN_DB = 0.6"))
+    loudness = src / "lofi_pipeline" / "audio" / "loudness.py"
+    loudness.write_text(loudness.read_text().replace("MP3_MARGIN_DB = 0.5", "MP3_MARGIN_DB = 0.6"))
     run = lofi("export", *args, env=env)
     assert ran(run.stdout) == ["master", "export"]  # the master changed, so the MP3s are new
-    shared = src / "lofi_pipeline" / "audio_io.py"
+    shared = src / "lofi_pipeline" / "audio" / "audio_io.py"
     shared.write_text(shared.read_text() + "\n# shared by render, master and export\n")
     status = lofi("status", *args, env=env).stdout
-    assert re.search(r"^render +stale .* code changed: audio_io\.py$", status, re.M)
+    assert re.search(r"^render +stale .* code changed: audio/audio_io\.py$", status, re.M)
     assert status.count(" fresh ") == 6
 
 
@@ -157,10 +154,10 @@ def test_a_new_run_name_retitles_the_mp3s(quick_run, tmp_path):
     args, out = copy_run(quick_run, tmp_path)
     run = lofi("all", *args, "--set", 'run.name="Rainy Window"')
     assert ran(run.stdout) == ["arrange", "render", "master", "export"]
-    exports = json.loads((out / "export" / "exports.json").read_text())["exports"]
-    titles = [str(ID3(out / e["file"])["TIT2"]) for e in exports]
+    exports = catalog.read_exports(out / "export")
+    titles = [str(ID3(out / e.file)["TIT2"]) for e in exports]
     assert titles == ["Rainy Window 01", "Rainy Window 02"]
-    assert {str(ID3(out / e["file"])["TALB"]) for e in exports} == {"Rainy Window"}
+    assert {str(ID3(out / e.file)["TALB"]) for e in exports} == {"Rainy Window"}
 
 
 def test_a_music_library_gets_its_copies_even_when_everything_is_cached(quick_run, tmp_path):
@@ -168,7 +165,7 @@ def test_a_music_library_gets_its_copies_even_when_everything_is_cached(quick_ru
     library = tmp_path / "Music" / "lofi"
     run = lofi("all", *args, "--set", f'export.playlist_dir="{library}"')
     assert ran(run.stdout) == []  # not an output setting: nothing is rebuilt
-    exported = [e["file"] for e in json.loads((out / "export" / "exports.json").read_text())["exports"]]
+    exported = [e.file for e in catalog.read_exports(out / "export")]
     assert all((library / f).is_file() for f in exported)
     assert [p for _, p in read_playlist(library / "playlist.m3u8")] == exported
     (library / exported[0]).unlink()
@@ -207,7 +204,36 @@ def test_evaluate_runs_each_archive_in_its_own_folder_and_prints_one_table(quick
     results = json.loads((evaluated / "evaluate" / "evaluation.json").read_text())["archives"]
     assert [Path(r["outputs"]).name for r in results] == ["songs", "my_tunes"]
     for r in results:
-        assert r["unknown_share"] == 0.0 and set(r["nll"]) == {"ensemble", "best member", "n-gram", "unigram"}
+        assert set(r["approximated"]) >= {"chords_not_exact", "rest_events"}
+        assert set(r["nll"]) == {"ensemble", "best member", "n-gram", "unigram"}
         assert len(r["tracks"]) == 2 and all(set(t["figures"]) == set(r["checks_ranges"]) for t in r["tracks"])
         assert (Path(r["outputs"]) / "report.html").exists()
     assert "[train] cached" in run.stdout and "[train] running" in run.stdout  # the first came from its cache
+
+
+def status_rows(stdout: str) -> dict[str, tuple[str, str]]:
+    """{stage: (state, key)} from `lofi status`."""
+    rows = [line.split() for line in stdout.splitlines()[1:] if line.strip()]
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def test_a_project_runs_alike_from_its_folder_and_from_anywhere_with_its_config(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    write_zip(project / "songs.zip", {f"s{i}.mid": song_bytes(i) for i in range(4)})
+    shipped = (ROOT / "lofi.toml").read_text()
+    (project / "lofi.toml").write_text(shipped.replace('archive = ""', 'archive = "songs.zip"'))
+    lofi("extract", cwd=project)
+    here = status_rows(lofi("status", cwd=project).stdout)
+    elsewhere = status_rows(lofi("status", "--config", str(project / "lofi.toml"), cwd=tmp_path).stdout)
+    assert here == elsewhere and here["extract"][0] == "fresh"
+    assert not (tmp_path / "outputs").exists()  # the outputs are the project's, wherever lofi ran
+    # No config file at all: the defaults, which are the shipped lofi.toml's values.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "songs.zip").write_bytes((project / "songs.zip").read_bytes())
+    assert status_rows(lofi("status", "--archive", "songs.zip", cwd=bare).stdout) == status_rows(
+        lofi("status", "--archive", str(project / "songs.zip"), "--outputs", str(bare / "outputs"),
+             "--config", str(ROOT / "lofi.toml"), cwd=tmp_path).stdout)
+    missing = lofi("status", "--config", str(tmp_path / "nope.toml"), check=False)
+    assert missing.returncode == 2 and "config file" in missing.stderr and "not found" in missing.stderr

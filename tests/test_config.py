@@ -1,15 +1,39 @@
+import pickle
+import tomllib
+
 import pytest
 
 from helpers import ROOT
-from lofi_pipeline.config import ConfigError, load_config
+from lofi_pipeline.core.config import SECTIONS, Config, ConfigError, load_config
 
 
-def test_defaults_and_the_toml_agree_and_profiles_apply():
-    cfg = load_config(ROOT / "lofi.toml")
+def test_lofi_toml_lists_every_key_at_its_default():
+    listed = tomllib.loads((ROOT / "lofi.toml").read_text())
+    defaults = Config()
+    assert set(listed) == set(SECTIONS)  # every section, and no profile (quick is built in)
+    for section in SECTIONS:
+        assert set(listed[section]) == set(defaults.section(section)), section
+        for key, value in listed[section].items():
+            assert value == defaults.section(section)[key], f"{section}.{key}: lofi.toml {value!r}"
+    assert load_config(None) == load_config(ROOT / "lofi.toml")  # no file is the same run
+
+
+def test_profiles_apply_and_quick_is_built_in():
+    cfg = load_config(None)
     assert cfg.profile == "default" and cfg.train.members == 3
-    quick = load_config(ROOT / "lofi.toml", "quick")
-    assert quick.train.members == 2 and quick.generate.bars == 4
+    quick = load_config(None, "quick")
+    assert quick.train.members == 2 and quick.generate.bars == 4 and quick.profile == "quick"
     assert quick.render.sample_rate == cfg.render.sample_rate
+    assert load_config(ROOT / "lofi.toml", "quick") == quick
+
+
+def test_a_file_may_add_profiles_and_a_moved_key_says_where_it_went(tmp_path):
+    mine = tmp_path / "mine.toml"
+    mine.write_text("[train]\nepochs = 5\n[profile.tiny]\ntrain.members = 1\n")
+    tiny = load_config(mine, "tiny")
+    assert (tiny.train.epochs, tiny.train.members) == (5, 1)
+    with pytest.raises(ConfigError, match=r"config key generate\.checks_quantile is now encode\.checks_quantile"):
+        load_config(None, overrides=["generate.checks_quantile=0.1"])
 
 
 def test_overrides_are_parsed_as_toml_values():
@@ -47,7 +71,7 @@ def test_bad_values_name_the_key_and_the_range(override, message):
 def test_unknown_profile_and_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="unknown profile 'huge'"):
         load_config(ROOT / "lofi.toml", "huge")
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(ConfigError, match="config file .*nope.toml not found"):
         load_config(tmp_path / "nope.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nepochs = 'x'\n")
@@ -68,6 +92,10 @@ def test_a_stage_sees_only_the_keys_it_reads_and_cannot_change_them():
     assert isinstance(view.generate.weights, tuple)  # lists are frozen too
     assert "run.seed" in view.hashed() and "train.threads" in cfg.view(("train",), "t").hashed()
     assert "run.executor" not in cfg.view(("run",), "r").hashed()  # where work runs never changes its bytes
+    travelled = pickle.loads(pickle.dumps(view.generate))  # a section goes to worker processes as it is
+    assert travelled.temperature == cfg.generate.temperature
+    with pytest.raises(AttributeError, match=r"does not read generate\.nope"):
+        travelled.nope
 
 
 def test_every_stage_reads_only_keys_that_exist():

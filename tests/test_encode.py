@@ -1,15 +1,15 @@
-import json
 
 import numpy as np
 import pytest
 
 from helpers import performed_song
-from lofi_pipeline.encode import grouped_split, make_windows, name_key, near_duplicate_groups, piece_to_events
-from lofi_pipeline.errors import StageError
-from lofi_pipeline.events import ChordChange, NoteEvent, Piece
-from lofi_pipeline.midi_io import key_profiles, read_midi
-from lofi_pipeline.performance import analyse
-from lofi_pipeline.token_format import PAD
+from lofi_pipeline.core.errors import StageError
+from lofi_pipeline.music.midi_io import key_profiles, read_midi
+from lofi_pipeline.music.performance import analyse
+from lofi_pipeline.music.piece import ChordChange, NoteEvent, Piece
+from lofi_pipeline.music.token_format import MAX_STEPS, PAD, piece_to_events
+from lofi_pipeline.stages.catalog import read_encoded, read_pieces
+from lofi_pipeline.stages.encode import grouped_split, make_windows, name_key, near_duplicate_groups
 
 
 def performed_piece(name="p.mid", **options):
@@ -74,13 +74,22 @@ def test_split_keeps_groups_whole_is_seeded_and_fills_all_three_sides():
         grouped_split([0, 0, 1], 0.1, 0.1, 1)
 
 
-def test_the_encode_manifest_counts_what_could_not_be_represented(trained):
+def test_the_encode_manifest_counts_what_was_approximated(trained):
+    """Nothing is unknown by construction (the fields are closed); what was approximated is
+    counted instead, and the counts agree with the pieces and events themselves."""
     _, runner = trained
     stats = runner.manifest("encode")["stats"]
-    assert stats["unknown_share"] == 0.0
-    assert {f"unknown_share_{f}" for f in ("shift", "root", "quality", "pitch", "duration", "velocity")} <= set(stats)
+    pieces, _ = read_pieces(runner.artifact_dir("extract"))
+    chords = [c for p in pieces for c in p.chords]
+    assert stats["chord_changes"] == len(chords) > 0
+    assert stats["approximated"]["chords_not_exact"] == sum(not c.exact for c in chords)
+    assert stats["approximated"]["melody_durations_cut_to_a_bar"] == sum(
+        n.duration > MAX_STEPS for p in pieces for n in p.melody)
+    events = [e for p in pieces for e in piece_to_events(p)]
+    assert stats["events"] == len(events)
+    assert stats["approximated"]["rest_events"] == sum(e.root is None and e.pitch is None for e in events)
     assert all(stats["pieces"][s] >= 1 for s in ("train", "dev", "test"))
-    meta = json.loads((runner.artifact_dir("encode") / "pieces.json").read_text())["pieces"]
+    meta = read_encoded(runner.artifact_dir("encode")).pieces
     by_group = {}
     for m in meta:
         by_group.setdefault(m["group"], set()).add(m["split"])

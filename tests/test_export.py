@@ -1,4 +1,3 @@
-import json
 
 import mido
 import numpy as np
@@ -7,11 +6,12 @@ from mutagen.id3 import ID3
 from mutagen.mp3 import MP3
 
 from helpers import ROOT, midi_bytes, progression_notes, read_mp3, reference_true_peak_db
-from lofi_pipeline.audio_io import read_wav
-from lofi_pipeline.export import merge_playlist, read_playlist
-from lofi_pipeline.master import integrated_lufs
+from lofi_pipeline.audio.audio_io import read_wav
+from lofi_pipeline.audio.loudness import integrated_lufs
+from lofi_pipeline.audio.playlist import merge_playlist, read_playlist
+from lofi_pipeline.core.runner import Runner
 from lofi_pipeline.pipeline import build_stages
-from lofi_pipeline.runner import Runner
+from lofi_pipeline.stages.catalog import read_exports
 
 
 def test_playlist_merge_appends_without_duplicates(tmp_path):
@@ -43,8 +43,8 @@ def test_render_master_export_from_a_midi_file(song, tmp_path, quick_cfg):
     assert (render_sr, sr) == (22050, 44100)  # lofi preset: rendered at half rate, delivered at 44.1 kHz
     midi_seconds = mido.MidiFile(song).length
     assert abs(mastered.shape[1] / sr - midi_seconds) < 1.0
-    exports = json.loads((out / "export" / "exports.json").read_text())["exports"]
-    mp3 = out / exports[0]["file"]
+    exports = read_exports(out / "export")
+    mp3 = out / exports[0].file
     decoded, sr = read_mp3(mp3)
     assert sr == 44100 and abs(decoded.shape[1] / sr - midi_seconds) < 1.0
     assert integrated_lufs(decoded, sr) == pytest.approx(-14.0, abs=1.0)
@@ -54,8 +54,8 @@ def test_render_master_export_from_a_midi_file(song, tmp_path, quick_cfg):
     assert "seed=" in str(tags.getall("COMM")[0]) and "run_seed=" in str(tags.getall("COMM")[0])
     assert MP3(mp3).info.bitrate == 192000
     playlist = read_playlist(out / "playlist.m3u8")
-    assert [p for _, p in playlist] == [exports[0]["file"]]
-    assert (library / exports[0]["file"]).exists() and (library / "playlist.m3u8").exists()
+    assert [p for _, p in playlist] == [exports[0].file]
+    assert (library / exports[0].file).exists() and (library / "playlist.m3u8").exists()
 
     # A second run is cached; a forced export does not duplicate the entry.
     runner.run(["export"], force=True)

@@ -1,14 +1,14 @@
 """The extract stage: every file read or skipped with its reason, counted, and cached per file."""
-import json
 
 import numpy as np
 
 from helpers import ROOT, midi_bytes, performed_song, song_bytes, write_zip
-from lofi_pipeline.extract import extract_file
-from lofi_pipeline.midi_io import key_profiles
-from lofi_pipeline.performance import ReadingParams
+from lofi_pipeline.core.runner import Runner
+from lofi_pipeline.music.midi_io import key_profiles
+from lofi_pipeline.music.performance import ReadingParams
 from lofi_pipeline.pipeline import build_stages
-from lofi_pipeline.runner import Runner
+from lofi_pipeline.stages.catalog import read_pieces
+from lofi_pipeline.stages.extract import extract_file
 
 BAD_FILES = {
     "drums_only.mid": midi_bytes(drums=[(b, 0.25, 36, 100) for b in range(8)]),
@@ -41,8 +41,8 @@ def test_extract_reads_good_files_skips_bad_ones_with_reasons_and_caches(tmp_pat
     assert stats["tempos_ignored"] == 2 and stats["repeats_dropped"] == 8
     assert stats["melody_from"] == {"track": 1, "top": 5} and stats["pedal_extended"] > 0  # single lines are melodies
     assert stats["readers"] == {"symusic": 6}
-    pieces = json.loads((runner.artifact_dir("extract") / "pieces.json").read_text())
-    assert {s["name"] for s in pieces["skipped"]} == {"drums_only.mid", "one_held_note.mid", "broken.mid"}
+    _, skipped = read_pieces(runner.artifact_dir("extract"))
+    assert {s["name"] for s in skipped} == {"drums_only.mid", "one_held_note.mid", "broken.mid"}
     assert any("skipped 'broken.mid': unparseable: symusic:" in line for line in logs)
     logs.clear()
     runner.run(["extract"])

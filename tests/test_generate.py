@@ -1,31 +1,28 @@
-import json
-
 import numpy as np
 import pytest
 
 from helpers import ROOT, midi_bytes, performed_song
-from lofi_pipeline.encode import load_encoded
-from lofi_pipeline.errors import StageError
-from lofi_pipeline.generate import (
-    EnsembleSampler,
-    FieldSampler,
-    draw_takes,
-    generate_tracks,
-    primer_from_midi,
-    sample_value,
-    self_repetition,
-    take_report,
-    track_seed,
-)
-from lofi_pipeline.model import model_inputs
-from lofi_pipeline.music_checks import data_ranges, figures
+from lofi_pipeline.core.errors import StageError
+from lofi_pipeline.core.runner import Runner
+from lofi_pipeline.model.ensemble import EnsembleSampler, generate_tracks
+from lofi_pipeline.model.members import model_inputs
+from lofi_pipeline.model.sampling import FieldSampler, sample_value
+from lofi_pipeline.model.takes import draw_takes, primer_from_midi, take_report, track_seed
+from lofi_pipeline.music.checks import data_ranges, figures
+from lofi_pipeline.music.statistics import self_repetition
+from lofi_pipeline.music.token_format import FIELDS, PAD, UNK, Vocabulary
 from lofi_pipeline.pipeline import build_stages
-from lofi_pipeline.runner import Runner
-from lofi_pipeline.token_format import FIELDS, PAD, UNK, Vocabulary
-from lofi_pipeline.train import load_ensemble
+from lofi_pipeline.stages.catalog import read_encoded, read_ensemble, read_takes
 
 SETTINGS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0, "repetition_window": 0,
             "fields": {}}
+
+
+def trained_parts(runner):
+    """The vocabulary, the encoded arrays and the members of a trained run."""
+    encoded = read_encoded(runner.artifact_dir("encode"))
+    models, _, _ = read_ensemble(runner.artifact_dir("train"), encoded.vocab)
+    return encoded.vocab, encoded.arrays, models
 
 
 def test_sampling_never_draws_specials_and_honours_top_k_and_top_p():
@@ -75,8 +72,7 @@ def test_field_sampler_keeps_chords_and_notes_whole_and_honours_per_field_settin
 
 def test_ensemble_combines_members_probabilities_per_field(trained):
     _, runner = trained
-    vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
-    models, _, _ = load_ensemble(runner.artifact_dir("train"), vocab)
+    vocab, data, models = trained_parts(runner)
     x, y = data["x_dev"][:4], data["y_dev"][:4]
     outs = [m.predict(model_inputs(x, y), verbose=0) for m in models]
 
@@ -87,15 +83,17 @@ def test_ensemble_combines_members_probabilities_per_field(trained):
     weighted = probs(EnsembleSampler(models, "weighted", [1, 0]))
     for f in FIELDS:
         assert np.allclose(mean[f], np.mean([o[f] for o in outs], axis=0), atol=1e-5)
-        assert np.allclose(product[f].sum(axis=1), 1, atol=1e-4)
+        # product of experts: the normalised geometric mean of the members' distributions
+        log_mean = np.mean([np.log(o[f] + 1e-9) for o in outs], axis=0)
+        expected = np.exp(log_mean - log_mean.max(axis=1, keepdims=True))
+        assert np.allclose(product[f], expected / expected.sum(axis=1, keepdims=True), atol=1e-5)
         assert np.allclose(weighted[f], outs[0][f], atol=1e-5)
 
 
 def test_a_smaller_batch_gets_the_same_distributions_as_in_the_full_one(trained):
     """Re-drawing a few tracks pads their batch to the first batch's size: rows stay the same."""
     _, runner = trained
-    vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
-    models, _, _ = load_ensemble(runner.artifact_dir("train"), vocab)
+    vocab, data, models = trained_parts(runner)
     sampler = EnsembleSampler(models)
     x, y = data["x_dev"][:4], data["y_dev"][:4]
     full = sampler.field_probs(sampler.contexts(x), y)
@@ -107,7 +105,7 @@ def test_a_smaller_batch_gets_the_same_distributions_as_in_the_full_one(trained)
 def test_models_and_a_foreign_vocabulary_do_not_mix(trained):
     _, runner = trained
     with pytest.raises(StageError, match="trained on vocabulary"):
-        load_ensemble(runner.artifact_dir("train"), Vocabulary.closed(7))
+        read_ensemble(runner.artifact_dir("train"), Vocabulary.closed(7))
 
 
 def test_bad_primers_get_clear_errors(trained, tmp_path):
@@ -133,7 +131,7 @@ def generate(trained, tmp_path, *overrides):
     cfg, runner = trained
     import shutil
 
-    from lofi_pipeline.config import load_config
+    from lofi_pipeline.core.config import load_config
     out = tmp_path / "outputs"
     shutil.copytree(runner.outputs, out, ignore=shutil.ignore_patterns(".lock"))
     cfg2 = load_config(ROOT / "lofi.toml", "quick", [f'run.outputs="{out}"', f'run.archive="{cfg.run.archive}"',
@@ -142,7 +140,7 @@ def generate(trained, tmp_path, *overrides):
     logs = []
     r = Runner(cfg2, build_stages(), root=ROOT, log=logs.append)
     r.run(["generate"])
-    return json.loads((r.artifact_dir("generate") / "tracks.json").read_text())["tracks"], logs
+    return [vars(t) for t in read_takes(r.artifact_dir("generate")).tracks], logs
 
 
 def test_generating_twice_gives_the_same_events_and_never_retrains(trained, tmp_path):
@@ -158,8 +156,7 @@ def test_generating_twice_gives_the_same_events_and_never_retrains(trained, tmp_
 
 def test_different_seeds_sample_different_music_from_the_same_models(trained):
     _, runner = trained
-    vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
-    models, _, _ = load_ensemble(runner.artifact_dir("train"), vocab)
+    vocab, data, models = trained_parts(runner)
     sampler = EnsembleSampler(models)
 
     def sample(seed):
@@ -183,8 +180,7 @@ def test_no_harmony_stands_past_the_hold_limit(trained):
     change chord at least every beat: the shift cannot carry a chord past it, and the event
     at the limit must strike a different chord."""
     _, runner = trained
-    vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
-    models, _, _ = load_ensemble(runner.artifact_dir("train"), vocab)
+    vocab, data, models = trained_parts(runner)
     sampler = EnsembleSampler(models)
 
     def longest(limit):
@@ -233,8 +229,7 @@ def test_a_degenerate_take_is_redrawn_and_one_that_stays_so_is_flagged_by_name()
 
 def test_the_models_see_no_more_past_events_than_the_context(trained):
     _, runner = trained
-    vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
-    models, _, _ = load_ensemble(runner.artifact_dir("train"), vocab)
+    vocab, data, models = trained_parts(runner)
     sampler = EnsembleSampler(models)
 
     class Recording:  # the real sampler, keeping the windows it is shown

@@ -5,10 +5,10 @@ import zipfile
 import pytest
 
 from helpers import ROOT, song_bytes, write_zip
-from lofi_pipeline.errors import StageError
-from lofi_pipeline.intake import Limits, read_archive, unsafe_name_reason
+from lofi_pipeline.core.errors import StageError
+from lofi_pipeline.core.runner import Runner
+from lofi_pipeline.music.archive import Limits, read_archive, unsafe_name_reason
 from lofi_pipeline.pipeline import build_stages
-from lofi_pipeline.runner import Runner
 
 
 def reasons(result):

@@ -1,16 +1,19 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy import signal
 
 from helpers import ROOT, reference_true_peak_db, sine
-from lofi_pipeline.config import load_config
-from lofi_pipeline.master import integrated_lufs, lowpass, master_audio, true_peak_db, vinyl_crackle, wow_flutter
+from lofi_pipeline.audio.loudness import integrated_lufs, true_peak_db
+from lofi_pipeline.audio.mastering import lowpass, master_audio, vinyl_crackle, wow_flutter
+from lofi_pipeline.core.config import load_config
 
 SR = 44100
 
 
 def params(*overrides):
-    return load_config(ROOT / "lofi.toml", None, list(overrides)).section("master")
+    return load_config(ROOT / "lofi.toml", None, list(overrides)).master
 
 
 def music(seconds=6.0):
@@ -45,7 +48,7 @@ def test_true_peak_matches_full_oversampling(level):
 
 def test_lowpass_leaves_less_energy_above_the_cutoff():
     out, _, _ = master_audio(music(), SR, params("master.crackle_per_second=0"), seed=1)
-    cutoff = params()["lowpass_hz"]
+    cutoff = params().lowpass_hz
     assert band_energy(out, cutoff, 20000) < 0.05 * band_energy(out, 20, cutoff)
     steep = lowpass(sine(12000.0), SR, 3000)
     assert np.sqrt(np.mean(steep[:, 4000:] ** 2)) < 0.01 * 0.3  # 2 octaves above: > 40 dB down
@@ -61,7 +64,7 @@ def test_crackle_is_there_when_enabled_and_absent_when_disabled():
         return np.max(np.abs(residual)) / (np.median(np.abs(residual)) + 1e-9)
     off = params("master.crackle_per_second=0", "master.hiss_db=-120", "master.wow_cents=0",
                  "master.flutter_cents=0")
-    on = dict(off, crackle_per_second=10.0, crackle_db=-24.0)
+    on = dataclasses.replace(off, crackle_per_second=10.0, crackle_db=-24.0)
     assert clicks(on) > 3 * clicks(off)
     assert np.count_nonzero(vinyl_crackle(SR * 2, SR, 0.0, -20, np.random.default_rng(0))) == 0
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from helpers import performed_song
-from lofi_pipeline.midi_io import READERS, UnusableMidi, read_midi, read_with_mido, read_with_symusic
+from lofi_pipeline.music.midi_io import READERS, UnusableMidi, read_midi, read_with_mido, read_with_symusic
 
 
 def notes_in_beats(raw):

@@ -1,15 +1,8 @@
 import pytest
 
-from lofi_pipeline.music_checks import (
-    CHECKS,
-    MAX_HOLD_BARS,
-    data_ranges,
-    failures,
-    figures,
-    harmony_changes,
-    hold_limit_ticks,
-)
-from lofi_pipeline.token_format import Event
+from lofi_pipeline.music.checks import CHECKS, data_ranges, failures, figures
+from lofi_pipeline.music.harmony import MAX_HOLD_BARS, harmony_changes, hold_limit_ticks
+from lofi_pipeline.music.token_format import Event
 
 GRID = 12
 BAR = 4 * GRID
@@ -63,5 +56,6 @@ def test_no_take_may_hold_a_harmony_past_the_cap_even_if_the_data_does():
     (failure,) = failures(figures(held, GRID), ranges)
     assert failure.check == "longest_harmony_bars" and failure.high == MAX_HOLD_BARS
     assert "longest unchanged harmony (bars) 12.00" in str(failure)
-    assert hold_limit_ticks(ranges, GRID) == MAX_HOLD_BARS * BAR
-    assert hold_limit_ticks({"longest_harmony_bars": [0.1, 0.3]}, GRID) == BAR  # at least a bar
+    assert hold_limit_ticks(ranges["longest_harmony_bars"][1], GRID) == MAX_HOLD_BARS * BAR
+    assert hold_limit_ticks(0.3, GRID) == BAR  # at least a bar
+    assert hold_limit_ticks(None, GRID) == MAX_HOLD_BARS * BAR  # the data says nothing

@@ -6,9 +6,10 @@ import re
 import pytest
 
 from helpers import in_ray_cluster, lofi, performed_song, write_zip
-from lofi_pipeline.config import ConfigError, load_config
-from lofi_pipeline.errors import StageError
-from lofi_pipeline.parallel import Executor, process_map
+from lofi_pipeline.core.config import ConfigError, load_config
+from lofi_pipeline.core.errors import StageError
+from lofi_pipeline.core.parallel import Executor, process_map
+from lofi_pipeline.stages.catalog import read_pieces
 
 STAGES = ["intake", "extract", "encode", "train", "generate", "arrange", "render", "master", "export"]
 
@@ -51,12 +52,12 @@ def test_the_ray_executor_without_ray_installed_is_a_config_error(monkeypatch):
 
 
 def test_ray_is_in_no_stage_key_so_installing_it_leaves_caches_fresh():
-    from lofi_pipeline.hashing import code_fingerprint
+    from lofi_pipeline.core.hashing import code_fingerprint
     from lofi_pipeline.pipeline import build_stages
     for stage in build_stages():
         code = code_fingerprint(type(stage).__module__)
-        assert "ray" not in code["libraries"] and "ray_tasks" not in code["sources"], stage.name
-    assert "parallel" in code_fingerprint("lofi_pipeline.render")["sources"]
+        assert "ray" not in code["libraries"] and "core/ray_tasks.py" not in code["sources"], stage.name
+    assert "core/parallel.py" in code_fingerprint("lofi_pipeline.stages.render")["sources"]
 
 
 def manifests(out):
@@ -98,7 +99,7 @@ ray_worker_rendering() {{
 # a file that is not MIDI: its task's result is the file's skip reason
 $LOFI extract --archive {bad_zip} --outputs {base}/extract_out $on_ray
 # a task no node can hold is an error, not a wait for ever
-($PYTHON -c "from lofi_pipeline.parallel import Executor; list(Executor('ray').map(str, [1], cpus=3))" 2>&1 \
+($PYTHON -c "from lofi_pipeline.core.parallel import Executor; list(Executor('ray').map(str, [1], cpus=3))" 2>&1 \
   || true) | tail -1 | sed 's/^/too big: /'
 # a Ray worker killed while its FluidSynth renders: Ray runs the task again
 $render --set render.workers=1 > {base}/worker_killed.log 2>&1 &
@@ -128,7 +129,7 @@ def test_a_killed_worker_is_retried_a_bad_file_is_skipped_and_a_killed_driver_le
     lofi("render", "--outputs", str(local), "--midi", str(songs))
     run = in_ray_cluster(FAULTS.format(songs=songs, bad_zip=bad_zip, base=tmp_path), tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    skipped = json.loads((tmp_path / "extract_out" / "extract" / "pieces.json").read_text())["skipped"]
+    _, skipped = read_pieces(tmp_path / "extract_out" / "extract")
     assert [s["name"] for s in skipped] == ["broken.mid"] and skipped[0]["reason"]
     assert re.search(r"^worker: ray::", run.stdout, re.M), run.stdout  # a Ray worker process, mid-task
     assert "render exit: 0" in run.stdout

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from helpers import midi_bytes, performed_song
-from lofi_pipeline.chords import chord_symbol
-from lofi_pipeline.events import GRID
-from lofi_pipeline.midi_io import UnusableMidi, key_profiles, read_midi
-from lofi_pipeline.performance import ReadingParams, analyse, choose_subdivision, cluster_onsets
+from lofi_pipeline.music.chords import chord_symbol
+from lofi_pipeline.music.midi_io import UnusableMidi, key_profiles, read_midi
+from lofi_pipeline.music.performance import ReadingParams, analyse, choose_subdivision, cluster_onsets
+from lofi_pipeline.music.piece import GRID
 
 PROFILES = key_profiles()
 

@@ -4,9 +4,9 @@ import pytest
 
 from helpers import SOUNDFONT as SF2
 from helpers import midi_bytes, progression_notes
-from lofi_pipeline.audio_io import read_wav
-from lofi_pipeline.errors import StageError
-from lofi_pipeline.render import FluidSynthRenderer, render_midi, render_rate
+from lofi_pipeline.audio.audio_io import read_wav
+from lofi_pipeline.audio.fluidsynth import FluidSynthRenderer, render_midi, render_rate
+from lofi_pipeline.core.errors import StageError
 
 
 @pytest.fixture

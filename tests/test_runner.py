@@ -8,11 +8,12 @@ import time
 import pytest
 
 from helpers import ROOT, quick_config, song_bytes, write_zip
-from lofi_pipeline import atomic, hashing
-from lofi_pipeline.config import INPUT, MASTER_PRESETS, PARAM, RUNTIME, SECTION_CLASSES, SECTIONS, Config
-from lofi_pipeline.lock import LockedError, OutputsLock
+from lofi_pipeline.core import atomic, hashing
+from lofi_pipeline.core.config import INPUT, MASTER_PRESETS, PARAM, RUNTIME, SECTION_CLASSES, SECTIONS, Config
+from lofi_pipeline.core.lock import LockedError, OutputsLock
+from lofi_pipeline.core.runner import Runner, artifact_digest
 from lofi_pipeline.pipeline import STAGE_NAMES, build_stages
-from lofi_pipeline.runner import Runner
+from lofi_pipeline.stages.catalog import PIECES
 
 
 @pytest.fixture
@@ -121,12 +122,13 @@ def test_library_and_program_versions_rekey_only_the_stages_that_use_them(runner
 
 
 def test_code_fingerprints_follow_imports_not_a_list():
-    modules, libraries = hashing.import_closure("lofi_pipeline.master")
-    assert "lofi_pipeline.audio_io" in modules and "lofi_pipeline.render" not in modules
+    modules, libraries = hashing.import_closure("lofi_pipeline.stages.master")
+    assert "lofi_pipeline.audio.audio_io" in modules and "lofi_pipeline.stages.render" not in modules
+    assert {"lofi_pipeline", "lofi_pipeline.audio", "lofi_pipeline.stages"} <= set(modules)  # packages' __init__
     assert {"pedalboard", "scipy", "pyloudnorm"} <= set(libraries)
-    modules, libraries = hashing.import_closure("lofi_pipeline.render")
+    modules, libraries = hashing.import_closure("lofi_pipeline.stages.render")
     assert "pedalboard" not in libraries and "midi2audio" in libraries
-    assert "music21" in hashing.import_closure("lofi_pipeline.extract")[1]  # a function-level import
+    assert "music21" in hashing.import_closure("lofi_pipeline.stages.extract")[1]  # a function-level import
 
 
 def test_keys_hash_archive_bytes_not_paths(tmp_path, quick_cfg):
@@ -241,9 +243,10 @@ def test_manifest_records_parts_outputs_and_timings(runner_for):
     r.run(["encode"])
     man = json.loads((r.artifact_dir("encode") / "manifest.json").read_text())
     assert man["class"] == "EncodeStage" and man["key"] == r.key("encode")
-    assert man["parts"]["upstream"] == {"extract": r.manifest("extract")["outputs_digest"]}
-    assert set(man["outputs"]) == {"encode/data.npz", "encode/pieces.json", "encode/vocab.json"}
-    assert "encode" in man["parts"]["code"] and "token_format" in man["parts"]["code"]
+    pieces = artifact_digest(PIECES, r.manifest("extract")["outputs"])
+    assert man["parts"]["upstream"] == {"extract/pieces.json": pieces}
+    assert set(man["outputs"]) == {"encode/data.npz", "encode/split.json", "encode/vocab.json", "encode/profile.json"}
+    assert "stages/encode.py" in man["parts"]["code"] and "music/token_format.py" in man["parts"]["code"]
     assert man["parts"]["params"]["run.seed"] == r.cfg.run.seed
     assert "numpy" in man["versions"] and man["timings"]["seconds"] >= 0
 
@@ -260,7 +263,7 @@ def test_lock_refuses_a_second_writer_and_names_the_owner(tmp_path):
 
 def hold_lock_elsewhere(folder, seconds: float) -> subprocess.Popen:
     """Another process that takes the outputs lock on `folder` and keeps it for `seconds`."""
-    code = ("import sys, time; from lofi_pipeline.lock import OutputsLock; "
+    code = ("import sys, time; from lofi_pipeline.core.lock import OutputsLock; "
             f"l = OutputsLock(__import__('pathlib').Path({str(folder)!r})); l.__enter__(); "
             f"print('locked', flush=True); time.sleep({seconds})")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)

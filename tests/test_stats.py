@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lofi_pipeline.stats import (
+from lofi_pipeline.music.statistics import (
     copied_share,
     empty_beat_rate,
     groove_consistency,
@@ -12,7 +12,7 @@ from lofi_pipeline.stats import (
     polyphony,
     scale_consistency,
 )
-from lofi_pipeline.token_format import Event
+from lofi_pipeline.music.token_format import Event
 
 
 def notes(pitches, step=12, dur=12):

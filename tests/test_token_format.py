@@ -3,11 +3,19 @@ import numpy as np
 import pytest
 
 from helpers import performed_song
-from lofi_pipeline.encode import piece_to_events
-from lofi_pipeline.errors import StageError
-from lofi_pipeline.midi_io import key_profiles, read_midi
-from lofi_pipeline.performance import analyse
-from lofi_pipeline.token_format import FIELDS, MAX_STEPS, NONE, UNK, Event, Vocabulary, tokens_to_events
+from lofi_pipeline.core.errors import StageError
+from lofi_pipeline.music.midi_io import key_profiles, read_midi
+from lofi_pipeline.music.performance import analyse
+from lofi_pipeline.music.token_format import (
+    FIELDS,
+    MAX_STEPS,
+    NONE,
+    UNK,
+    Event,
+    Vocabulary,
+    piece_to_events,
+    tokens_to_events,
+)
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,13 @@
-import json
 
 import numpy as np
 import pytest
 
-from lofi_pipeline.baselines import NGramModel, UnigramModel, event_metrics, field_metrics
-from lofi_pipeline.encode import load_encoded
-from lofi_pipeline.model import build_member, model_inputs
-from lofi_pipeline.token_format import FIELDS, Vocabulary
-from lofi_pipeline.train import evaluate, load_ensemble, member_specs, read_history, train_member
+from lofi_pipeline.model.baselines import NGramModel, UnigramModel, event_metrics, field_metrics
+from lofi_pipeline.model.members import build_member, model_inputs
+from lofi_pipeline.model.scoring import evaluate
+from lofi_pipeline.model.training import member_specs, read_history, train_member
+from lofi_pipeline.music.token_format import FIELDS, Vocabulary
+from lofi_pipeline.stages.catalog import read_encoded, read_ensemble, read_metrics
 
 
 def test_builder_has_the_named_layers_in_order_and_one_head_per_field():
@@ -75,22 +75,24 @@ def test_an_events_nll_is_the_sum_of_its_fields():
 def test_tiny_ensemble_beats_the_unigram_on_the_test_split_and_writes_its_artifacts(trained):
     _, runner = trained
     out = runner.artifact_dir("train")
-    metrics = json.loads((out / "metrics.json").read_text())["test"]
+    metrics = read_metrics(out)["test"]
     assert set(metrics["ensemble"]["fields"]) == set(FIELDS)
     assert np.isfinite(metrics["ensemble"]["nll"])
     assert metrics["ensemble"]["nll"] < metrics["unigram"]["nll"]
     assert set(metrics) >= {"member_0", "member_1", "ensemble", "unigram", "3-gram"}
-    assert (out / "curves.png").stat().st_size > 1000
+    histories = read_metrics(out)["histories"]
+    assert set(histories) == {"member_0", "member_1"} and all(len(h) >= 1 for h in histories.values())
     assert sorted(p.name for p in (out / "members").iterdir()) == ["member_0.keras", "member_1.keras"]
 
 
 def test_metrics_recompute_from_the_saved_weights(trained):
     cfg, runner = trained
-    vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
-    models, _, info = load_ensemble(runner.artifact_dir("train"), vocab)
+    encoded = read_encoded(runner.artifact_dir("encode"))
+    vocab, data = encoded.vocab, encoded.arrays
+    models, _, info = read_ensemble(runner.artifact_dir("train"), vocab)
     recomputed = evaluate({m["name"]: model for m, model in zip(info["members"], models)},
                           vocab, data, cfg.train.ngram_order)
-    saved = json.loads((runner.artifact_dir("train") / "metrics.json").read_text())["test"]
+    saved = read_metrics(runner.artifact_dir("train"))["test"]
     for name in saved:
         assert recomputed[name]["nll"] == pytest.approx(saved[name]["nll"], abs=2e-3)
 
@@ -99,7 +101,8 @@ def test_metrics_recompute_from_the_saved_weights(trained):
 def member_training(trained, tmp_path):
     """train(epochs, log) trains member_0 of the quick ensemble in one work folder, resuming."""
     cfg, runner = trained
-    vocab, data, _ = load_encoded(runner.artifact_dir("encode"))
+    encoded = read_encoded(runner.artifact_dir("encode"))
+    vocab, data = encoded.vocab, encoded.arrays
     spec, work = member_specs(cfg)[0], tmp_path / "member"
 
     def train(epochs: int, log=print):

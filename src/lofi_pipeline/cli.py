@@ -8,11 +8,13 @@ import signal
 import sys
 from pathlib import Path
 
-from .config import ConfigError, load_config
-from .errors import StageError
-from .lock import LockedError, OutputsLock
+from .core.config import ConfigError, load_config
+from .core.errors import StageError
+from .core.lock import LockedError, OutputsLock
+from .core.runner import Runner
 from .pipeline import STAGE_NAMES, build_stages
-from .runner import Runner
+
+CONFIG_FILE = "lofi.toml"
 
 EPILOG = """\
 stages, in order: intake -> extract -> encode -> train -> generate -> arrange -> render -> master -> export
@@ -33,8 +35,9 @@ examples:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("run options")
-    g.add_argument("--config", default="lofi.toml", metavar="TOML",
-                   help="config file (default: lofi.toml)")
+    g.add_argument("--config", metavar="TOML",
+                   help="config file (default: ./lofi.toml if there is one); relative paths in it, and the "
+                        "outputs folder, are taken from its folder")
     g.add_argument("--profile", help="config profile: default, quick, ... (see lofi.toml)")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config key, e.g. --set generate.temperature=0.8 (repeatable)")
@@ -83,15 +86,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def config_file(args) -> Path | None:
+    """The config file asked for (it must exist), else ./lofi.toml if there is one."""
+    if args.config:
+        return Path(args.config)
+    return Path(CONFIG_FILE) if Path(CONFIG_FILE).is_file() else None
+
+
+def project_root(args) -> Path:
+    """Paths in the config (archive, outputs, SoundFont, primer) are relative to the config
+    file's folder, or to the working directory when there is no file."""
+    path = config_file(args)
+    return (path.parent if path is not None else Path.cwd()).resolve()
+
+
 def _config(args):
     overrides = list(args.overrides)
-    if args.archive:
-        overrides.append(f"run.archive={json.dumps(str(args.archive))}")
-    if args.outputs:
-        overrides.append(f"run.outputs={json.dumps(str(args.outputs))}")
-    if getattr(args, "midi", None):
-        overrides.append(f"render.midi={json.dumps(str(args.midi))}")
-    return load_config(args.config, args.profile, overrides)
+    # Paths typed on the command line are the shell's, relative to the working directory.
+    for option, key in (("archive", "run.archive"), ("outputs", "run.outputs"), ("midi", "render.midi")):
+        if getattr(args, option, None):
+            overrides.append(f"{key}={json.dumps(str(Path(getattr(args, option)).expanduser().resolve()))}")
+    return load_config(config_file(args), args.profile, overrides)
 
 
 def cmd_status(runner: Runner) -> int:
@@ -140,8 +155,8 @@ def cmd_report(runner: Runner, wait: float) -> Path:
 def cmd_evaluate(args) -> int:
     from .evaluate import slug, summarise, write_evaluation
     base = _config(args)
-    folder = Path.cwd() / base.run.outputs / "evaluate"
-    archives = args.archives or [base.run.archive or "dataset/default.zip"]
+    folder = project_root(args) / base.run.outputs / "evaluate"
+    archives = args.archives or [str(project_root(args) / (base.run.archive or "dataset/default.zip"))]
     missing = [a for a in archives if not Path(a).exists()]
     if missing:
         raise StageError(f"archive {missing[0]}: not found (give zips or folders of MIDI files)")
@@ -150,7 +165,7 @@ def cmd_evaluate(args) -> int:
         outputs = folder / slug(Path(archive), taken)
         print(f"== {archive} -> {outputs}")
         args.archive, args.outputs = archive, str(outputs)
-        runner = Runner(_config(args), build_stages(), Path.cwd())
+        runner = Runner(_config(args), build_stages(), project_root(args))
         runner.run(STAGE_NAMES[-1:], force=args.force, wait_s=args.wait)
         cmd_report(runner, args.wait)
         results.append(summarise(runner, archive))
@@ -180,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "evaluate":
             return cmd_evaluate(args)
         cfg = _config(args)
-        runner = Runner(cfg, build_stages(), Path.cwd())
+        runner = Runner(cfg, build_stages(), project_root(args))
         if args.command == "status":
             return cmd_status(runner)
         if args.command == "clean":

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import atomic
-from .parallel import process_map
+from .core import atomic
+from .core.parallel import process_map
 
 
 def corpus_sources() -> list[str]:

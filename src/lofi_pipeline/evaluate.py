@@ -3,13 +3,13 @@ folder, then one table of what was kept, folded and scored, how the tracks fare 
 checks, and what each stage took; the same as JSON beside it."""
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
-from . import atomic
-from .music_checks import CHECKS
-from .runner import Runner
+from .core import atomic
+from .core.runner import Runner
+from .music.checks import CHECKS
+from .stages import catalog
 
 ROWS_NLL = ("ensemble", "best member", "n-gram", "unigram")
 
@@ -29,18 +29,18 @@ def summarise(runner: Runner, archive: str) -> dict:
     def stats(stage: str) -> dict:
         return (runner.manifest(stage) or {}).get("stats", {})
     intake, extract, encode, train = stats("intake"), stats("extract"), stats("encode"), stats("train")
-    gen = json.loads((runner.artifact_dir("generate") / "tracks.json").read_text())
-    arranged = json.loads((runner.artifact_dir("arrange") / "tracks.json").read_text())["tracks"]
-    test = train["test"]
+    takes = catalog.read_takes(runner.artifact_dir("generate"))
+    records = catalog.read_tracks(runner.artifact_dir("arrange"))
+    profile = catalog.read_profile(runner.artifact_dir("encode"))
+    test = catalog.read_metrics(runner.artifact_dir("train"))["test"]
     members = {k: v["nll"] for k, v in test.items() if k.startswith("member_")}
     best = min(members, key=members.get)
     ngram = next(k for k in test if k.endswith("-gram"))
     nll = {"ensemble": test["ensemble"]["nll"], "best member": members[best], "n-gram": test[ngram]["nll"],
            "unigram": test["unigram"]["nll"]}
-    tracks = [{"index": t["index"], "takes": t["draws"], "passed": not t["flagged"], "failed": t["checks"]["failed"],
-               "outside": t["checks"]["outside"],
-               "figures": t["checks"]["figures"], "lead": a["lead"], "harmonised_bars": a["harmonised_bars"]}
-              for t, a in zip(gen["tracks"], arranged)]
+    tracks = [{"index": t.index, "takes": t.draws, "passed": not t.flagged, "failed": t.checks["failed"],
+               "outside": t.checks["outside"], "figures": t.checks["figures"], "lead": r.lead,
+               "harmonised_bars": r.harmonised_bars} for t, r in zip(takes.tracks, records)]
     return {
         "archive": archive, "outputs": str(runner.outputs),
         "files_kept": intake.get("files_kept", 0),
@@ -53,8 +53,8 @@ def summarise(runner: Runner, archive: str) -> dict:
         "approximated": encode.get("approximated", {}),
         "nll": nll, "best_member": best, "ngram": ngram,
         "ordering_holds": nll["ensemble"] < nll["best member"] < nll["n-gram"] < nll["unigram"],
-        "test": test, "checks_ranges": gen["data"]["ranges"], "checks_quantile": gen["data"]["quantile"],
-        "training_pieces_inside": gen["data"]["pieces_inside"],
+        "test": test, "checks_ranges": profile.ranges, "checks_quantile": profile.quantile,
+        "training_pieces_inside": profile.pieces_inside,
         "tracks": tracks,
         "stage_seconds": {n: round((runner.manifest(n) or {}).get("timings", {}).get("seconds", 0.0), 1)
                           for n in runner.order},

@@ -1,16 +1,16 @@
 """The stages in pipeline order."""
 from __future__ import annotations
 
-from .arrange import ArrangeStage
-from .encode import EncodeStage
-from .export import ExportStage
-from .extract import ExtractStage
-from .generate import GenerateStage
-from .intake import IntakeStage
-from .master import MasterStage
-from .render import RenderStage
-from .runner import Stage
-from .train import TrainStage
+from .core.runner import Stage
+from .stages.arrange import ArrangeStage
+from .stages.encode import EncodeStage
+from .stages.export import ExportStage
+from .stages.extract import ExtractStage
+from .stages.generate import GenerateStage
+from .stages.intake import IntakeStage
+from .stages.master import MasterStage
+from .stages.render import RenderStage
+from .stages.train import TrainStage
 
 
 def build_stages() -> list[Stage]:

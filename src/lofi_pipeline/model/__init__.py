@@ -1,0 +1,1 @@
+"""The models: ensemble members, training, baselines, scoring and sampling."""

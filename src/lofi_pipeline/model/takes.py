@@ -1,0 +1,82 @@
+"""Takes: each track's seed, its primer, and re-drawing a take that fails the music checks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import StageError
+from ..music import checks
+from ..music.midi_io import UnusableMidi, key_profiles, midi_header_reason, read_midi
+from ..music.performance import analyse
+from ..music.token_format import FIELDS, Vocabulary, piece_to_events
+
+
+def track_seed(run_seed: int, index: int, draw: int = 0) -> int:
+    """The seed of a track's first take, or of its re-draw number `draw`."""
+    return int(np.random.SeedSequence([run_seed, index] + ([draw] if draw else [])).generate_state(1)[0])
+
+
+def primer_from_midi(path: Path, vocab: Vocabulary, window: int) -> np.ndarray:
+    if not path.is_file():
+        raise StageError(f"primer {path}: file not found (generate.primer)")
+    data = path.read_bytes()
+    reason = midi_header_reason(data)
+    if reason:
+        raise StageError(f"primer {path}: {reason}")
+    try:
+        piece = analyse(read_midi(data), path.name, "primer", key_profiles())
+    except UnusableMidi as exc:
+        raise StageError(f"primer {path}: {exc}") from None
+    ids = vocab.encode_events(piece_to_events(piece, int(vocab.config.get("velocity_bins", 4))))
+    if len(ids) > window:
+        raise StageError(f"primer {path}: {len(ids)} events, longer than the models' window of "
+                         f"{window}; use a shorter primer")
+    return ids
+
+
+def take_report(seq: np.ndarray, vocab: Vocabulary, ranges: dict, grid: int) -> dict:
+    figs = checks.figures(vocab.decode_events(seq)[0], grid)
+    failed = checks.failures(figs, ranges)
+    return {"figures": {k: round(v, 4) for k, v in figs.items()},
+            "failed": [str(f) for f in failed], "outside": [f.check for f in failed]}
+
+
+def draw_takes(sample, tracks: list[int], redraws: int, check, log=print) -> list[dict]:
+    """The take of each track in `tracks` (indices from 0): `sample(indices, draw)` draws takes
+    for the tracks named, `check(seq)` says what fails; a failing take is drawn again, up to
+    `redraws` times. Each track keeps the first of its takes with the fewest failures, with
+    `draws` (how many it took) and `checks`; one that still fails is kept, and the log warns,
+    naming it and the figures."""
+    takes: dict[int, list[dict]] = {i: [] for i in tracks}
+    pending = list(tracks)
+    for draw in range(redraws + 1):
+        for i, take in zip(pending, sample(pending, draw)):
+            takes[i].append({**take, "checks": check(take["seq"])})
+        pending = [i for i in pending if takes[i][-1]["checks"]["failed"]]
+        if not pending or draw == redraws:
+            break
+        for i in pending:
+            log(f"track {i + 1}: take {draw + 1} fails {'; '.join(takes[i][-1]['checks']['failed'])}; re-drawing")
+    chosen = []
+    for i, options in takes.items():
+        best = min(options, key=lambda t: len(t["checks"]["failed"]))
+        chosen.append({**best, "draws": len(options)})
+        if best["checks"]["failed"]:
+            log(f"warning: track {i + 1} is outside the data's range after {len(options)} takes: "
+                f"{'; '.join(best['checks']['failed'])} (kept, flagged in the report)")
+    return chosen
+
+
+def dev_primer(dev_pieces: list[np.ndarray], rng: np.random.Generator, n: int,
+               want: tuple[int, int] | None = None) -> np.ndarray:
+    """The opening of one of the dev pieces (never a test piece: those are only for scoring). With
+    `want` = (root "-" id, pitch "-" id), it starts at the piece's first stretch of `n` events
+    holding both a chord and a melody note, so the take starts with both streams going."""
+    ids = dev_pieces[rng.integers(len(dev_pieces))]
+    start = 0
+    if want is not None and len(ids) > n:
+        chord = ids[:, FIELDS.index("root")] != want[0]
+        note = ids[:, FIELDS.index("pitch")] != want[1]
+        start = next((i for i in range(len(ids) - n + 1) if chord[i:i + n].any() and note[i:i + n].any()), 0)
+    return ids[start:start + n]

@@ -1,0 +1,152 @@
+"""Training one ensemble member: resumable after a kill, early stopping on the dev split with
+the count kept on disk, and .keras files whose bytes depend on the weights alone."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..core import atomic
+from ..music.token_format import FIELDS
+from .members import build_member, model_inputs
+
+
+def member_specs(cfg) -> list[dict]:
+    """Members differ by seed, kernel size and LSTM width, so they are not copies."""
+    t = cfg.train
+    return [{"name": f"member_{i}", "seed": cfg.run.seed + 101 * i,
+             "kernel_size": t.kernel_sizes[i % len(t.kernel_sizes)],
+             "lstm_units": t.lstm_units[i % len(t.lstm_units)],
+             "embed_dim": t.embed_dim, "conv_filters": t.conv_filters,
+             "attention_heads": t.attention_heads, "dropout": t.dropout,
+             "learning_rate": t.learning_rate} for i in range(t.members)]
+
+
+def _persistent_best_callback(work: Path, patience: int):
+    """Keeps the best weights and the early-stopping count on disk, so a resumed run
+    remembers its best epoch instead of starting the count again."""
+    import keras
+
+    class PersistentBest(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.state_path = work / "best.json"
+            try:
+                self.state = json.loads(self.state_path.read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                self.state = {"val_loss": None, "epoch": -1}
+
+        def on_epoch_end(self, epoch, logs=None):
+            loss = float(logs["val_loss"])
+            if self.state["val_loss"] is None or loss < self.state["val_loss"]:
+                partial = work / "best.partial.keras"
+                self.model.save(partial)
+                partial.replace(work / "best.keras")
+                self.state = {"val_loss": loss, "epoch": epoch}
+                atomic.write_json(self.state_path, self.state)
+            elif epoch - self.state["epoch"] >= patience:
+                self.model.stop_training = True
+
+    return PersistentBest()
+
+
+def read_history(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path) as f:
+        rows = {int(r["epoch"]): r for r in csv.DictReader(f)}  # a resumed epoch overwrites
+    return [{k: float(v) for k, v in rows[e].items()} for e in sorted(rows)]
+
+
+def _targets(y: np.ndarray) -> dict:
+    return {f: y[:, j] for j, f in enumerate(FIELDS)}
+
+
+def train_member(spec: dict, field_sizes: dict[str, int], window: int, data: dict, work: Path,
+                 epochs: int, batch_size: int, patience: int, log=print) -> None:
+    """Train one member in `work`, resuming from its last epoch if a run was interrupted; the
+    best model (by dev loss) is left in work/best.keras."""
+    import keras
+    import tensorflow as tf
+
+    work.mkdir(parents=True, exist_ok=True)
+    # Keras numbers unnamed ops and optimizers per process: start each member from a clean
+    # slate, so it gets the same names (and bytes) whether or not another member came before.
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(spec["seed"])
+    model = build_member(field_sizes, window, name=spec["name"],
+                         **{k: spec[k] for k in ("embed_dim", "conv_filters", "kernel_size", "lstm_units",
+                                                 "attention_heads", "dropout", "learning_rate")})
+    done = read_history(work / "history.csv")
+    if done:
+        log(f"{spec['name']}: resuming after epoch {len(done)}")
+    train_ds = (tf.data.Dataset.from_tensor_slices((model_inputs(data["x_train"], data["y_train"]),
+                                                    _targets(data["y_train"])))
+                .shuffle(len(data["y_train"]), seed=spec["seed"], reshuffle_each_iteration=True)
+                .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+    val_ds = (tf.data.Dataset.from_tensor_slices((model_inputs(data["x_dev"], data["y_dev"]), _targets(data["y_dev"])))
+              .batch(1024).prefetch(tf.data.AUTOTUNE))
+    best = _persistent_best_callback(work, patience)
+    stopped_early = best.state["epoch"] >= 0 and len(done) - 1 - best.state["epoch"] >= patience
+    if not (work / "best.keras").exists() or not (len(done) >= epochs or stopped_early):
+        class Started(keras.callbacks.Callback):
+            ok = False
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.ok = True
+        started = Started()
+        try:
+            model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=2, shuffle=False, callbacks=[
+                # Keras writes its checkpoint in place; with two kept, a kill mid-write leaves the other.
+                keras.callbacks.BackupAndRestore(str(work / "backup"), double_checkpoint=True,
+                                                 delete_checkpoint=False),
+                keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
+                best, started])
+        except (OSError, ValueError) as exc:
+            if not done or started.ok:
+                raise
+            # Both checkpoints unreadable (a kill while the metadata was written): start over.
+            log(f"{spec['name']}: its checkpoint was damaged by the interruption "
+                f"({type(exc).__name__}); training it from the start")
+            shutil.rmtree(work)
+            train_member(spec, field_sizes, window, data, work, epochs, batch_size, patience, log)
+
+
+def _renumber_shared_objects(node, numbers: dict) -> None:
+    """Keras names shared config objects by their memory address; number them in order instead."""
+    if isinstance(node, dict):
+        if "shared_object_id" in node:
+            node["shared_object_id"] = numbers.setdefault(node["shared_object_id"], len(numbers) + 1)
+        children = node.values()
+    else:
+        children = node if isinstance(node, list) else ()
+    for child in children:
+        _renumber_shared_objects(child, numbers)
+
+
+def reproducible_keras(path: Path) -> bytes:
+    """A saved .keras file's bytes without what changes from one save or process to the next
+    (the date in its metadata, the zip entries' times, memory addresses in its config): the
+    same weights give the same bytes, so the stages after train stay fresh when a member is
+    trained again, wherever it was trained."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "metadata.json":
+                meta = json.loads(data)
+                meta.pop("date_saved", None)
+                data = json.dumps(meta, sort_keys=True).encode()
+            elif item.filename == "config.json":
+                config = json.loads(data)
+                _renumber_shared_objects(config, {})
+                data = json.dumps(config).encode()
+            entry = zipfile.ZipInfo(item.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type = item.compress_type
+            dst.writestr(entry, data)
+    return out.getvalue()

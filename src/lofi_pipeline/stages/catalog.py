@@ -1,0 +1,326 @@
+"""The stage contracts: every artifact a stage writes, with a typed writer and reader for each.
+
+A stage declares the artifacts it `takes` and `gives`; the runner keys it on the digests of
+what it takes and checks that it wrote exactly what it gives. Nothing else opens another
+stage's files: stages, the report and `lofi evaluate` read them through the readers here.
+The per-track record (index, title, seed, key, tempo, ...) is written once, by arrange, and
+read by everything after it. The module is long on purpose: every contract in one place.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from ..core import atomic
+from ..core.errors import StageError
+from ..core.runner import Artifact
+from ..music.checks import DataProfile
+from ..music.piece import Piece
+from ..music.token_format import FIELDS, Vocabulary
+
+SPLITS = ("train", "dev", "test")
+
+SOURCE_MIDI = Artifact("intake", "midi/*.mid")
+SOURCE_FILES = Artifact("intake", "files.json")
+PIECES = Artifact("extract", "pieces.json")
+VOCABULARY = Artifact("encode", "vocab.json")
+SEQUENCES = Artifact("encode", "data.npz")
+SPLIT = Artifact("encode", "split.json")
+PROFILE = Artifact("encode", "profile.json")
+MEMBERS = Artifact("train", "members/*.keras")
+ENSEMBLE = Artifact("train", "members.json")
+MODEL_VOCABULARY = Artifact("train", "vocab.json")
+METRICS = Artifact("train", "metrics.json")
+METRICS_TABLE = Artifact("train", "metrics.txt")
+TAKES = Artifact("generate", "takes.json")
+TRACKS = Artifact("arrange", "tracks.json")
+ARRANGED_MIDI = Artifact("arrange", "track_*.mid")
+RENDERS = Artifact("render", "renders.json")
+RENDERED = Artifact("render", "*.wav")
+MASTERS = Artifact("master", "masters.json")
+MASTERED = Artifact("master", "*.wav")
+EXPORTS = Artifact("export", "exports.json")
+
+
+def _write(path: Path, obj) -> None:
+    atomic.write_json(path, obj)
+
+
+def _read(folder: Path, artifact: Artifact):
+    path = Path(folder) / artifact.pattern
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StageError(f"{path} is missing: run `lofi {artifact.stage}`") from None
+
+
+def _records(cls, rows: list[dict]) -> list:
+    known = {f.name for f in fields(cls)}
+    return [cls(**{k: v for k, v in row.items() if k in known}) for row in rows]
+
+
+# -- intake --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SourceFile:
+    """A kept MIDI file: its name in the archive, its content hash and where intake stored it."""
+    name: str
+    sha256: str
+    file: str
+    bytes: int
+
+
+@dataclass
+class Intake:
+    files: list[SourceFile]
+    skipped: list[dict]
+    duplicates: list[dict]
+
+
+def write_intake(out_dir: Path, blobs: list, skipped: list[tuple[str, str]],
+                 duplicates: list[tuple[str, str]]) -> list[SourceFile]:
+    """Kept files under content-hash names (nothing an entry's name says decides where a file
+    goes), and the listing."""
+    (out_dir / "midi").mkdir()
+    files = []
+    for blob in blobs:
+        stored = f"midi/{blob.sha[:20]}.mid"
+        (out_dir / stored).write_bytes(blob.data)
+        files.append(SourceFile(blob.name, blob.sha, stored, len(blob.data)))
+    _write(out_dir / SOURCE_FILES.pattern, {
+        "files": [asdict(f) for f in files], "skipped": [{"name": n, "reason": r} for n, r in skipped],
+        "duplicates": [{"name": n, "same_as": s} for n, s in duplicates]})
+    return files
+
+
+def read_intake(folder: Path) -> Intake:
+    data = _read(folder, SOURCE_FILES)
+    return Intake(_records(SourceFile, data["files"]), data["skipped"], data["duplicates"])
+
+
+# -- extract -------------------------------------------------------------------------------------
+def write_pieces(out_dir: Path, pieces: list[dict], skipped: list[dict]) -> None:
+    """Pieces as Piece.to_json() dicts (what the per-file cache holds), and the files skipped."""
+    _write(out_dir / PIECES.pattern, {"pieces": pieces, "skipped": skipped})
+
+
+def read_pieces(folder: Path) -> tuple[list[Piece], list[dict]]:
+    data = _read(folder, PIECES)
+    return [Piece.from_json(p) for p in data["pieces"]], data["skipped"]
+
+
+# -- encode --------------------------------------------------------------------------------------
+@dataclass
+class Encoded:
+    """The encode artifact: the vocabulary, every piece's events as ids with its split, and the
+    training windows of each split (x: (n, window, fields), y: (n, fields))."""
+    vocab: Vocabulary
+    arrays: dict[str, np.ndarray]
+    pieces: list[dict]
+
+    @property
+    def window(self) -> int:
+        return int(self.arrays["x_train"].shape[1])
+
+    def sequences(self, split: str | None = None) -> list[np.ndarray]:
+        """Each piece's event ids, in the artifact's order (only one split's, if given)."""
+        a = self.arrays
+        starts = np.concatenate([[0], np.cumsum(a["lengths"])[:-1]])
+        return [a["ids"][s:s + n] for side, s, n in zip(a["split"], starts, a["lengths"])
+                if split is None or SPLITS[side] == split]
+
+
+def write_encoded(out_dir: Path, vocab: Vocabulary, arrays: dict[str, np.ndarray], pieces: list[dict]) -> None:
+    vocab.save(out_dir / VOCABULARY.pattern)
+    with atomic.atomic_path(out_dir / SEQUENCES.pattern) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+    _write(out_dir / SPLIT.pattern, {"pieces": pieces})
+
+
+def read_encoded(folder: Path) -> Encoded:
+    folder = Path(folder)
+    return Encoded(Vocabulary.load(folder / VOCABULARY.pattern), dict(np.load(folder / SEQUENCES.pattern)),
+                   _read(folder, SPLIT)["pieces"])
+
+
+def write_profile(out_dir: Path, profile: DataProfile) -> None:
+    _write(out_dir / PROFILE.pattern, profile.to_json())
+
+
+def read_profile(folder: Path) -> DataProfile:
+    return DataProfile.from_json(_read(folder, PROFILE))
+
+
+# -- train ---------------------------------------------------------------------------------------
+def write_member(out_dir: Path, name: str, data: bytes) -> Path:
+    """One member's .keras bytes; returns the file (Keras loads models from files)."""
+    path = out_dir / "members" / f"{name}.keras"
+    atomic.write_bytes(path, data)
+    return path
+
+
+def write_ensemble(out_dir: Path, vocab: Vocabulary, window: int, specs: list[dict],
+                   metrics: dict, test_events: int, histories: dict, table: str) -> None:
+    """What makes the members written before an ensemble: their vocabulary and specs; and the scores."""
+    vocab.save(out_dir / MODEL_VOCABULARY.pattern)
+    _write(out_dir / ENSEMBLE.pattern, {"window": window, "vocab_fingerprint": vocab.fingerprint(),
+                                        "field_sizes": dict(zip(FIELDS, vocab.sizes)), "members": specs})
+    _write(out_dir / METRICS.pattern, {"test": metrics, "test_events": test_events, "histories": histories})
+    atomic.write_text(out_dir / METRICS_TABLE.pattern, table + "\n")
+
+
+def ensemble_files(folder: Path) -> dict[str, bytes]:
+    """The files that make the ensemble (what a worker needs to load it elsewhere), by name."""
+    info = _read(folder, ENSEMBLE)
+    names = [ENSEMBLE.pattern, MODEL_VOCABULARY.pattern, *(f"members/{m['name']}.keras" for m in info["members"])]
+    return {rel: (Path(folder) / rel).read_bytes() for rel in names}
+
+
+def read_ensemble(folder: Path, vocab: Vocabulary | None = None):
+    """(members as Keras models, their vocabulary, the ensemble's info); a vocabulary that does
+    not belong to them is an error."""
+    import keras
+    folder = Path(folder)
+    info = _read(folder, ENSEMBLE)
+    saved = Vocabulary.load(folder / MODEL_VOCABULARY.pattern)
+    if vocab is not None and vocab.fingerprint() != info["vocab_fingerprint"]:
+        raise StageError(f"{folder}: the models were trained on vocabulary {info['vocab_fingerprint']}, "
+                         f"not on the given one ({vocab.fingerprint()}); re-run `lofi train`")
+    if saved.fingerprint() != info["vocab_fingerprint"]:
+        raise StageError(f"{folder}/vocab.json does not belong to the models saved beside it; "
+                         "re-run `lofi train --force`")
+    models = [keras.saving.load_model(folder / "members" / f"{m['name']}.keras") for m in info["members"]]
+    for m in models:
+        sizes = {name: int(t.shape[-1]) for name, t in zip(m.output_names, m.outputs)}
+        if sizes != dict(zip(FIELDS, saved.sizes)):
+            raise StageError(f"{folder}: model {m.name} predicts fields {sizes} but the vocabulary "
+                             f"has {dict(zip(FIELDS, saved.sizes))}; re-run `lofi train --force`")
+    return models, saved, info
+
+
+def read_metrics(folder: Path) -> dict:
+    """{"test": {model: scores}, "test_events": n, "histories": {member: [epoch rows]}}."""
+    return _read(folder, METRICS)
+
+
+# -- generate ------------------------------------------------------------------------------------
+@dataclass
+class Take:
+    """One track's chosen take: its event ids (primer first) and tokens, how it was drawn and
+    what the music checks said of it."""
+    index: int
+    seed: int
+    primer_events: int
+    draws: int
+    checks: dict
+    flagged: bool
+    ids: list
+    tokens: list
+    self_repetition: float
+    distinct_events: int
+    chords: int
+    melody_notes: int
+
+
+@dataclass
+class Takes:
+    grid: int
+    bars: int | None
+    vocab_fingerprint: str
+    tracks: list[Take] = field(default_factory=list)
+
+
+def write_takes(out_dir: Path, takes: Takes) -> None:
+    _write(out_dir / TAKES.pattern, {**asdict(takes), "fields": list(FIELDS)})
+
+
+def read_takes(folder: Path) -> Takes:
+    data = _read(folder, TAKES)
+    return Takes(data["grid"], data["bars"], data["vocab_fingerprint"], _records(Take, data["tracks"]))
+
+
+# -- arrange -------------------------------------------------------------------------------------
+@dataclass
+class TrackRecord:
+    """One track, as every stage after arrange knows it. `stem` names its files (track_01.mid,
+    track_01.wav); a MIDI file rendered with --midi has only an index, a stem and a title."""
+    index: int
+    stem: str
+    title: str
+    seed: int | None = None
+    key: str | None = None
+    tempo_bpm: int | None = None
+    bars: int | None = None
+    seconds: float | None = None
+    lead: str | None = None
+    harmonised_bars: float = 0.0
+    harmony_changes: int = 0
+    events: int = 0
+    unknown_dropped: int = 0
+    notes_per_part: dict = field(default_factory=dict)
+
+
+
+def midi_name(record: TrackRecord) -> str:
+    return f"{record.stem}.mid"
+
+
+def given_midi_files(path: Path) -> list[Path]:
+    """The files `--midi PATH` (render.midi) names: the file itself, or a folder's .mid/.midi files."""
+    return sorted(path.glob("*.mid*")) if path.is_dir() else [path]
+
+
+def given_midi_records(path: Path) -> list[tuple[TrackRecord, Path]]:
+    """A record for each file `--midi PATH` names (only what its name tells), with the file."""
+    return [(TrackRecord(index=i, stem=f.stem, title=f.stem), f) for i, f in enumerate(given_midi_files(path), 1)]
+
+
+def write_tracks(out_dir: Path, records: list[TrackRecord]) -> None:
+    _write(out_dir / TRACKS.pattern, {"tracks": [asdict(r) for r in records]})
+
+
+def read_tracks(folder: Path) -> list[TrackRecord]:
+    return _records(TrackRecord, _read(folder, TRACKS)["tracks"])
+
+
+# -- render, master ------------------------------------------------------------------------------
+@dataclass
+class Audio:
+    """One WAV a stage wrote: its file name and what was measured of it."""
+    file: str
+    seconds: float
+    sample_rate: int
+    peak: float | None = None
+    lufs: float | None = None
+    true_peak_db: float | None = None
+    seed: int | None = None
+
+
+def write_audio(out_dir: Path, artifact: Artifact, audio: list[Audio]) -> None:
+    _write(out_dir / artifact.pattern, {"audio": [asdict(a) for a in audio]})
+
+
+def read_audio(folder: Path, artifact: Artifact) -> list[Audio]:
+    return _records(Audio, _read(folder, artifact)["audio"])
+
+
+# -- export --------------------------------------------------------------------------------------
+@dataclass
+class Export:
+    """One MP3: its path under the outputs root, title, length and playlist line."""
+    index: int
+    file: str
+    title: str
+    seconds: float
+    extinf: str
+
+
+def write_exports(out_dir: Path, exports: list[Export]) -> None:
+    _write(out_dir / EXPORTS.pattern, {"exports": [asdict(e) for e in exports]})
+
+
+def read_exports(folder: Path) -> list[Export]:
+    return _records(Export, _read(folder, EXPORTS)["exports"])

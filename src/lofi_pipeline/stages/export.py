@@ -1,0 +1,89 @@
+"""export: MP3s with ID3 tags into outputs/tracks/, listed in outputs/playlist.m3u8.
+
+MP3s are named by a digest of their own bytes and never replaced, so a playlist entry always
+points at a file, the same take gets the same name whatever code made it, and re-running
+appends new entries and never duplicates or drops one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from mutagen.mp3 import MP3
+
+from ..audio.mp3 import tagged_mp3_bytes
+from ..audio.playlist import PLAYLIST, copy_to_library, merge_playlist, slug
+from ..core import atomic
+from ..core.hashing import path_digest, sha256_bytes
+from ..core.runner import Stage, StageContext
+from . import catalog
+
+
+def _export_job(bitrate_kbps: int, job) -> bytes:
+    wav, tags = job
+    return tagged_mp3_bytes(wav, bitrate_kbps, tags)
+
+
+class ExportStage(Stage):
+    name = "export"
+    takes = (catalog.MASTERS, catalog.MASTERED, catalog.TRACKS)
+    gives = (catalog.EXPORTS,)
+    reads = ("export", "run.name", "run.seed", "render.midi")
+    owns = ("tracks", PLAYLIST)
+    help = "encode tagged MP3s and add them to outputs/playlist.m3u8"
+
+    def inputs(self, params):
+        # --midi: the records come from the given files' names, not from arrange
+        return self.takes[:2] if params.render.midi else self.takes
+
+    def external_inputs(self, params, root):
+        if not params.render.midi:
+            return {}
+        return {"midi": ",".join(path_digest(f) for f in catalog.given_midi_files(root / params.render.midi))}
+
+    def run(self, ctx: StageContext) -> dict:
+        p, run = ctx.params.export, ctx.params.run
+        mastered = ctx.source(catalog.MASTERED)
+        masters = catalog.read_audio(mastered, catalog.MASTERS)
+        if ctx.params.render.midi:
+            records = [r for r, _ in catalog.given_midi_records(ctx.path(ctx.params.render.midi))]
+        else:
+            records = catalog.read_tracks(ctx.source(catalog.TRACKS))
+        by_stem = {r.stem: r for r in records}
+        library = ctx.outputs_root / "tracks"
+        library.mkdir(parents=True, exist_ok=True)
+        tracks = []
+        for n, m in enumerate(masters, 1):
+            r = by_stem[Path(m.file).stem]
+            comment = (f"seed={r.seed if r.seed is not None else run.seed} run_seed={run.seed} "
+                       f"key={r.key or '?'} tempo={r.tempo_bpm or '?'}")
+            tracks.append((m.file, r, {"title": r.title, "artist": p.artist, "album": run.name, "track": n,
+                                       "total": len(masters), "comment": comment}))
+        # Each job carries a master's WAV bytes and hands back the MP3's; an MP3 is named by a digest
+        # of its bytes, so an existing file of that name is already complete.
+        jobs = (((mastered / wav).read_bytes(), tags) for wav, _, tags in tracks)
+        exported = []
+        encoded = ctx.fan_out(_export_job, jobs, total=len(tracks), workers=p.workers, shared=p.bitrate_kbps)
+        for (_, record, tags), data in zip(tracks, encoded, strict=True):
+            mp3 = library / f"{slug(run.name)}-{tags['track']:02d}-{sha256_bytes(data)[:8]}.mp3"
+            if not mp3.exists():
+                atomic.write_bytes(mp3, data)
+            ctx.record_output(mp3)
+            seconds = MP3(mp3).info.length
+            exported.append(catalog.Export(record.index, f"tracks/{mp3.name}", tags["title"], round(seconds, 2),
+                                           f"#EXTINF:{round(seconds)},{p.artist} - {tags['title']}"))
+            ctx.log(f"tracks/{mp3.name}: {tags['title']} ({seconds:.0f}s)")
+        catalog.write_exports(ctx.out_dir, exported)
+        return {"files": len(exported)}
+
+    def deliver(self, ctx: StageContext) -> None:
+        """On every run: the playlist lists this take, and a music library gets its copies."""
+        exports = catalog.read_exports(ctx.out_dir)
+        entries = [(e.extinf, e.file) for e in exports]
+        added = merge_playlist(ctx.outputs_root / PLAYLIST, entries)
+        if added:
+            ctx.log(f"playlist: {added} new entries in {ctx.outputs_root / PLAYLIST}")
+        if ctx.params.export.playlist_dir:
+            target = ctx.path(ctx.params.export.playlist_dir)
+            copied = copy_to_library(ctx.outputs_root, [e.file for e in exports], entries, target)
+            if copied:
+                ctx.log(f"copied {copied} MP3s and the playlist to {target}")

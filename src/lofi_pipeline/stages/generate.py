@@ -1,0 +1,162 @@
+"""generate: sample event sequences from the ensemble, in batches of tracks (generate.batch_tracks),
+each batch in this process or, with run.executor = "ray", a Ray task of its own."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import StageError
+from ..core.hashing import path_digest
+from ..core.runner import Stage, StageContext
+from ..model.ensemble import EnsembleSampler, generate_tracks
+from ..model.members import configure_tensorflow
+from ..model.sampling import FieldSampler
+from ..model.takes import dev_primer, draw_takes, primer_from_midi, take_report, track_seed
+from ..music.statistics import self_repetition
+from ..music.token_format import FIELDS, NONE
+from . import catalog
+
+SETTINGS = ("temperature", "top_k", "top_p", "repetition_penalty", "repetition_window", "fields", "combine",
+            "weights", "primer", "primer_events", "redraws", "bars", "events")
+
+
+class _Session:
+    """What a process needs to sample batches: the members loaded and compiled once, however
+    many batches it runs (a kit is told apart by its "digest", made once by the driver)."""
+
+    def __init__(self, kit: dict, log):
+        configure_tensorflow(kit["threads"])
+        cfg = kit["settings"]
+        with tempfile.TemporaryDirectory(prefix="lofi-generate-") as tmp:
+            for rel, data in kit["train"].items():
+                (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
+                (Path(tmp) / rel).write_bytes(data)
+            models, self.vocab, _ = catalog.read_ensemble(Path(tmp), kit["vocab"])
+        weights = list(cfg["weights"]) or None
+        self.sampler = EnsembleSampler(models, cfg["combine"], weights, jit_compile=True, batch=kit["batch"])
+        try:  # XLA about doubles the rate here (benchmarks/bench_generate.py)
+            zeros = np.zeros((kit["batch"], len(FIELDS)), np.int32)
+            self.sampler.field_probs(self.sampler.contexts(np.zeros((kit["batch"], self.sampler.window,
+                                                                     len(FIELDS)))), zeros)
+        except Exception as exc:  # an op XLA cannot compile on this build: plain graph mode
+            log(f"XLA unavailable ({type(exc).__name__}); using graph mode")
+            self.sampler = EnsembleSampler(models, cfg["combine"], weights, batch=kit["batch"])
+        self.field_sampler = FieldSampler(self.vocab, cfg)
+
+
+_SESSIONS: dict[str, _Session] = {}
+
+
+def _batch_job(kit: dict, indices: list[int]) -> dict:
+    """Takes for one batch of tracks: {"takes": [...], "log": [lines]} (a Ray worker's log
+    lines go back to the driver with its result)."""
+    log: list[str] = []
+    if kit["digest"] not in _SESSIONS:
+        _SESSIONS.clear()
+        _SESSIONS[kit["digest"]] = _Session(kit, log.append)
+    session, cfg, profile = _SESSIONS[kit["digest"]], kit["settings"], kit["profile"]
+    both_streams = profile.has_chords and profile.has_melody
+    want = (session.vocab.index["root"][NONE], session.vocab.index["pitch"][NONE]) if both_streams else None
+    target_ticks = cfg["bars"] * 4 * kit["grid"]
+    max_events = cfg["events"] if cfg["events"] else target_ticks
+    if cfg["events"]:
+        target_ticks = 10**12
+
+    def primer(rng):
+        if cfg["primer"] == "none":
+            return np.zeros((0, len(FIELDS)), np.int32)
+        if kit["midi_primer"] is not None:
+            return kit["midi_primer"]
+        return dev_primer(kit["dev_pieces"], rng, cfg["primer_events"], want)
+
+    def sample(tracks: list[int], draw: int) -> list[dict]:
+        seeds = [track_seed(kit["run_seed"], i, draw) for i in tracks]
+        rngs = [np.random.default_rng(s) for s in seeds]
+        primers = [primer(rng) for rng in rngs]
+        seqs = generate_tracks(session.sampler, session.field_sampler, primers, rngs, target_ticks,
+                               max_events + max(map(len, primers)), profile.hold_limit_ticks,
+                               max(cfg["primer_events"], profile.context_events or 0) or None)
+        return [{"seq": seq, "seed": seed, "primer_events": len(p)} for seq, seed, p in zip(seqs, seeds, primers)]
+    check = functools.partial(take_report, vocab=session.vocab, ranges=profile.ranges, grid=kit["grid"])
+    return {"takes": draw_takes(sample, indices, cfg["redraws"], check, log.append), "log": log}
+
+
+class GenerateStage(Stage):
+    name = "generate"
+    takes = (catalog.VOCABULARY, catalog.SEQUENCES, catalog.PROFILE, catalog.MEMBERS, catalog.ENSEMBLE,
+             catalog.MODEL_VOCABULARY)
+    gives = (catalog.TAKES,)
+    reads = ("generate", "run.seed", "train.threads")
+    help = "sample event sequences from the ensemble (temperature, top-k, top-p, primer, seed)"
+
+    def external_inputs(self, params, root):
+        # The primer is a mode or a MIDI file; a file counts by its bytes, never its path.
+        primer = params.generate.primer
+        if primer in ("dev", "none"):
+            return {"primer": primer}
+        return {"primer": path_digest(root / primer)}
+
+    def check(self, params, root):
+        unknown = sorted(set(params.generate.fields) - set(FIELDS))
+        if unknown:
+            raise StageError(f"config key generate.fields: {', '.join(unknown)} is not a field "
+                             f"(fields: {', '.join(FIELDS)})")
+        primer = params.generate.primer
+        if primer not in ("dev", "none") and not (root / primer).is_file():
+            raise StageError(f"primer {primer}: file not found (generate.primer is "
+                             "'dev', 'none' or a MIDI file)")
+
+    def run(self, ctx: StageContext) -> dict:
+        cfg = ctx.params.generate
+        encoded = catalog.read_encoded(ctx.source(catalog.SEQUENCES))
+        vocab = encoded.vocab
+        profile = catalog.read_profile(ctx.source(catalog.PROFILE))
+        train_dir = ctx.source(catalog.ENSEMBLE)
+        models_window = encoded.window
+        midi_primer = None
+        if cfg.primer not in ("dev", "none"):
+            midi_primer = primer_from_midi(ctx.path(cfg.primer), vocab, models_window)
+        grid = int(vocab.config.get("grid", 12))
+        kit = {"train": catalog.ensemble_files(train_dir), "vocab": vocab, "profile": profile,
+               "midi_primer": midi_primer, "grid": grid, "dev_pieces": encoded.sequences("dev"),
+               "settings": {k: getattr(cfg, k) for k in SETTINGS},
+               "batch": min(cfg.batch_tracks, cfg.tracks), "run_seed": ctx.params.run.seed,
+               "threads": ctx.params.train.threads}
+        kit["digest"] = hashlib.sha256(b"".join(kit["train"][k] for k in sorted(kit["train"])) + repr(
+            (kit["settings"], kit["batch"], kit["threads"])).encode()).hexdigest()
+        del encoded
+        # Batches of tracks, in turn here or one Ray task each; a track's seed and numbers do not
+        # depend on the batch it is in, so every executor gives the same takes.
+        size = cfg.batch_tracks
+        batches = [list(range(i, min(i + size, cfg.tracks))) for i in range(0, cfg.tracks, size)]
+        chosen = []
+        for result in ctx.fan_out(_batch_job, batches, total=len(batches), unit="batch", shared=kit,
+                                  cpus=kit["threads"]):
+            for line in result["log"]:
+                ctx.log(line)
+            chosen += result["takes"]
+        takes = catalog.Takes(grid, None if cfg.events else cfg.bars, vocab.fingerprint())
+        for i, take in enumerate(chosen):
+            seq = take["seq"]
+            events, _ = vocab.decode_events(seq)
+            takes.tracks.append(catalog.Take(
+                index=i + 1, seed=take["seed"], primer_events=take["primer_events"], draws=take["draws"],
+                checks=take["checks"], flagged=bool(take["checks"]["failed"]), ids=seq.tolist(),
+                tokens=[list(t) for t in vocab.decode(seq)], self_repetition=round(self_repetition(seq), 4),
+                distinct_events=len({tuple(r) for r in seq.tolist()}), chords=sum(e.is_chord for e in events),
+                melody_notes=sum(e.pitch is not None for e in events)))
+        catalog.write_takes(ctx.out_dir, takes)
+        for t in takes.tracks:
+            ctx.log(f"track {t.index}: {len(t.ids)} events ({t.chords} chords, {t.melody_notes} melody notes), "
+                    f"{t.distinct_events} distinct, self-repetition {t.self_repetition:.2f}, take {t.draws}")
+        tracks = takes.tracks
+        return {"tracks": len(tracks), "events": [len(t.ids) for t in tracks],
+                "self_repetition": [t.self_repetition for t in tracks],
+                "distinct_events": [t.distinct_events for t in tracks], "seeds": [t.seed for t in tracks],
+                "takes": [t.draws for t in tracks], "redraws": sum(t.draws - 1 for t in tracks),
+                "flagged": [t.index for t in tracks if t.flagged],
+                "checks_failed": {t.index: t.checks["failed"] for t in tracks if t.flagged}}

@@ -1,0 +1,68 @@
+"""render: MIDI -> stereo float WAV with FluidSynth, at render.sample_rate, or at half of it when
+the master low-passes at or below an eighth of it (audio/fluidsynth.py: render_rate).
+FluidSynth's version (`fluidsynth --version`) is part of the stage's key."""
+from __future__ import annotations
+
+from ..audio.fluidsynth import check_fluidsynth, check_soundfont, render_rate, render_wav_bytes
+from ..core import atomic
+from ..core.errors import StageError
+from ..core.hashing import path_digest
+from ..core.runner import Stage, StageContext
+from . import catalog
+
+
+def _render_job(shared, job) -> dict:
+    soundfont, sample_rate, gain = shared
+    midi_data, midi_name, wav_name = job
+    audio, info = render_wav_bytes(midi_data, midi_name, soundfont, sample_rate, gain)
+    return {"audio": catalog.Audio(wav_name, info["seconds"], sample_rate, peak=info["peak"]), "wav": audio}
+
+
+class RenderStage(Stage):
+    name = "render"
+    takes = (catalog.TRACKS, catalog.ARRANGED_MIDI)
+    gives = (catalog.RENDERS, catalog.RENDERED)
+    reads = ("render", "master.lowpass_hz")
+    binaries = ("fluidsynth",)
+    help = "render the arranged MIDI to WAV with FluidSynth and a SoundFont from soundfonts/"
+
+    def inputs(self, params):
+        return () if params.render.midi else self.takes  # --midi: the given files instead
+
+    def external_inputs(self, params, root):
+        digests = {"soundfont": path_digest(root / params.render.soundfont)}
+        if params.render.midi:
+            digests["midi"] = ",".join(path_digest(f) for f in catalog.given_midi_files(root / params.render.midi))
+        return digests
+
+    def check(self, params, root):
+        check_fluidsynth()
+        check_soundfont(root / params.render.soundfont)
+        if params.render.midi and not (root / params.render.midi).exists():
+            raise StageError(f"{params.render.midi}: MIDI file or folder not found (--midi / render.midi)")
+
+    def run(self, ctx: StageContext) -> dict:
+        p = ctx.params.render
+        if p.midi:
+            files = [(r.stem, path) for r, path in catalog.given_midi_records(ctx.path(p.midi))]
+        else:
+            arranged = ctx.source(catalog.ARRANGED_MIDI)
+            files = [(r.stem, arranged / catalog.midi_name(r)) for r in catalog.read_tracks(arranged)]
+        if not files:
+            raise StageError(f"nothing to render in {p.midi or 'the arrange artifact'}")
+        rate = render_rate(p.sample_rate, ctx.params.master.lowpass_hz)
+        if rate != p.sample_rate:
+            ctx.log(f"rendering at {rate} Hz: the master low-passes at {ctx.params.master.lowpass_hz:g} Hz "
+                    f"and delivers at {p.sample_rate} Hz")
+        # Each job carries its MIDI bytes and hands back WAV bytes, written here as they come.
+        jobs = ((midi.read_bytes(), midi.name, f"{stem}.wav") for stem, midi in files)
+        rendered = []
+        for r in ctx.fan_out(_render_job, jobs, total=len(files), workers=p.workers,
+                             shared=(ctx.path(p.soundfont), rate, p.gain)):
+            audio = r["audio"]
+            atomic.write_bytes(ctx.out_dir / audio.file, r["wav"])
+            rendered.append(audio)
+            ctx.log(f"{audio.file}: {audio.seconds:.1f}s, peak {audio.peak:.2f}")
+        catalog.write_audio(ctx.out_dir, catalog.RENDERS, rendered)
+        return {"files": len(rendered), "audio_seconds": round(sum(a.seconds for a in rendered), 2),
+                "sample_rate": rate}
