@@ -9,7 +9,7 @@ from helpers import ROOT
 from lofi_pipeline.core.config import load_config
 from lofi_pipeline.music.arrangement import arrange_track
 from lofi_pipeline.music.checks import DataProfile
-from lofi_pipeline.music.harmonise import chord_root, voice_chord
+from lofi_pipeline.music.harmonise import voice_chord
 from lofi_pipeline.music.humanise import swing_beats
 from lofi_pipeline.music.token_format import tokens_to_events
 
@@ -33,8 +33,17 @@ def test_decoding_drops_unknown_tokens_and_counts_them():
     assert [e.onset for e in events] == [0, 12, 18, 24, 36]
 
 
+def test_the_keys_and_bass_play_the_generated_root_and_quality():
+    """C6 and Am7 share their notes; a generated C6 is voiced from C, and the bass plays C."""
+    c6 = [("48", "0", "6", "-", "-", "2"), ("48", "9", "m7", "-", "-", "2")] * 4
+    _, parts, _ = arrange_track(c6, 12, 8, 5, cfg('arrange.key="C"', "arrange.intro_bars=0"), "Test")
+    bass = sorted((round(s), p % 12) for s, _, p, _ in parts[2].notes if round(s) % 4 == 0 and abs(s - round(s)) < 0.1)
+    assert [pc for _, pc in bass[:4]] == [0, 9, 0, 9]  # C6, then Am7: two harmonies, each from its root
+    lowest = {round(s): min(p for s2, _, p, _ in parts[0].notes if abs(s2 - s) < 0.2) for s, _, _, _ in parts[0].notes}
+    assert lowest[0] % 12 == 0 and lowest[4] % 12 == 9
+
+
 def test_chord_helpers():
-    assert chord_root([0, 4, 7]) == 0 and chord_root([2, 7, 11]) == 7 and chord_root([0, 5, 9]) == 5
     assert voice_chord([0, 4, 7], 0, extensions=True) == sorted(voice_chord([0, 4, 7], 0, True))
     assert {p % 12 for p in voice_chord([0, 4, 7], 0, True)} == {0, 2, 4, 7, 11}
     assert {p % 12 for p in voice_chord([9, 0, 4], 9, True)} == {9, 0, 4, 7, 11}

@@ -154,7 +154,7 @@ def test_a_new_run_name_retitles_the_mp3s(quick_run, tmp_path):
     args, out = copy_run(quick_run, tmp_path)
     run = lofi("all", *args, "--set", 'run.name="Rainy Window"')
     assert ran(run.stdout) == ["arrange", "render", "master", "export"]
-    exports = catalog.read_exports(out / "export")
+    exports = catalog.exports.read(out / "export")
     titles = [str(ID3(out / e.file)["TIT2"]) for e in exports]
     assert titles == ["Rainy Window 01", "Rainy Window 02"]
     assert {str(ID3(out / e.file)["TALB"]) for e in exports} == {"Rainy Window"}
@@ -165,7 +165,7 @@ def test_a_music_library_gets_its_copies_even_when_everything_is_cached(quick_ru
     library = tmp_path / "Music" / "lofi"
     run = lofi("all", *args, "--set", f'export.playlist_dir="{library}"')
     assert ran(run.stdout) == []  # not an output setting: nothing is rebuilt
-    exported = [e.file for e in catalog.read_exports(out / "export")]
+    exported = [e.file for e in catalog.exports.read(out / "export")]
     assert all((library / f).is_file() for f in exported)
     assert [p for _, p in read_playlist(library / "playlist.m3u8")] == exported
     (library / exported[0]).unlink()

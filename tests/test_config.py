@@ -4,10 +4,11 @@ import tomllib
 import pytest
 
 from helpers import ROOT
-from lofi_pipeline.core.config import SECTIONS, Config, ConfigError, load_config
+from lofi_pipeline.core.config import SECTIONS, Config, ConfigError, config_file_text, load_config
 
 
 def test_lofi_toml_lists_every_key_at_its_default():
+    assert (ROOT / "lofi.toml").read_text() == config_file_text(), "run `lofi config > lofi.toml`"
     listed = tomllib.loads((ROOT / "lofi.toml").read_text())
     defaults = Config()
     assert set(listed) == set(SECTIONS)  # every section, and no profile (quick is built in)

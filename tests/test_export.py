@@ -11,7 +11,7 @@ from lofi_pipeline.audio.loudness import integrated_lufs
 from lofi_pipeline.audio.playlist import merge_playlist, read_playlist
 from lofi_pipeline.core.runner import Runner
 from lofi_pipeline.pipeline import build_stages
-from lofi_pipeline.stages.catalog import read_exports
+from lofi_pipeline.stages import catalog
 
 
 def test_playlist_merge_appends_without_duplicates(tmp_path):
@@ -43,7 +43,7 @@ def test_render_master_export_from_a_midi_file(song, tmp_path, quick_cfg):
     assert (render_sr, sr) == (22050, 44100)  # lofi preset: rendered at half rate, delivered at 44.1 kHz
     midi_seconds = mido.MidiFile(song).length
     assert abs(mastered.shape[1] / sr - midi_seconds) < 1.0
-    exports = read_exports(out / "export")
+    exports = catalog.exports.read(out / "export")
     mp3 = out / exports[0].file
     decoded, sr = read_mp3(mp3)
     assert sr == 44100 and abs(decoded.shape[1] / sr - midi_seconds) < 1.0

@@ -9,7 +9,7 @@ import pytest
 
 from helpers import ROOT, quick_config, song_bytes, write_zip
 from lofi_pipeline.core import atomic, hashing
-from lofi_pipeline.core.config import INPUT, MASTER_PRESETS, PARAM, RUNTIME, SECTION_CLASSES, SECTIONS, Config
+from lofi_pipeline.core.config import INPUT, MASTER_PRESETS, PARAM, RUNTIME, SECTIONS, Config
 from lofi_pipeline.core.lock import LockedError, OutputsLock
 from lofi_pipeline.core.runner import Runner, artifact_digest
 from lofi_pipeline.pipeline import STAGE_NAMES, build_stages
@@ -93,8 +93,10 @@ def test_changing_a_config_key_rekeys_exactly_the_stages_that_read_it(tmp_path, 
         assert rekeyed == readers(section, field.name) != set(), f"nothing hashes {section}.{field.name}"
 
 
-def test_every_section_has_a_dataclass():
-    assert set(SECTION_CLASSES) == set(SECTIONS)
+def test_every_key_has_a_help_text_and_a_known_role():
+    for section, field in config_fields():
+        assert field.metadata["help"].strip(), f"{section}.{field.name}"
+        assert field.metadata["role"] in (PARAM, INPUT, RUNTIME)
 
 
 # -- code, libraries and programs are in the keys --------------------------------------------

@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .core.config import ConfigError, load_config
+from .core.config import ConfigError, config_file_text, load_config
 from .core.errors import StageError
 from .core.lock import LockedError, OutputsLock
 from .core.runner import Runner
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("archives", nargs="*", metavar="ARCHIVE",
                    help="zips or folders of MIDI files (default: run.archive, i.e. dataset/default.zip)")
     _common(p)
+    sub.add_parser("config", help="print a config file with every key at its default (lofi config > lofi.toml)")
     p = sub.add_parser("status", help="show which artifacts are fresh or stale, and why")
     _common(p)
     p = sub.add_parser("report", help="write outputs/report.html from the built artifacts")
@@ -194,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "evaluate":
             return cmd_evaluate(args)
+        if args.command == "config":
+            print(config_file_text(), end="")
+            return 0
         cfg = _config(args)
         runner = Runner(cfg, build_stages(), project_root(args))
         if args.command == "status":

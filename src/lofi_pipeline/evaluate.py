@@ -30,7 +30,7 @@ def summarise(runner: Runner, archive: str) -> dict:
         return (runner.manifest(stage) or {}).get("stats", {})
     intake, extract, encode, train = stats("intake"), stats("extract"), stats("encode"), stats("train")
     takes = catalog.read_takes(runner.artifact_dir("generate"))
-    records = catalog.read_tracks(runner.artifact_dir("arrange"))
+    records = catalog.tracks.read(runner.artifact_dir("arrange"))
     profile = catalog.read_profile(runner.artifact_dir("encode"))
     test = catalog.read_metrics(runner.artifact_dir("train"))["test"]
     members = {k: v["nll"] for k, v in test.items() if k.startswith("member_")}

@@ -91,10 +91,10 @@ REPORT_PATHS = ("report", "report.html")
 
 
 def _tracks_section(runner: Runner, folder: Path) -> str:
-    exports = catalog.read_exports(runner.artifact_dir("export"))
+    exports = catalog.exports.read(runner.artifact_dir("export"))
     records = {}
     if runner.manifest("arrange") is not None and not runner.cfg.render.midi:
-        records = {r.index: r for r in catalog.read_tracks(runner.artifact_dir("arrange"))}
+        records = {r.index: r for r in catalog.tracks.read(runner.artifact_dir("arrange"))}
     parts = ["<section><h2>Tracks</h2>"]
     for e in exports:
         r = records.get(e.index)

@@ -1,16 +1,18 @@
-"""One config object: the defaults here, then a config file (lofi.toml), then a profile, then
---set overrides (a master preset sits between the file and the profile).
+"""One config object: the defaults, then a config file (lofi.toml), then a profile, then --set
+overrides (a master preset sits between the file and the profile).
 
-The defaults here are the real ones: lofi.toml lists the same values (a test compares them key
-by key), so a run without the file behaves as one with it. Every field declares its allowed
-range in its metadata, so a bad value is reported as one line naming the key and the range
-before any long work starts. The module is long because it lists every key with its range.
+Every key is declared once, in settings.toml beside this module: its default, its allowed range
+or choices, its role for the cache and what it does. The sections' dataclasses are built from
+that table, so a bad value is reported as one line naming the key and the range before any
+long work starts; `lofi config` writes lofi.toml from it, so a run without the file behaves as
+one with it.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import importlib.util
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,150 +27,29 @@ class ConfigError(ValueError):
 # it. INPUT: a path whose bytes (never the path itself) go into the key. RUNTIME: where or how
 # fast work runs (worker counts, threads, folders); it never changes an artifact's bytes.
 PARAM, INPUT, RUNTIME = "param", "input", "runtime"
+SPEC = tomllib.loads((Path(__file__).with_name("settings.toml")).read_text())
 
 
-def opt(default, lo=None, hi=None, choices=None, role=PARAM):
-    meta = {"lo": lo, "hi": hi, "choices": choices, "role": role}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
-    return field(default=default, metadata=meta)
+def _section_class(name: str):
+    """A dataclass of one section's keys, each with its default and, in its metadata, its
+    range, choices, role and help."""
+    fields = []
+    for key, spec in SPEC[name].items():
+        default = spec["default"]
+        meta = {"lo": spec.get("min"), "hi": spec.get("max"), "choices": tuple(spec.get("choices", ())) or None,
+                "role": spec.get("role", PARAM), "help": spec["help"]}
+        if isinstance(default, (list, dict)):
+            factory = lambda d=default: copy.deepcopy(d)  # noqa: E731 (a default per instance)
+            fields.append((key, type(default), field(default_factory=factory, metadata=meta)))
+        else:
+            fields.append((key, type(default), field(default=default, metadata=meta)))
+    cls = dataclasses.make_dataclass(f"{name.capitalize()}Config", fields)
+    cls.__module__ = __name__  # so that instances pickle (to worker processes) by reference
+    return cls
 
 
-@dataclass
-class RunConfig:
-    seed: int = opt(1234, 0, 2**31 - 1)
-    name: str = opt("Late Night Study")
-    archive: str = opt("", role=INPUT)
-    outputs: str = opt("outputs", role=RUNTIME)
-    executor: str = opt("local", choices=("local", "ray"), role=RUNTIME)
-    ray_address: str = opt("", role=RUNTIME)
-
-
-@dataclass
-class IntakeConfig:
-    max_entry_mib: float = opt(32.0, 0.001, 1024)
-    max_total_mib: float = opt(512.0, 0.001, 65536)
-    max_entries: int = opt(50000, 1, 10**7)
-    max_files: int = opt(0, 0, 10**7)
-    max_ratio: float = opt(100.0, 1.0, 100000.0)
-    max_read_mib: float = opt(1024.0, 0.001, 1048576)
-
-
-@dataclass
-class ExtractConfig:
-    onset_tolerance_ms: float = opt(60.0, 0.0, 500.0)
-    min_tempo_bpm: float = opt(20.0, 1.0, 1000.0)
-    max_tempo_bpm: float = opt(400.0, 1.0, 10000.0)
-    min_notes: int = opt(4, 1, 10**6)
-    workers: int = opt(2, 1, 64, role=RUNTIME)
-    max_beats: int = opt(4000, 8, 10**6)
-
-
-@dataclass
-class EncodeConfig:
-    window: int = opt(32, 4, 1024)
-    stride: int = opt(1, 1, 1024)
-    dev_share: float = opt(0.1, 0.01, 0.45)
-    test_share: float = opt(0.15, 0.01, 0.45)
-    velocity_bins: int = opt(4, 1, 32)
-    checks_quantile: float = opt(0.025, 0.0, 0.5)
-
-
-@dataclass
-class TrainConfig:
-    members: int = opt(3, 1, 16)
-    epochs: int = opt(12, 1, 1000)
-    patience: int = opt(2, 1, 100)
-    batch_size: int = opt(256, 1, 65536)
-    learning_rate: float = opt(0.003, 1e-6, 1.0)
-    embed_dim: int = opt(64, 2, 4096)
-    conv_filters: int = opt(96, 1, 4096)
-    kernel_sizes: list = opt([3, 5, 7])
-    lstm_units: list = opt([96, 80, 112])
-    attention_heads: int = opt(2, 1, 64)
-    dropout: float = opt(0.2, 0.0, 0.9)
-    ngram_order: int = opt(3, 2, 5)
-    # Threads per member are part of the key: float sums split over another number of threads
-    # round differently (the quick profile's weights differ between 1 and 2 threads).
-    threads: int = opt(2, 1, 256)
-    member_gpus: float = opt(0.0, 0.0, 16.0)
-
-
-@dataclass
-class GenerateConfig:
-    tracks: int = opt(4, 1, 10000)
-    batch_tracks: int = opt(16, 1, 1024)
-    bars: int = opt(52, 1, 10000)
-    events: int = opt(0, 0, 10**6)
-    temperature: float = opt(1.0, 0.01, 10.0)
-    top_k: int = opt(30, 0, 100000)
-    top_p: float = opt(0.95, 0.01, 1.0)
-    combine: str = opt("mean", choices=("mean", "product", "weighted"))
-    weights: list = opt([])
-    repetition_penalty: float = opt(1.0, 1.0, 10.0)
-    repetition_window: int = opt(16, 0, 1024)
-    fields: dict = opt({"pitch": {"temperature": 0.75}})
-    primer: str = opt("dev", role=INPUT)
-    primer_events: int = opt(8, 0, 1024)
-    redraws: int = opt(3, 0, 20)
-
-
-@dataclass
-class ArrangeConfig:
-    tempo_min_bpm: int = opt(70, 40, 200)
-    tempo_max_bpm: int = opt(90, 40, 200)
-    key: str = opt("auto")
-    swing: float = opt(0.58, 0.5, 0.75)
-    humanize_ms: float = opt(8.0, 0.0, 60.0)
-    velocity_jitter: int = opt(6, 0, 40)
-    extensions: bool = opt(True)
-    keys_program: int = opt(4, 0, 127)
-    lead_program: int = opt(11, 0, 127)
-    bass_program: int = opt(33, 0, 127)
-    drum_kit: int = opt(32, 0, 127)
-    intro_bars: int = opt(2, 0, 64)
-    outro_bars: int = opt(2, 0, 64)
-    workers: int = opt(2, 1, 64, role=RUNTIME)
-
-
-@dataclass
-class RenderConfig:
-    soundfont: str = opt("soundfonts/default.sf2", role=INPUT)
-    midi: str = opt("", role=INPUT)
-    sample_rate: int = opt(44100, 8000, 192000)
-    gain: float = opt(0.4, 0.01, 10.0)
-    workers: int = opt(2, 1, 64, role=RUNTIME)
-
-
-@dataclass
-class MasterConfig:
-    preset: str = opt("lofi", choices=("clean", "lofi", "dusty"))
-    highpass_hz: float = opt(40.0, 0.0, 2000.0)
-    lowpass_hz: float = opt(5500.0, 500.0, 22000.0)
-    low_shelf_db: float = opt(2.0, -24.0, 24.0)
-    high_shelf_db: float = opt(-3.0, -24.0, 24.0)
-    compressor_threshold_db: float = opt(-18.0, -60.0, 0.0)
-    compressor_ratio: float = opt(2.5, 1.0, 20.0)
-    reverb_room_size: float = opt(0.35, 0.0, 1.0)
-    reverb_wet: float = opt(0.18, 0.0, 1.0)
-    bitcrush_bits: float = opt(0.0, 0.0, 32.0)
-    resample_hz: float = opt(0.0, 0.0, 192000.0)
-    crackle_per_second: float = opt(6.0, 0.0, 1000.0)
-    crackle_db: float = opt(-30.0, -120.0, 0.0)
-    hiss_db: float = opt(-48.0, -120.0, 0.0)
-    wow_cents: float = opt(8.0, 0.0, 100.0)
-    flutter_cents: float = opt(2.0, 0.0, 50.0)
-    target_lufs: float = opt(-14.0, -40.0, -5.0)
-    true_peak_db: float = opt(-1.0, -20.0, 0.0)
-    workers: int = opt(2, 1, 64, role=RUNTIME)
-
-
-@dataclass
-class ExportConfig:
-    bitrate_kbps: int = opt(192, 32, 320)
-    artist: str = opt("lofi_pipeline")
-    playlist_dir: str = opt("", role=RUNTIME)
-    workers: int = opt(2, 1, 64, role=RUNTIME)
+RunConfig, IntakeConfig, ExtractConfig, EncodeConfig, TrainConfig, GenerateConfig, ArrangeConfig, RenderConfig, \
+    MasterConfig, ExportConfig = (_section_class(name) for name in SPEC)
 
 
 @dataclass
@@ -210,57 +91,56 @@ def _frozen(value):
 
 
 def field_role(section: str, key: str) -> str:
-    f = {f.name: f for f in dataclasses.fields(globals()[SECTION_CLASSES[section]])}[key]
-    return f.metadata.get("role", PARAM)
+    return SPEC[section][key].get("role", PARAM)
 
 
-class SectionView:
-    """One config section as a stage sees it: the keys it declared, read-only. It travels to
-    worker processes and Ray tasks as it is (it pickles), so domain code reads settings by
-    attribute whether it runs in the stage or in a worker."""
-    __slots__ = ("_values", "_owner", "_name")
+class _View:
+    """Attribute access to a fixed mapping, read-only; a missing name raises `_missing(name)`."""
+    __slots__ = ("_values", "_owner")
 
-    def __init__(self, values: dict[str, Any], owner: str, name: str):
-        object.__setattr__(self, "_values", dict(values))
+    def __init__(self, values: dict[str, Any], owner: str):
+        object.__setattr__(self, "_values", values)
         object.__setattr__(self, "_owner", owner)
-        object.__setattr__(self, "_name", name)
 
-    def __getattr__(self, key: str):
+    def __getattr__(self, name: str):
         try:
-            return self._values[key]
+            return self._values[name]
         except KeyError:
-            raise AttributeError(f"stage {self._owner} does not read {self._name}.{key}: add it to the stage's "
-                                 "`reads` so that it is part of the stage's key") from None
+            raise AttributeError(self._missing(name)) from None
 
     def __setattr__(self, key, value):
         raise AttributeError(f"config is read-only inside stage {self._owner}")
+
+
+class SectionView(_View):
+    """One config section as a stage sees it: the keys it declared. It travels to worker
+    processes and Ray tasks as it is (it pickles), so domain code reads settings by attribute
+    whether it runs in the stage or in a worker."""
+    __slots__ = ("_name",)
+
+    def __init__(self, values: dict[str, Any], owner: str, name: str):
+        super().__init__(dict(values), owner)
+        object.__setattr__(self, "_name", name)
+
+    def _missing(self, key: str) -> str:
+        return (f"stage {self._owner} does not read {self._name}.{key}: add it to the stage's `reads` so that "
+                "it is part of the stage's key")
 
     def __reduce__(self):
         return SectionView, (self._values, self._owner, self._name)
 
 
-class ParamView:
+class ParamView(_View):
     """What a stage may know of the config: exactly the keys it declared, read-only.
     Reading anything else raises, so a setting cannot change output without changing the key."""
-    __slots__ = ("_sections", "_owner")
+    __slots__ = ()
 
-    def __init__(self, sections: dict[str, SectionView], owner: str):
-        object.__setattr__(self, "_sections", sections)
-        object.__setattr__(self, "_owner", owner)
-
-    def __getattr__(self, name: str) -> SectionView:
-        try:
-            return self._sections[name]
-        except KeyError:
-            raise AttributeError(f"stage {self._owner} reads nothing from config section [{name}]: add it to "
-                                 "the stage's `reads`") from None
-
-    def __setattr__(self, key, value):
-        raise AttributeError(f"config is read-only inside stage {self._owner}")
+    def _missing(self, name: str) -> str:
+        return f"stage {self._owner} reads nothing from config section [{name}]: add it to the stage's `reads`"
 
     def items(self):
         """(section.key, value) for every key in the view."""
-        for name, view in self._sections.items():
+        for name, view in self._values.items():
             for k, v in view._values.items():
                 yield f"{name}.{k}", v
 
@@ -291,8 +171,8 @@ PROFILES = {
 # Keys that moved: a config file that still names the old place is told where they went.
 MOVED = {"generate.checks_quantile": "encode.checks_quantile"}
 
-SECTIONS = [f.name for f in dataclasses.fields(Config) if f.name != "profile"]
-SECTION_CLASSES = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "profile"}
+SECTIONS = list(SPEC)
+assert SECTIONS == [f.name for f in dataclasses.fields(Config) if f.name != "profile"]
 
 
 def _check_value(key: str, f: dataclasses.Field, value: Any) -> Any:
@@ -412,3 +292,33 @@ def _check_consistency(cfg: Config) -> None:
     if cfg.master.lowpass_hz >= cfg.render.sample_rate / 2:
         raise ConfigError(f"config key master.lowpass_hz: {cfg.master.lowpass_hz} must be below "
                           f"half the sample rate ({cfg.render.sample_rate / 2:g})")
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+CONFIG_HEADER = """\
+# lofi_pipeline configuration: every key at its default, with what it does. Change a value here,
+# or for one run with `--set section.key=value`. A profile (`--profile NAME`) overrides some
+# keys: `quick` is built in; add your own as [profile.NAME] tables of section.key = value lines.
+# Relative paths are taken from this file's folder. `lofi config > lofi.toml` writes it afresh.
+"""
+
+
+def config_file_text() -> str:
+    """lofi.toml as shipped: every key at its default, each with its help as a comment."""
+    lines = [CONFIG_HEADER]
+    for section, keys in SPEC.items():
+        lines.append(f"[{section}]")
+        for key, spec in keys.items():
+            setting = f"{key} = {_toml_value(spec['default'])}"
+            lines.append(f"{setting:<28} # {spec['help']}")
+        lines.append("")
+    return "\n".join(lines)

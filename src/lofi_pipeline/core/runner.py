@@ -75,11 +75,10 @@ class StageContext:
 
     def source(self, artifact: Artifact) -> Path:
         """The folder holding an artifact this stage takes (its catalog reader reads it there)."""
-        try:
-            return self.sources[artifact]
-        except KeyError:
+        if artifact not in self.sources:
             raise StageError(f"stage {self.stage} reads {artifact} without taking it: add it to the stage's "
-                             "`takes` so that it is part of the stage's key") from None
+                             "`takes` so that it is part of the stage's key")
+        return self.sources[artifact]
 
     def record_output(self, path: Path) -> None:
         """Declare a file written outside the stage's folder (under the outputs root)."""

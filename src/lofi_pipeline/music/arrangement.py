@@ -8,8 +8,8 @@ import numpy as np
 
 from ..core.errors import StageError
 from .drums import drum_bar
-from .harmonise import chord_root, chords_from_events, voice_chord
-from .harmony import BEATS_PER_BAR
+from .harmonise import Segment, chords_from_events, voice_chord
+from .harmony import BEATS_PER_BAR, MAX_HOLD_BARS
 from .humanise import humanise
 from .midi_io import Part, write_parts
 from .piece import PITCH_NAMES
@@ -41,17 +41,19 @@ def choose_transposition(key: str, minor: bool, rng: np.random.Generator) -> tup
     return shift, tonic + ("m" if minor else "")
 
 
-def lead_from_chords(chords, shift: int, rng: np.random.Generator, centre: int = 74) -> list:
+def lead_from_chords(chords: list[Segment], shift: int, grid: int, rng: np.random.Generator,
+                     centre: int = 74) -> list:
     """For all-chord material: a line through the chord tones, moving to the nearest tone
-    at most chord changes and drifting back towards `centre`, so it sings rather than jumps."""
+    at most chord changes and drifting back towards `centre`, so it sings rather than jumps.
+    Notes as (start, duration) in beats and pitch."""
     melody, prev = [], centre
-    for start, end, pcs in chords:
+    for chord in chords:
         if rng.random() > 0.75:
             continue
-        tones = [p for p in range(62, 87) if (p - shift) % 12 in pcs]
+        tones = [p for p in range(62, 87) if (p - shift) % 12 in chord.pitch_classes]
         moving = [p for p in tones if p != prev] or tones
         pitch = min(moving, key=lambda p: abs(p - prev) + 0.15 * abs(p - centre) + rng.random())
-        melody.append((start, min(end - start, 2.0), pitch))
+        melody.append((chord.start / grid, min((chord.end - chord.start) / grid, 2.0), pitch))
         prev = pitch
     return melody
 
@@ -85,14 +87,14 @@ def lead_source(notes: int, events: int, data) -> str:
 def arrange_events(events: list[Event], grid: int, bars: int, rng: np.random.Generator, cfg, data=None) -> dict:
     """The whole arrangement as parts of (beats) notes, before swing and humanising. `cfg` is
     the [arrange] settings; `data` the training pieces' profile (melody share, hold limit)."""
-    length = float(bars * BEATS_PER_BAR)
+    length = bars * BEATS_PER_BAR * grid
+    events = [e for e in events if e.onset < length]
     timeline = [Event(e.onset / grid, e.shift / grid, e.root, e.quality, e.pitch, e.duration / grid, e.velocity)
                 for e in events]
-    timeline = [e for e in timeline if e.onset < length]
     minor = detect_minor(timeline)
     shift, key = choose_transposition(cfg.key, minor, rng)
     intro, outro = min(cfg.intro_bars, bars // 3) * 4.0, min(cfg.outro_bars, bars // 3) * 4.0
-    outro_start = length - outro
+    outro_start = length / grid - outro
 
     def fade(t: float) -> float:
         return 1.0 if t < outro_start else max(0.35, 1 - 0.65 * (t - outro_start) / max(outro, 1))
@@ -101,12 +103,12 @@ def arrange_events(events: list[Event], grid: int, bars: int, rng: np.random.Gen
     lead = Part("Lead", 1, cfg.lead_program)
     bass = Part("Bass", 2, cfg.bass_program)
     drums = Part("Drums", 9, cfg.drum_kit)
-    hold = data.hold_limit_ticks / grid if data and data.hold_limit_ticks else 4.0 * BEATS_PER_BAR
-    chords, filled_beats = chords_from_events(timeline, length, hold)
-    for start, end, pcs in chords:
-        pcs_t = [(pc + shift) % 12 for pc in pcs]
-        root = chord_root(pcs_t)
-        for p in voice_chord(pcs_t, root, cfg.extensions):
+    hold = data.hold_limit_ticks if data and data.hold_limit_ticks else int(MAX_HOLD_BARS * BEATS_PER_BAR * grid)
+    chords, filled_ticks = chords_from_events(events, length, hold, grid)
+    for chord in chords:
+        start, end = chord.start / grid, chord.end / grid
+        root = (chord.root + shift) % 12
+        for p in voice_chord([(pc + shift) % 12 for pc in chord.pitch_classes], root, cfg.extensions):
             keys.add(start, (end - start) * 0.95, p, (56 + 4 * rng.random()) * fade(start))
         if intro <= start < outro_start:
             bass_root = 36 + (root - 36) % 12
@@ -120,12 +122,13 @@ def arrange_events(events: list[Event], grid: int, bars: int, rng: np.random.Gen
     lead_from = lead_source(len(notes), len(timeline), data)
     if lead_from == "learned melody":
         melody = [(e.onset, e.duration, e.pitch + shift) for e in notes]
-        silent = silent_bars(notes, int(np.ceil(length / BEATS_PER_BAR)))
+        silent = silent_bars(notes, bars)
         if silent:  # the lead would rest for bars on end: a chord-tone line there
-            melody += lead_from_chords([c for c in chords if int(c[0] // BEATS_PER_BAR) in silent], shift, rng)
+            resting = [c for c in chords if c.start // (BEATS_PER_BAR * grid) in silent]
+            melody += lead_from_chords(resting, shift, grid, rng)
             lead_from += f", chord tones in {len(silent)} bars without it"
     else:
-        melody = lead_from_chords(chords, shift, rng)
+        melody = lead_from_chords(chords, shift, grid, rng)
     for start, dur, pitch in melody:
         if start >= intro / 2:
             while pitch < 64:
@@ -137,8 +140,8 @@ def arrange_events(events: list[Event], grid: int, bars: int, rng: np.random.Gen
         phrase_end = (b + 1) % 8 == 0
         variant = 0 if b % 4 < 2 else int(rng.integers(1, 4))
         drum_bar(drums, b * 4.0, variant, phrase_end, rng, 1.0)
-    return {"parts": [keys, lead, bass, drums], "key": key, "transpose": shift, "length_beats": length,
-            "minor": minor, "lead": lead_from, "harmonised_bars": round(filled_beats / BEATS_PER_BAR, 2),
+    return {"parts": [keys, lead, bass, drums], "key": key, "transpose": shift, "length_beats": length / grid,
+            "minor": minor, "lead": lead_from, "harmonised_bars": round(filled_ticks / (BEATS_PER_BAR * grid), 2),
             "harmony_changes": len(chords)}
 
 

@@ -40,7 +40,7 @@ class ArrangeStage(Stage):
                     + ", ".join(f"{k} {v}" for k, v in r.notes_per_part.items())
                     + f"; {r.harmony_changes} chords, lead: {r.lead}"
                     + (f", {r.harmonised_bars:g} bars harmonised from the melody" if r.harmonised_bars else ""))
-        catalog.write_tracks(ctx.out_dir, records)
+        catalog.tracks.write(ctx.out_dir, records)
         return {"tracks": len(records), "seconds": [r.seconds for r in records], "lead": [r.lead for r in records],
                 "harmonised_bars": [r.harmonised_bars for r in records],
                 "unknown_dropped": sum(r.unknown_dropped for r in records)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -22,27 +23,24 @@ from ..music.piece import Piece
 from ..music.token_format import FIELDS, Vocabulary
 
 SPLITS = ("train", "dev", "test")
+R = TypeVar("R")
 
-SOURCE_MIDI = Artifact("intake", "midi/*.mid")
-SOURCE_FILES = Artifact("intake", "files.json")
-PIECES = Artifact("extract", "pieces.json")
-VOCABULARY = Artifact("encode", "vocab.json")
-SEQUENCES = Artifact("encode", "data.npz")
-SPLIT = Artifact("encode", "split.json")
-PROFILE = Artifact("encode", "profile.json")
-MEMBERS = Artifact("train", "members/*.keras")
-ENSEMBLE = Artifact("train", "members.json")
-MODEL_VOCABULARY = Artifact("train", "vocab.json")
-METRICS = Artifact("train", "metrics.json")
-METRICS_TABLE = Artifact("train", "metrics.txt")
-TAKES = Artifact("generate", "takes.json")
-TRACKS = Artifact("arrange", "tracks.json")
-ARRANGED_MIDI = Artifact("arrange", "track_*.mid")
-RENDERS = Artifact("render", "renders.json")
-RENDERED = Artifact("render", "*.wav")
-MASTERS = Artifact("master", "masters.json")
-MASTERED = Artifact("master", "*.wav")
-EXPORTS = Artifact("export", "exports.json")
+
+def _artifacts(stage: str, *patterns: str) -> tuple[Artifact, ...]:
+    return tuple(Artifact(stage, p) for p in patterns)
+
+
+# Each stage's artifacts, one line per stage.
+SOURCE_MIDI, SOURCE_FILES = _artifacts("intake", "midi/*.mid", "files.json")
+(PIECES,) = _artifacts("extract", "pieces.json")
+VOCABULARY, SEQUENCES, SPLIT, PROFILE = _artifacts("encode", "vocab.json", "data.npz", "split.json", "profile.json")
+MEMBERS, ENSEMBLE, MODEL_VOCABULARY, METRICS, METRICS_TABLE = _artifacts(
+    "train", "members/*.keras", "members.json", "vocab.json", "metrics.json", "metrics.txt")
+(TAKES,) = _artifacts("generate", "takes.json")
+TRACKS, ARRANGED_MIDI = _artifacts("arrange", "tracks.json", "track_*.mid")
+RENDERS, RENDERED = _artifacts("render", "renders.json", "*.wav")
+MASTERS, MASTERED = _artifacts("master", "masters.json", "*.wav")
+(EXPORTS,) = _artifacts("export", "exports.json")
 
 
 def _write(path: Path, obj) -> None:
@@ -60,6 +58,19 @@ def _read(folder: Path, artifact: Artifact):
 def _records(cls, rows: list[dict]) -> list:
     known = {f.name for f in fields(cls)}
     return [cls(**{k: v for k, v in row.items() if k in known}) for row in rows]
+
+
+class RecordFile(Generic[R]):
+    """An artifact that is a list of records of one dataclass, one per track or file."""
+
+    def __init__(self, artifact: Artifact, cls: type[R]):
+        self.artifact, self.cls = artifact, cls
+
+    def write(self, out_dir: Path, records: list[R]) -> None:
+        _write(out_dir / self.artifact.pattern, {"records": [asdict(r) for r in records]})
+
+    def read(self, folder: Path) -> list[R]:
+        return _records(self.cls, _read(folder, self.artifact)["records"])
 
 
 # -- intake --------------------------------------------------------------------------------------
@@ -263,7 +274,6 @@ class TrackRecord:
     notes_per_part: dict = field(default_factory=dict)
 
 
-
 def midi_name(record: TrackRecord) -> str:
     return f"{record.stem}.mid"
 
@@ -278,33 +288,26 @@ def given_midi_records(path: Path) -> list[tuple[TrackRecord, Path]]:
     return [(TrackRecord(index=i, stem=f.stem, title=f.stem), f) for i, f in enumerate(given_midi_files(path), 1)]
 
 
-def write_tracks(out_dir: Path, records: list[TrackRecord]) -> None:
-    _write(out_dir / TRACKS.pattern, {"tracks": [asdict(r) for r in records]})
-
-
-def read_tracks(folder: Path) -> list[TrackRecord]:
-    return _records(TrackRecord, _read(folder, TRACKS)["tracks"])
-
-
 # -- render, master ------------------------------------------------------------------------------
 @dataclass
-class Audio:
-    """One WAV a stage wrote: its file name and what was measured of it."""
+class Rendered:
+    """One WAV render wrote: its file name, length, sample rate and sample peak."""
     file: str
     seconds: float
     sample_rate: int
-    peak: float | None = None
-    lufs: float | None = None
-    true_peak_db: float | None = None
-    seed: int | None = None
+    peak: float
 
 
-def write_audio(out_dir: Path, artifact: Artifact, audio: list[Audio]) -> None:
-    _write(out_dir / artifact.pattern, {"audio": [asdict(a) for a in audio]})
-
-
-def read_audio(folder: Path, artifact: Artifact) -> list[Audio]:
-    return _records(Audio, _read(folder, artifact)["audio"])
+@dataclass
+class Mastered:
+    """One WAV master wrote: its file name, length and rate, its loudness and true peak, and the
+    seed of its vinyl-and-tape texture."""
+    file: str
+    seconds: float
+    sample_rate: int
+    lufs: float
+    true_peak_db: float
+    seed: int
 
 
 # -- export --------------------------------------------------------------------------------------
@@ -318,9 +321,7 @@ class Export:
     extinf: str
 
 
-def write_exports(out_dir: Path, exports: list[Export]) -> None:
-    _write(out_dir / EXPORTS.pattern, {"exports": [asdict(e) for e in exports]})
-
-
-def read_exports(folder: Path) -> list[Export]:
-    return _records(Export, _read(folder, EXPORTS)["exports"])
+tracks = RecordFile(TRACKS, TrackRecord)
+renders = RecordFile(RENDERS, Rendered)
+masters = RecordFile(MASTERS, Mastered)
+exports = RecordFile(EXPORTS, Export)

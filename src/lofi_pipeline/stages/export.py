@@ -43,11 +43,11 @@ class ExportStage(Stage):
     def run(self, ctx: StageContext) -> dict:
         p, run = ctx.params.export, ctx.params.run
         mastered = ctx.source(catalog.MASTERED)
-        masters = catalog.read_audio(mastered, catalog.MASTERS)
+        masters = catalog.masters.read(mastered)
         if ctx.params.render.midi:
             records = [r for r, _ in catalog.given_midi_records(ctx.path(ctx.params.render.midi))]
         else:
-            records = catalog.read_tracks(ctx.source(catalog.TRACKS))
+            records = catalog.tracks.read(ctx.source(catalog.TRACKS))
         by_stem = {r.stem: r for r in records}
         library = ctx.outputs_root / "tracks"
         library.mkdir(parents=True, exist_ok=True)
@@ -72,12 +72,12 @@ class ExportStage(Stage):
             exported.append(catalog.Export(record.index, f"tracks/{mp3.name}", tags["title"], round(seconds, 2),
                                            f"#EXTINF:{round(seconds)},{p.artist} - {tags['title']}"))
             ctx.log(f"tracks/{mp3.name}: {tags['title']} ({seconds:.0f}s)")
-        catalog.write_exports(ctx.out_dir, exported)
+        catalog.exports.write(ctx.out_dir, exported)
         return {"files": len(exported)}
 
     def deliver(self, ctx: StageContext) -> None:
         """On every run: the playlist lists this take, and a music library gets its copies."""
-        exports = catalog.read_exports(ctx.out_dir)
+        exports = catalog.exports.read(ctx.out_dir)
         entries = [(e.extinf, e.file) for e in exports]
         added = merge_playlist(ctx.outputs_root / PLAYLIST, entries)
         if added:

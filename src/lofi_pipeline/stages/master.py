@@ -12,8 +12,8 @@ def _master_job(shared, job) -> dict:
     p, output_rate = shared
     data, name, seed = job
     audio, info = master_wav_bytes(data, p, seed, output_rate)
-    return {"audio": catalog.Audio(name, info["seconds"], info["sample_rate"], lufs=info["lufs"],
-                                   true_peak_db=info["true_peak_db"], seed=seed), "wav": audio}
+    return {"audio": catalog.Mastered(name, info["seconds"], info["sample_rate"], info["lufs"],
+                                      info["true_peak_db"], seed), "wav": audio}
 
 
 class MasterStage(Stage):
@@ -25,7 +25,7 @@ class MasterStage(Stage):
 
     def run(self, ctx: StageContext) -> dict:
         rendered = ctx.source(catalog.RENDERED)
-        renders = catalog.read_audio(rendered, catalog.RENDERS)
+        renders = catalog.renders.read(rendered)
         p, seed = ctx.params.master, ctx.params.run.seed
         # Each job carries its render's bytes and hands back the master's, written here as they come.
         jobs = (((rendered / r.file).read_bytes(), r.file, texture_seed(seed, r.file)) for r in renders)
@@ -36,6 +36,6 @@ class MasterStage(Stage):
             atomic.write_bytes(ctx.out_dir / audio.file, r["wav"])
             results.append(audio)
             ctx.log(f"{audio.file}: {audio.lufs:.1f} LUFS, true peak {audio.true_peak_db:.1f} dBTP")
-        catalog.write_audio(ctx.out_dir, catalog.MASTERS, results)
+        catalog.masters.write(ctx.out_dir, results)
         return {"files": len(results), "lufs": [a.lufs for a in results],
                 "true_peak_db": [a.true_peak_db for a in results]}

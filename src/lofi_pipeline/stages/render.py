@@ -15,7 +15,7 @@ def _render_job(shared, job) -> dict:
     soundfont, sample_rate, gain = shared
     midi_data, midi_name, wav_name = job
     audio, info = render_wav_bytes(midi_data, midi_name, soundfont, sample_rate, gain)
-    return {"audio": catalog.Audio(wav_name, info["seconds"], sample_rate, peak=info["peak"]), "wav": audio}
+    return {"audio": catalog.Rendered(wav_name, info["seconds"], sample_rate, info["peak"]), "wav": audio}
 
 
 class RenderStage(Stage):
@@ -47,7 +47,7 @@ class RenderStage(Stage):
             files = [(r.stem, path) for r, path in catalog.given_midi_records(ctx.path(p.midi))]
         else:
             arranged = ctx.source(catalog.ARRANGED_MIDI)
-            files = [(r.stem, arranged / catalog.midi_name(r)) for r in catalog.read_tracks(arranged)]
+            files = [(r.stem, arranged / catalog.midi_name(r)) for r in catalog.tracks.read(arranged)]
         if not files:
             raise StageError(f"nothing to render in {p.midi or 'the arrange artifact'}")
         rate = render_rate(p.sample_rate, ctx.params.master.lowpass_hz)
@@ -63,6 +63,6 @@ class RenderStage(Stage):
             atomic.write_bytes(ctx.out_dir / audio.file, r["wav"])
             rendered.append(audio)
             ctx.log(f"{audio.file}: {audio.seconds:.1f}s, peak {audio.peak:.2f}")
-        catalog.write_audio(ctx.out_dir, catalog.RENDERS, rendered)
+        catalog.renders.write(ctx.out_dir, rendered)
         return {"files": len(rendered), "audio_seconds": round(sum(a.seconds for a in rendered), 2),
                 "sample_rate": rate}
