@@ -254,3 +254,29 @@ trap '{ray} stop --force >/dev/null 2>&1 || true' EXIT
 """
     return subprocess.run(["unshare", "-n", "bash", "-c", wrapper], cwd=ROOT, capture_output=capture, text=True,
                           timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def timed_rows(rows, metre: str = "4/4") -> list[tuple[str, ...]]:
+    """Token rows from a simpler description: (ticks to the next event, root, quality, pitch,
+    duration, velocity), as strings, each event placed in its bar (12 ticks a beat). A row whose
+    first token is special is written with that token as its bar field, and moves no time."""
+    from lofi_pipeline.music.token_format import bar_ticks
+    out, onset, last_bar = [], 0, 0
+    for shift, *rest in rows:
+        if shift.startswith("<"):
+            out.append((metre, shift, "0", *rest))
+            continue
+        bar, position = divmod(onset, bar_ticks(metre))
+        out.append((metre, str(bar - last_bar), str(position), *rest))
+        onset, last_bar = onset + int(shift), bar
+    return out
+
+
+def timed_events(rows, metre: str = "4/4"):
+    """Events from (ticks to the next event, root, quality, pitch, duration) rows (ints and None)."""
+    from lofi_pipeline.music.token_format import tokens_to_events
+    tokens = [(str(shift), *("-" if v is None else str(v) for v in (root, quality, pitch)),
+               "-" if pitch is None else str(duration), "2") for shift, root, quality, pitch, duration in rows]
+    events, dropped = tokens_to_events(timed_rows(tokens, metre))
+    assert dropped == 0
+    return events

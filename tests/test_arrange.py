@@ -5,7 +5,7 @@ import mido
 import numpy as np
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, timed_rows
 from lofi_pipeline.core.config import load_config
 from lofi_pipeline.music.arrangement import arrange_track
 from lofi_pipeline.music.checks import DataProfile
@@ -13,10 +13,12 @@ from lofi_pipeline.music.harmonise import voice_chord
 from lofi_pipeline.music.humanise import swing_beats
 from lofi_pipeline.music.token_format import tokens_to_events
 
-TOKENS = [("12", "0", "maj", "-", "-", "2"), ("6", "-", "-", "72", "6", "2"), ("6", "-", "-", "74", "6", "2"),
-          ("12", "5", "maj", "-", "-", "2"), ("<unk>", "-", "-", "-", "-", "2"),
-          ("24", "7", "maj", "-", "-", "2"), ("4", "-", "-", "67", "4", "2"), ("4", "-", "-", "69", "4", "2"),
-          ("4", "-", "-", "71", "4", "2"), ("24", "0", "maj", "-", "-", "2")] * 6
+TOKENS = timed_rows([("12", "0", "maj", "-", "-", "2"), ("6", "-", "-", "72", "6", "2"),
+                     ("6", "-", "-", "74", "6", "2"), ("12", "5", "maj", "-", "-", "2"),
+                     ("<unk>", "-", "-", "-", "-", "2"), ("24", "7", "maj", "-", "-", "2"),
+                     ("4", "-", "-", "67", "4", "2"), ("4", "-", "-", "69", "4", "2"),
+                     ("4", "-", "-", "71", "4", "2"), ("24", "0", "maj", "-", "-", "2")] * 6)
+SECTIONS = [["intro", 0, 2], ["A", 2, 6]]  # an intro of two bars, then the band
 
 
 def cfg(*overrides):
@@ -24,7 +26,8 @@ def cfg(*overrides):
 
 
 def arranged(seed=5, bars=8, *overrides):
-    return arrange_track(TOKENS, 12, bars, seed, cfg(*overrides), "Test")
+    sections = [["intro", 0, 2], ["A", 2, bars - 2]]
+    return arrange_track(TOKENS, 12, bars, seed, cfg(*overrides), "Test", sections=sections)
 
 
 def test_decoding_drops_unknown_tokens_and_counts_them():
@@ -35,8 +38,8 @@ def test_decoding_drops_unknown_tokens_and_counts_them():
 
 def test_the_keys_and_bass_play_the_generated_root_and_quality():
     """C6 and Am7 share their notes; a generated C6 is voiced from C, and the bass plays C."""
-    c6 = [("48", "0", "6", "-", "-", "2"), ("48", "9", "m7", "-", "-", "2")] * 4
-    _, parts, _ = arrange_track(c6, 12, 8, 5, cfg('arrange.key="C"', "arrange.intro_bars=0"), "Test")
+    c6 = timed_rows([("48", "0", "6", "-", "-", "2"), ("48", "9", "m7", "-", "-", "2")] * 4)
+    _, parts, _ = arrange_track(c6, 12, 8, 5, cfg('arrange.key="C"'), "Test")
     bass = sorted((round(s), p % 12) for s, _, p, _ in parts[2].notes if round(s) % 4 == 0 and abs(s - round(s)) < 0.1)
     assert [pc for _, pc in bass[:4]] == [0, 9, 0, 9]  # C6, then Am7: two harmonies, each from its root
     lowest = {round(s): min(p for s2, _, p, _ in parts[0].notes if abs(s2 - s) < 0.2) for s, _, _, _ in parts[0].notes}
@@ -68,7 +71,7 @@ def test_drums_are_boom_bap_with_a_fill_at_the_phrase_end():
     snares = [round(s, 2) for s, _, pitch, _ in drums.notes if pitch == 38]
     assert 8 + 1 in snares and 8 + 3 in snares  # backbeat in bar 3 (after a 2-bar intro)
     toms = [s for s, _, pitch, _ in drums.notes if pitch in (45, 47)]
-    assert toms and all(31 <= s < 32 for s in toms)  # the fill ends bar 8
+    assert toms and all(39 <= s < 40 for s in toms)  # the fill ends the 8th bar after the intro
 
 
 def test_length_and_rhythmic_variety():
@@ -119,8 +122,8 @@ def keys_chords(parts):
     return sorted(by_start.items())
 
 
-MELODY_ONLY = [("12", "0", "maj", "64", "12", "2")] + [
-    ("12", "-", "-", str(60 + (3 * i) % 12 + (i // 4) % 3 * 2), "12", "2") for i in range(1, 64)]
+MELODY_ONLY = timed_rows([("12", "0", "maj", "64", "12", "2")] + [
+    ("12", "-", "-", str(60 + (3 * i) % 12 + (i // 4) % 3 * 2), "12", "2") for i in range(1, 64)])
 DATA = DataProfile(pieces=10, quantile=0.025, ranges={}, pieces_inside=1.0, context_events=None, melody_share=0.6,
                    has_chords=True, hold_limit_ticks=96)
 
@@ -143,11 +146,11 @@ def test_a_long_melody_only_stretch_still_gets_moving_harmony():
 
 def test_the_lead_plays_the_learned_melody_where_the_data_has_one():
     _, parts, info = arrange_track(MELODY_ONLY, 12, 16, 5, cfg("arrange.swing=0.5", "arrange.humanize_ms=0"),
-                                   "Test", DATA)
+                                   "Test", DATA, [["intro", 0, 2], ["A", 2, 14]])
     assert info["lead"] == "learned melody"
     # Every melody note from where the lead joins (halfway through the 2-bar intro), on its beat.
     assert [round(start, 6) for start, _, _, _ in parts[1].notes] == list(range(4, 64))
-    chords_only = [row[:3] + ("-", "-", "2") for row in TOKENS]
+    chords_only = [row[:5] + ("-", "-", "2") for row in TOKENS]
     _, _, info = arrange_track(chords_only, 12, 8, 5, cfg(), "Test", DATA)
     assert info["lead"] == "chord tones (this take has no melody)"
     _, _, info = arrange_track(TOKENS, 12, 8, 5, cfg(), "Test", dataclasses.replace(DATA, melody_share=0.0))
@@ -157,7 +160,8 @@ def test_the_lead_plays_the_learned_melody_where_the_data_has_one():
 def test_where_a_take_leaves_the_melody_out_for_bars_the_lead_plays_chord_tones_there():
     tune = [("12", "0", "maj", "64", "12", "2")] + [("12", "-", "-", str(62 + i % 5), "12", "2") for i in range(7)]
     chords = [("48", str(r), "maj", "-", "-", "2") for r in (5, 7, 9, 0, 5, 7)]
-    _, parts, info = arrange_track(tune + chords, 12, 8, 5, cfg("arrange.swing=0.5", "arrange.humanize_ms=0"),
+    _, parts, info = arrange_track(timed_rows(tune + chords), 12, 8, 5,
+                                   cfg("arrange.swing=0.5", "arrange.humanize_ms=0"),
                                    "Test", DATA)
     assert info["lead"] == "learned melody, chord tones in 6 bars without it"
     lead_bars = {int(start // 4) for start, _, _, _ in parts[1].notes}

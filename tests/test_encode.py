@@ -7,7 +7,7 @@ from lofi_pipeline.core.errors import StageError
 from lofi_pipeline.music.midi_io import key_profiles, read_midi
 from lofi_pipeline.music.performance import analyse
 from lofi_pipeline.music.piece import ChordChange, NoteEvent, Piece
-from lofi_pipeline.music.token_format import MAX_STEPS, PAD, piece_to_events
+from lofi_pipeline.music.token_format import FIELDS, MAX_STEPS, PAD, piece_to_events
 from lofi_pipeline.stages.catalog import read_encoded, read_pieces
 from lofi_pipeline.stages.encode import grouped_split, make_windows, name_key, near_duplicate_groups
 
@@ -27,20 +27,25 @@ def test_events_are_where_the_melody_moves_or_the_chord_changes():
     assert events[0].label.startswith("Cmaj7 n")
 
 
-def test_a_long_gap_becomes_rest_events_so_time_is_kept():
-    piece = Piece("s", "gap", melody=[NoteEvent(0, 12, 72), NoteEvent(12 * 10, 12, 74)],
-                  chords=[ChordChange(0, 0, "maj")])
+def test_events_sit_in_bars_and_a_gap_of_many_bars_gets_rests_on_the_way():
+    piece = Piece("s", "gap", melody=[NoteEvent(12, 12, 72), NoteEvent(30, 6, 71), NoteEvent(48 * 7 + 24, 12, 74)],
+                  chords=[ChordChange(12, 0, "maj")], metre=[[0, "4/4"]])
     events = piece_to_events(piece)
-    assert [(e.onset, e.shift, e.label) for e in events] == [
-        (0, 48, "C n72/12"), (48, 48, "rest"), (96, 24, "rest"), (120, 12, "n74/12")]
+    assert [(e.bar, e.position, e.advance, e.label) for e in events] == [
+        (0, 12, 0, "C n72/12"), (0, 30, 0, "n71/6"), (4, 0, 4, "rest"), (7, 24, 3, "n74/12")]
+    assert [e.onset for e in events] == [12, 30, 48 * 4, 48 * 7 + 24]
+    assert [e.shift for e in events] == [18, 48 * 4 - 30, 48 * 3 + 24, 24]  # the last runs to its bar's end
+    waltz = Piece("s", "waltz", melody=[NoteEvent(t, 12, 72) for t in range(0, 36 * 3, 12)], metre=[[0, "3/4"]])
+    assert [(e.bar, e.position) for e in piece_to_events(waltz)] == [(b, p) for b in range(3) for p in (0, 12, 24)]
 
 
 def test_windows_are_left_padded_so_every_event_is_a_target():
-    seq = np.arange(2, 2 + 3 * 6, dtype=np.int32).reshape(3, 6)
+    n = len(FIELDS)
+    seq = np.arange(2, 2 + 3 * n, dtype=np.int32).reshape(3, n)
     x, y = make_windows([seq], window=4)
-    assert x.shape == (3, 4, 6) and y.tolist() == seq.tolist()
+    assert x.shape == (3, 4, n) and y.tolist() == seq.tolist()
     assert (x[0] == PAD).all() and x[2, -1].tolist() == seq[1].tolist() and (x[2, :2] == PAD).all()
-    _, y2 = make_windows([np.repeat(np.arange(10, dtype=np.int32)[:, None], 6, axis=1)], window=3, stride=4)
+    _, y2 = make_windows([np.repeat(np.arange(10, dtype=np.int32)[:, None], n, axis=1)], window=3, stride=4)
     assert y2[:, 0].tolist() == [0, 4, 8]
 
 

@@ -1,18 +1,20 @@
 import numpy as np
 import pytest
 
-from helpers import ROOT, midi_bytes, performed_song
+from helpers import ROOT, midi_bytes, performed_song, timed_rows
 from lofi_pipeline.core.errors import StageError
 from lofi_pipeline.core.runner import Runner
-from lofi_pipeline.model.ensemble import EnsembleSampler, generate_tracks
+from lofi_pipeline.model.compose import Composer, compose
+from lofi_pipeline.model.ensemble import EnsembleSampler
+from lofi_pipeline.model.form import Section, auto_form, form_string, parse_form
 from lofi_pipeline.model.members import model_inputs
 from lofi_pipeline.model.sampling import FieldSampler, sample_value
 from lofi_pipeline.model.takes import draw_takes, primer_from_midi, take_report, track_seed
-from lofi_pipeline.music.checks import data_ranges, figures
+from lofi_pipeline.music.checks import data_profile, loop_repeat_share
 from lofi_pipeline.music.statistics import self_repetition
-from lofi_pipeline.music.token_format import FIELDS, PAD, UNK, Vocabulary
+from lofi_pipeline.music.token_format import FIELDS, PAD, TARGETS, UNK, Vocabulary
 from lofi_pipeline.pipeline import build_stages
-from lofi_pipeline.stages.catalog import read_encoded, read_ensemble, read_takes
+from lofi_pipeline.stages.catalog import read_encoded, read_ensemble, read_profile, read_takes
 
 SETTINGS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0, "repetition_window": 0,
             "fields": {}}
@@ -57,15 +59,27 @@ def test_self_repetition_sees_loops():
     assert self_repetition([[i, i] for i in range(64)], size=16) == 0.0
 
 
-def test_field_sampler_keeps_chords_and_notes_whole_and_honours_per_field_settings():
+def test_field_sampler_keeps_chords_and_notes_whole_and_honours_masks_and_per_field_settings():
     vocab = Vocabulary.closed(4)
     rng = np.random.default_rng(0)
     sampler = FieldSampler(vocab, {**SETTINGS, "fields": {"pitch": {"top_k": 1}}})
     probs = {f: np.random.default_rng(i).dirichlet(np.ones(n)) for i, (f, n) in enumerate(zip(FIELDS, vocab.sizes))}
     top_pitch = 2 + int(np.argmax(probs["pitch"][2:]))
-    rows = [sampler.draw(lambda row: probs, rng, np.zeros((0, len(FIELDS)), np.int32)) for _ in range(200)]
+    on_the_beat = np.isin(vocab.value_table("position"), [0, 12, 24, 36])
+    on_the_beat[[PAD, UNK]] = False
+    rows = []
+    for _ in range(200):
+        row = np.zeros(len(FIELDS), np.int32)
+        row[0] = vocab.index["metre"]["4/4"]
+        row[1] = vocab.index["bar"]["1"]
+        for field in TARGETS[1:]:
+            mask = on_the_beat if field == "position" else None
+            row[FIELDS.index(field)] = sampler.draw_field(field, probs[field], rng, row, np.zeros((0, len(FIELDS))),
+                                                          mask)
+        rows.append(row)
     events, dropped = vocab.decode_events(np.array(rows))
     assert dropped == 0 and len(events) == 200  # never a root without a quality, nor a pitch without a duration
+    assert {e.position for e in events} <= {0, 12, 24, 36}
     assert {r[FIELDS.index("pitch")] for r in rows} == {top_pitch}
     assert len({r[FIELDS.index("root")] for r in rows}) > 5
 
@@ -81,7 +95,7 @@ def test_ensemble_combines_members_probabilities_per_field(trained):
     mean = probs(EnsembleSampler(models))
     product = probs(EnsembleSampler(models, "product"))
     weighted = probs(EnsembleSampler(models, "weighted", [1, 0]))
-    for f in FIELDS:
+    for f in TARGETS:
         assert np.allclose(mean[f], np.mean([o[f] for o in outs], axis=0), atol=1e-5)
         # product of experts: the normalised geometric mean of the members' distributions
         log_mean = np.mean([np.log(o[f] + 1e-9) for o in outs], axis=0)
@@ -98,7 +112,7 @@ def test_a_smaller_batch_gets_the_same_distributions_as_in_the_full_one(trained)
     x, y = data["x_dev"][:4], data["y_dev"][:4]
     full = sampler.field_probs(sampler.contexts(x), y)
     part = sampler.field_probs(sampler.contexts(x[:2]), y[:2])
-    for f in FIELDS:
+    for f in TARGETS:
         assert part[f].shape[0] == 2 and np.allclose(part[f], full[f][:2], atol=1e-6)
 
 
@@ -154,19 +168,93 @@ def test_generating_twice_gives_the_same_events_and_never_retrains(trained, tmp_
     assert a[0]["ids"] != a[1]["ids"]
 
 
+def composers(runner, seeds, plan, loop_bars=2, variation=0.0, melody_variation=0.5, max_events=None):
+    """Composers for the trained ensemble's profile, one per seed, each primed from nothing."""
+    encoded = read_encoded(runner.artifact_dir("encode"))
+    profile = read_profile(runner.artifact_dir("encode"))
+    return [Composer(plan, loop_bars, "4/4", encoded.vocab, np.zeros((0, len(FIELDS)), np.int32),
+                     np.random.default_rng(seed), variation, melody_variation, set(profile.grid_ticks),
+                     profile.hold_limit_ticks, max_events, None, profile.advances) for seed in seeds]
+
+
+def composed(runner, models, *args, **kwargs):
+    vocab = read_encoded(runner.artifact_dir("encode")).vocab
+    tracks = composers(runner, *args, **kwargs)
+    compose(EnsembleSampler(models), FieldSampler(vocab, SETTINGS), tracks, progress=False)
+    return vocab, tracks
+
+
 def test_different_seeds_sample_different_music_from_the_same_models(trained):
     _, runner = trained
-    vocab, data, models = trained_parts(runner)
-    sampler = EnsembleSampler(models)
+    _, _, models = trained_parts(runner)
+    plan = [Section("A", 0, 8)]
 
     def sample(seed):
-        rngs = [np.random.default_rng(track_seed(seed, i)) for i in range(2)]
-        seqs = generate_tracks(sampler, FieldSampler(vocab, SETTINGS), [np.zeros((0, len(FIELDS)), np.int32)] * 2,
-                               rngs, 10**9, 24, progress=False)
-        return [s.tolist() for s in seqs]
+        _, tracks = composed(runner, models, [track_seed(seed, i) for i in range(2)], plan, max_events=24)
+        return [c.take().tolist() for c in tracks]
     assert sample(1) == sample(1)
     assert sample(1) != sample(2)
     assert all(len(s) == 24 for s in sample(1))
+
+
+def test_generated_events_keep_the_grid_of_their_training_data(trained):
+    _, runner = trained
+    encoded = read_encoded(runner.artifact_dir("encode"))
+    profile = read_profile(runner.artifact_dir("encode"))
+    data_ticks = {e.beat_tick for ids in encoded.sequences("train") for e in encoded.vocab.decode_events(ids)[0]}
+    assert set(profile.grid_ticks) <= data_ticks | {0}
+    vocab, tracks = composed(runner, trained_parts(runner)[2], [1, 2, 3], auto_form(16, 2))
+    for c in tracks:
+        events, dropped = vocab.decode_events(c.take())
+        assert dropped == 0 and len(events) > 8
+        assert {e.beat_tick for e in events} <= set(profile.grid_ticks)
+        assert all(e.metre == "4/4" and e.position < 48 for e in events)
+
+
+def test_a_fixed_loops_chords_survive_a_redrawn_melody_and_repeat_at_the_loop_length(trained):
+    """variation 0: the loop's second pass keeps every chord where it was; melody_variation 1:
+    each of its melody notes is drawn again (and some come out other than they were)."""
+    _, runner = trained
+    plan = [Section("A", 0, 4)]
+    vocab, tracks = composed(runner, trained_parts(runner)[2], [5, 6], plan, loop_bars=2, variation=0.0,
+                             melody_variation=1.0)
+    changed = 0
+    for c in tracks:
+        events, _ = vocab.decode_events(c.take())
+        chords = [[(e.position, e.root, e.quality) for e in events if e.bar == b and e.is_chord] for b in range(4)]
+        assert chords[2] == chords[0] and chords[3] == chords[1] and any(chords)
+        notes = [[(e.position, e.pitch) for e in events if e.bar == b] for b in range(4)]
+        changed += notes[2] != notes[0] or notes[3] != notes[1]
+        assert loop_repeat_share(events, 2, [(0, 4)]) == 1.0
+    assert changed >= 1
+
+
+def test_a_section_comes_back_and_a_varied_bar_is_drawn_afresh(trained):
+    _, runner = trained
+    plan = parse_form("intro:1 A:2 B:2 A':2", 2)
+    assert form_string(plan) == "intro 1 | A 2 | B 2 | A' 2" and [s.start for s in plan] == [0, 1, 3, 5]
+    vocab, tracks = composed(runner, trained_parts(runner)[2], [7], plan, loop_bars=2, variation=0.0,
+                             melody_variation=0.0)
+    events, _ = vocab.decode_events(tracks[0].take())
+
+    def bar(b):
+        return [(e.position, e.root, e.quality, e.pitch) for e in events if e.bar == b]
+    assert bar(5) == bar(1) and bar(6) == bar(2)  # A' is A again
+    assert bar(0) == bar(1)  # the intro quotes the loop's opening
+    assert events[-1].bar <= 6
+    _, fresh = composed(runner, trained_parts(runner)[2], [7], plan, loop_bars=2, variation=1.0)
+    redrawn, _ = vocab.decode_events(fresh[0].take())
+    assert [e for e in redrawn if e.bar >= 5] != [e for e in redrawn if e.bar in (1, 2)]
+
+
+def test_forms_are_planned_from_the_length_and_checked(trained):
+    plan = auto_form(52, 4)
+    assert form_string(plan) == "intro 2 | A 8 | A' 8 | B 8 | A'' 8 | C 12 | outro 6"
+    assert sum(s.bars for s in plan) == 52 and form_string(auto_form(6, 4)) == "A 6"
+    for bad, message in (("intro A B'", "comes back to B, which has not played yet"), ("intro outro", "no section"),
+                         ("A verse", "is not intro, outro or a letter")):
+        with pytest.raises(StageError, match=message):
+            parse_form(bad, 4)
 
 
 def test_a_missing_primer_stops_before_any_work(trained, tmp_path):
@@ -176,47 +264,48 @@ def test_a_missing_primer_stops_before_any_work(trained, tmp_path):
 
 
 def test_no_harmony_stands_past_the_hold_limit(trained):
-    """With a limit of one beat, the real ensemble (whose songs change chord every bar) must
-    change chord at least every beat: the shift cannot carry a chord past it, and the event
-    at the limit must strike a different chord."""
+    """With a limit of one beat, the real ensemble must change chord at least every beat: no
+    event may carry the chord past it, and the event at the limit must strike another chord."""
     _, runner = trained
-    vocab, data, models = trained_parts(runner)
-    sampler = EnsembleSampler(models)
+    vocab = read_encoded(runner.artifact_dir("encode")).vocab
+    tracks = composers(runner, [3, 4], [Section("A", 0, 4)], loop_bars=4, max_events=40)
+    for c in tracks:
+        c.hold_limit = 12
+    compose(EnsembleSampler(trained_parts(runner)[2]), FieldSampler(vocab, SETTINGS), tracks, progress=False)
+    for c in tracks:
+        events, _ = vocab.decode_events(c.take())
+        changes = [e.onset for e in events if e.is_chord] + [events[-1].onset]
+        assert max(b - a for a, b in zip(changes, changes[1:])) <= 12
 
-    def longest(limit):
-        rngs = [np.random.default_rng(track_seed(3, i)) for i in range(2)]
-        seqs = generate_tracks(sampler, FieldSampler(vocab, SETTINGS), [np.zeros((0, len(FIELDS)), np.int32)] * 2,
-                               rngs, 16 * 12, 400, hold_limit=limit, progress=False)
-        return max(figures(vocab.decode_events(s)[0], 12)["longest_harmony_bars"] for s in seqs)
-    assert longest(None) > 0.25
-    assert longest(12) <= 0.25
+
+def take_rows(rows):
+    """Ids of rows given as (ticks to the next event, root, quality, pitch, duration, velocity) strings."""
+    return Vocabulary.closed(4).encode(timed_rows(rows))
 
 
 def degenerate(rows: int = 200) -> np.ndarray:
     """One event repeated: a stuck 32nd-note melody note over no chord."""
-    vocab = Vocabulary.closed(4)
-    return vocab.encode([("1", "-", "-", "60", "1", "2")] * rows)
+    return take_rows([("1", "-", "-", "60", "1", "2")] * rows)
 
 
 def moving(seed: int) -> np.ndarray:
-    vocab = Vocabulary.closed(4)
     rng = np.random.default_rng(seed)
     rows = []
     for bar in range(8):
         root = str(int(rng.choice([0, 5, 7, 9])))
         rows.append(("12", root, "maj", str(60 + int(rng.integers(0, 12))), "12", "2"))
         rows += [("12", "-", "-", str(60 + int(rng.integers(0, 12))), "12", "2") for _ in range(3)]
-    return vocab.encode(rows)
+    return take_rows(rows)
 
 
 def test_a_degenerate_take_is_redrawn_and_one_that_stays_so_is_flagged_by_name():
     vocab = Vocabulary.closed(4)
-    ranges = data_ranges([figures(vocab.decode_events(moving(s))[0], 12) for s in range(20)], 0.05)
+    profile = data_profile([vocab.decode_events(moving(s))[0] for s in range(20)], 0.05)
 
     def sample(indices, draw):  # track 1 recovers on its second take, track 2 never does
         return [{"seq": moving(100 + draw) if (i == 0 and draw) else degenerate(), "seed": draw} for i in indices]
     logs = []
-    takes = draw_takes(sample, [0, 1], 3, lambda seq: take_report(seq, vocab, ranges, 12), logs.append)
+    takes = draw_takes(sample, [0, 1], 3, lambda seq: take_report(seq, vocab, profile), logs.append)
     assert [t["draws"] for t in takes] == [2, 4]
     assert takes[0]["checks"]["failed"] == [] and takes[0]["seed"] == 1
     assert takes[1]["checks"]["failed"] and "short_gap_share" in takes[1]["checks"]["outside"]
@@ -242,7 +331,8 @@ def test_the_models_see_no_more_past_events_than_the_context(trained):
         def field_probs(self, contexts, rows):
             return sampler.field_probs(contexts, rows)
     recording = Recording()
-    rngs = [np.random.default_rng(i) for i in range(2)]
-    generate_tracks(recording, FieldSampler(vocab, SETTINGS), [np.zeros((0, len(FIELDS)), np.int32)] * 2, rngs,
-                    10**9, 20, context=4, progress=False)
+    tracks = composers(runner, [1, 2], [Section("A", 0, 8)], max_events=20)
+    for c in tracks:
+        c.seen = 4
+    compose(recording, FieldSampler(vocab, SETTINGS), tracks, progress=False)
     assert recording.shown[:6] == [0, 1, 2, 3, 4, 4] and max(recording.shown) == 4 < sampler.window

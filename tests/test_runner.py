@@ -38,6 +38,8 @@ def changed_value(f: dataclasses.Field):
     lo, hi, choices = f.metadata["lo"], f.metadata["hi"], f.metadata["choices"]
     if choices:
         return next(c for c in choices if c != default)
+    if default == "auto" and lo is not None:  # "auto" or a number in range
+        return (lo + hi) / 2
     if isinstance(default, bool):
         return not default
     if isinstance(default, int):

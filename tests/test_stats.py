@@ -15,8 +15,14 @@ from lofi_pipeline.music.statistics import (
 from lofi_pipeline.music.token_format import Event
 
 
+def at(onset, shift, root=None, quality=None, pitch=None, duration=0):
+    """An event at `onset` in 4/4 bars, `shift` ticks before the next."""
+    return Event(onset, onset // 48, onset % 48, root=root, quality=quality, pitch=pitch, duration=duration,
+                 velocity=2, shift=shift)
+
+
 def notes(pitches, step=12, dur=12):
-    return [Event(i * step, step, pitch=p, duration=dur, velocity=2) for i, p in enumerate(pitches)]
+    return [at(i * step, step, pitch=p, duration=dur) for i, p in enumerate(pitches)]
 
 
 def test_pitch_statistics_follow_their_definitions():
@@ -24,15 +30,15 @@ def test_pitch_statistics_follow_their_definitions():
     assert pitch_class_entropy(notes([60] * 8)) == 0.0
     assert scale_consistency(notes([60, 62, 64, 65, 67, 69, 71])) == 1.0
     assert scale_consistency(notes([60, 61, 62, 63])) == pytest.approx(0.75)
-    assert polyphony([Event(0, 12, 0, "maj")]) == 3.0
-    assert polyphony([Event(0, 12, 0, "maj", 72, 12)]) == 4.0  # a melody note over the chord
+    assert polyphony([at(0, 12, 0, "maj")]) == 3.0
+    assert polyphony([at(0, 12, 0, "maj", 72, 12)]) == 4.0  # a melody note over the chord
 
 
 def test_rhythm_statistics_follow_their_definitions():
     bar = [0, 12, 24, 36]
-    two_same_bars = [Event(t, 6, pitch=60, duration=6) for t in bar + [48 + t for t in bar]]
+    two_same_bars = [at(t, 6, pitch=60, duration=6) for t in bar + [48 + t for t in bar]]
     assert groove_consistency(two_same_bars, 12) == 1.0
-    shifted = [Event(t, 6, pitch=60, duration=6) for t in bar + [48 + 6 + t for t in bar]]
+    shifted = [at(t, 6, pitch=60, duration=6) for t in bar + [48 + 6 + t for t in bar]]
     assert groove_consistency(shifted, 12) == pytest.approx(1 - 8 / 48)
     assert empty_beat_rate(notes([60, 62], step=24), 12) == pytest.approx(1 / 3)
 

@@ -8,11 +8,13 @@ from lofi_pipeline.music.midi_io import key_profiles, read_midi
 from lofi_pipeline.music.performance import analyse
 from lofi_pipeline.music.token_format import (
     FIELDS,
-    MAX_STEPS,
+    MAX_ADVANCE,
     NONE,
     UNK,
     Event,
     Vocabulary,
+    bar_ticks,
+    normalise_metre,
     piece_to_events,
     tokens_to_events,
 )
@@ -60,19 +62,37 @@ def test_a_vocabulary_of_another_format_or_damaged_is_refused(tmp_path):
 
 def test_values_outside_a_field_fold_to_that_fields_unknown_and_are_dropped_on_decode():
     vocab = Vocabulary.closed(4)
-    ids = vocab.encode([("12", "0", "maj", "60", "12", "2"), (str(MAX_STEPS + 1), NONE, NONE, "61", "6", "9")])
-    assert ids[0].tolist().count(UNK) == 0 and ids[1, 0] == UNK and ids[1, 5] == UNK
+    ids = vocab.encode([("4/4", "0", "0", "0", "maj", "60", "12", "2"),
+                        ("4/4", str(MAX_ADVANCE + 1), "12", NONE, NONE, "61", "6", "9")])
+    assert ids[0].tolist().count(UNK) == 0 and ids[1, 1] == UNK and ids[1, 7] == UNK
     events, dropped = vocab.decode_events(ids)
     assert dropped == 1 and events[0].pitches == (60, 64, 67, 60)
 
 
-def test_rows_with_inconsistent_fields_are_dropped():
-    events, dropped = tokens_to_events([("12", "0", NONE, NONE, NONE, "1"), ("6", NONE, NONE, "60", NONE, "1"),
-                                        ("6", NONE, NONE, NONE, NONE, "1")])
-    assert dropped == 2 and len(events) == 1 and events[0].onset == 18 and events[0].label == "rest"
+def test_rows_whose_fields_do_not_fit_together_are_dropped():
+    events, dropped = tokens_to_events([
+        ("4/4", "0", "0", "0", NONE, NONE, NONE, "1"),    # a root without a quality
+        ("4/4", "0", "6", NONE, NONE, "60", NONE, "1"),   # a pitch without a duration
+        ("3/4", "0", "40", NONE, NONE, "60", "6", "1"),  # past the end of a 3/4 bar
+        ("4/4", "0", "18", NONE, NONE, NONE, NONE, "1"),
+        ("4/4", "0", "12", NONE, NONE, "62", "6", "1"),  # not after the event before it
+        ("4/4", "1", "12", NONE, NONE, "64", "6", "1")])
+    assert dropped == 4 and [(e.onset, e.bar, e.label) for e in events] == [(18, 0, "rest"), (60, 1, "n64/6")]
+
+
+def test_metres_normalise_and_bars_follow_them():
+    assert normalise_metre(4, 4) == ("4/4", 1) and normalise_metre(2, 4) == ("4/4", 2)
+    assert normalise_metre(1, 4) == ("4/4", 4) and normalise_metre(3, 8) == ("6/8", 2)
+    assert normalise_metre(2, 2) == ("4/4", 1) and normalise_metre(6, 8) == ("6/8", 1)
+    assert normalise_metre(12, 16) == ("6/8", 1) and normalise_metre(0, 4) == ("4/4", 1)
+    assert [bar_ticks(m) for m in ("4/4", "3/4", "6/8", "7/8", "12/8")] == [48, 36, 36, 42, 72]
+    rows = [("3/4", "0", "0", NONE, NONE, "60", "12", "1"), ("3/4", "1", "24", NONE, NONE, "62", "12", "1"),
+            ("4/4", "2", "6", NONE, NONE, "64", "12", "1")]  # a meter change: the skipped bar is still 3/4
+    events, _ = tokens_to_events(rows)
+    assert [e.onset for e in events] == [0, 36 + 24, 36 * 3 + 6]
 
 
 def test_event_views():
-    e = Event(0, 12, 9, "m7", 76, 6, 2)
-    assert e.chord_pcs == [0, 4, 7, 9] and e.label == "Am7 n76/6" and e.is_chord
-    assert np.array_equal(Vocabulary.closed(4).value_table("shift")[2:5], [1, 2, 3])
+    e = Event(0, 0, 6, root=9, quality="m7", pitch=76, duration=6, velocity=2)
+    assert e.chord_pcs == [0, 4, 7, 9] and e.label == "Am7 n76/6" and e.is_chord and e.beat_tick == 6
+    assert np.array_equal(Vocabulary.closed(4).value_table("position")[2:5], [0, 1, 2])

@@ -6,30 +6,37 @@ from lofi_pipeline.model.baselines import NGramModel, UnigramModel, event_metric
 from lofi_pipeline.model.members import build_member, model_inputs
 from lofi_pipeline.model.scoring import evaluate
 from lofi_pipeline.model.training import member_specs, read_history, train_member
-from lofi_pipeline.music.token_format import FIELDS, Vocabulary
+from lofi_pipeline.music.token_format import FIELDS, GIVEN, TARGETS, Vocabulary
 from lofi_pipeline.stages.catalog import read_encoded, read_ensemble, read_metrics
 
 
-def test_builder_has_the_named_layers_in_order_and_one_head_per_field():
+def member(**options):
     sizes = dict(zip(FIELDS, Vocabulary.closed(4).sizes))
-    model = build_member(sizes, 8, embed_dim=8, conv_filters=8, kernel_size=3, lstm_units=8)
+    return sizes, build_member(sizes, 8, given_fields=GIVEN, embed_dim=8, conv_filters=8, kernel_size=3,
+                               lstm_units=8, **options)
+
+
+def test_builder_has_the_named_layers_in_order_and_one_head_per_predicted_field():
+    sizes, model = member()
     trunk = [layer.name for layer in model.get_layer("trunk").layers]
-    for expected in ("embed_pitch", "event_embedding", "conv", "bilstm", "attention", "attention_norm", "dense"):
+    for expected in ("embed_pitch", "embed_metre", "event_embedding", "conv", "bilstm", "attention",
+                     "attention_norm", "dense"):
         assert expected in trunk
     assert trunk.index("conv") < trunk.index("bilstm") < trunk.index("attention") < trunk.index("dense")
-    assert set(FIELDS) <= {layer.name for layer in model.get_layer("heads").layers}
+    heads = {layer.name for layer in model.get_layer("heads").layers}
+    assert set(TARGETS) <= heads and "metre" not in heads  # the metre is read, never predicted
     rng = np.random.default_rng(0)
     x, y = np.zeros((2, 8, len(FIELDS)), np.int32), rng.integers(2, 6, (2, len(FIELDS))).astype(np.int32)
     out = model.predict(model_inputs(x, y), verbose=0)
-    assert {f: out[f].shape for f in FIELDS} == {f: (2, n) for f, n in sizes.items()}
+    assert {f: out[f].shape for f in out} == {f: (2, sizes[f]) for f in TARGETS}
     assert np.allclose(out["root"].sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_each_head_reads_the_fields_before_its_own_and_none_after():
-    """The heads chain p(shift) p(root | shift) ...: changing one field of the next event
-    changes the heads after it and leaves its own head and those before it alone."""
-    sizes = dict(zip(FIELDS, Vocabulary.closed(4).sizes))
-    model = build_member(sizes, 8, embed_dim=8, conv_filters=8, kernel_size=3, lstm_units=8)
+def test_each_head_reads_the_metre_and_the_fields_before_its_own_and_none_after():
+    """The heads chain p(bar | metre) p(position | metre, bar) ...: changing one field of the next
+    event changes the heads after it and leaves its own head and those before it alone; the
+    next event's metre reaches every head."""
+    _, model = member()
     rng = np.random.default_rng(1)
     x = rng.integers(2, 6, (4, 8, len(FIELDS))).astype(np.int32)
     y = rng.integers(2, 6, (4, len(FIELDS))).astype(np.int32)
@@ -38,7 +45,7 @@ def test_each_head_reads_the_fields_before_its_own_and_none_after():
         y2 = y.copy()
         y2[:, j] += 1
         moved = model.predict(model_inputs(x, y2), verbose=0)
-        for k, other in enumerate(FIELDS):
+        for k, other in enumerate(FIELDS[1:], 1):
             same = np.allclose(moved[other], base[other], atol=1e-7)
             assert same == (k <= j), (field, other)
 
@@ -76,7 +83,7 @@ def test_tiny_ensemble_beats_the_unigram_on_the_test_split_and_writes_its_artifa
     _, runner = trained
     out = runner.artifact_dir("train")
     metrics = read_metrics(out)["test"]
-    assert set(metrics["ensemble"]["fields"]) == set(FIELDS)
+    assert set(metrics["ensemble"]["fields"]) == set(TARGETS)
     assert np.isfinite(metrics["ensemble"]["nll"])
     assert metrics["ensemble"]["nll"] < metrics["unigram"]["nll"]
     assert set(metrics) >= {"member_0", "member_1", "ensemble", "unigram", "3-gram"}

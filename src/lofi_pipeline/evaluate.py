@@ -9,6 +9,7 @@ from pathlib import Path
 from .core import atomic
 from .core.runner import Runner
 from .music.checks import CHECKS
+from .music.realism import realism
 from .stages import catalog
 
 ROWS_NLL = ("ensemble", "best member", "n-gram", "unigram")
@@ -22,6 +23,15 @@ def slug(archive: Path, taken: set[str]) -> str:
         name, n = f"{base}-{n}", n + 1
     taken.add(name)
     return name
+
+
+def realism_of(runner: Runner, takes: catalog.Takes) -> dict:
+    """The classifier two-sample test of the run's tracks against the dev and test pieces (never
+    the training pieces)."""
+    encoded = catalog.read_encoded(runner.artifact_dir("encode"))
+    decode = encoded.vocab.decode_events
+    real = [decode(ids)[0] for split in ("dev", "test") for ids in encoded.sequences(split)]
+    return realism([decode(t.ids)[0] for t in takes.tracks], real, seed=runner.cfg.run.seed)
 
 
 def summarise(runner: Runner, archive: str) -> dict:
@@ -40,7 +50,7 @@ def summarise(runner: Runner, archive: str) -> dict:
            "unigram": test["unigram"]["nll"]}
     tracks = [{"index": t.index, "takes": t.draws, "passed": not t.flagged, "failed": t.checks["failed"],
                "outside": t.checks["outside"], "figures": t.checks["figures"], "lead": r.lead,
-               "harmonised_bars": r.harmonised_bars} for t, r in zip(takes.tracks, records)]
+               "harmonised_bars": r.harmonised_bars, "form": t.form} for t, r in zip(takes.tracks, records)]
     return {
         "archive": archive, "outputs": str(runner.outputs),
         "files_kept": intake.get("files_kept", 0),
@@ -54,8 +64,8 @@ def summarise(runner: Runner, archive: str) -> dict:
         "nll": nll, "best_member": best, "ngram": ngram,
         "ordering_holds": nll["ensemble"] < nll["best member"] < nll["n-gram"] < nll["unigram"],
         "test": test, "checks_ranges": profile.ranges, "checks_quantile": profile.quantile,
-        "training_pieces_inside": profile.pieces_inside,
-        "tracks": tracks,
+        "training_pieces_inside": profile.pieces_inside, "loop_bars": profile.loop_bars,
+        "main_ticks": list(profile.main_ticks), "tracks": tracks, "realism": realism_of(runner, takes),
         "stage_seconds": {n: round((runner.manifest(n) or {}).get("timings", {}).get("seconds", 0.0), 1)
                           for n in runner.order},
     }
@@ -81,9 +91,18 @@ def format_table(results: list[dict]) -> str:
     add("tracks inside the data's range", lambda r: f"{sum(t['passed'] for t in r['tracks'])} of {len(r['tracks'])}"
         f" ({sum(t['takes'] - 1 for t in r['tracks'])} re-draws)")
     for key, label in CHECKS.items():
-        add(f"  {label}", lambda r, k=key: "{:.2f}-{:.2f}: ".format(*r["checks_ranges"][k]) + " ".join(
-            f"{t['figures'][k]:.2f}" + ("!" if k in t["outside"] else "")
+        add(f"  {label}", lambda r, k=key: ("{:.2f}-{:.2f}: ".format(*r["checks_ranges"][k]) if k in r[
+            "checks_ranges"] else "(no range): ") + " ".join(
+            ("-" if t["figures"].get(k) is None else f"{t['figures'][k]:.2f}") + ("!" if k in t["outside"] else "")
             for t in r["tracks"]))
+    add("loop (bars) / main places in the beat", lambda r: f"{r['loop_bars']} / ticks {r['main_ticks']}")
+    add("realism: classifier accuracy (50% = can't tell)", lambda r: "-" if r["realism"]["accuracy"] is None else
+        f"{r['realism']['accuracy']:.1%} +- {r['realism']['spread']:.1%}")
+    add("  segments per class (generated / real)", lambda r: f"{r['realism']['per_class']} "
+        f"({r['realism']['generated_segments']} / {r['realism']['real_segments']})")
+    for k in range(3):
+        add(f"  separating feature {k + 1}", lambda r, k=k: " ".join(
+            f"{name} ({w:.3f})" for name, w in r["realism"]["separating"][k:k + 1]) or "-")
     add("lead from the learned melody", lambda r: f"{sum(t['lead'].startswith('learned') for t in r['tracks'])} "
         f"of {len(r['tracks'])}")
     add("bars harmonised from the melody", lambda r: " ".join(f"{t['harmonised_bars']:g}" for t in r["tracks"]))

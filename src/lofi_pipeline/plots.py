@@ -27,8 +27,9 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def piano_roll(midi: bytes, title: str) -> bytes:
-    """Every track of a MIDI file as bars over time (seconds; drums at their GM keys)."""
+def piano_roll(midi: bytes, title: str, marks: list[tuple[float, str]] = ()) -> bytes:
+    """Every track of a MIDI file as bars over time (seconds; drums at their GM keys), with a
+    line and a label where each of `marks` (seconds, label: the sections) starts."""
     raw = read_with_symusic(midi)
     seconds_per_tick = 60.0 / (raw.tempos[0, 1] if len(raw.tempos) else 120.0) / raw.ticks_per_beat
     fig, ax = _figure(11, 4)
@@ -36,9 +37,12 @@ def piano_roll(midi: bytes, title: str) -> bytes:
         onset, duration, pitch = track.notes[:, 0], track.notes[:, 1], track.notes[:, 2]
         ax.barh(pitch, np.maximum(duration * seconds_per_tick, 0.03), left=onset * seconds_per_tick, height=0.8,
                 color=f"C{i}", alpha=0.8, label=track.name or f"track {i + 1}")
+    for seconds, label in marks:
+        ax.axvline(seconds, color="#555", linewidth=0.8, linestyle=":")
+        ax.text(seconds, 1.0, f" {label}", transform=ax.get_xaxis_transform(), va="bottom", fontsize=8)
     ax.set_xlabel("seconds")
     ax.set_ylabel("MIDI pitch (drums: GM keys)")
-    ax.set_title(title)
+    ax.set_title(title, pad=14 if marks else 6)
     ax.legend(loc="upper right", fontsize=8, ncol=4)
     ax.grid(alpha=0.2)
     return _png(fig)

@@ -12,7 +12,9 @@ from .core.errors import StageError
 from .core.hashing import hash_json, sha256_bytes
 from .core.runner import Runner
 from .music.checks import CHECKS
+from .music.piece import GRID
 from .music.statistics import compare
+from .music.token_format import bar_ticks
 from .stages import catalog
 
 STAT_ROWS = [("pitch_class_entropy", "pitch-class entropy (bits)"),
@@ -31,11 +33,22 @@ def music_statistics(runner: Runner) -> dict | None:
 
     def rows(ids):
         return [tuple(r) for r in ids.tolist()]
-    generated = [[tuple(r) for r in t.ids[t.primer_events:]] for t in takes.tracks]
+    generated = [[tuple(r) for r in t.ids] for t in takes.tracks]  # the primer is no part of a take
     stats = compare(generated, [rows(s) for s in encoded.sequences(REFERENCE_SPLIT)],
                     [rows(s) for s in encoded.sequences("train")],
                     lambda r: encoded.vocab.decode_events(r)[0], takes.grid)
     return {**stats, "reference_label": f"{REFERENCE_SPLIT} pieces"}
+
+
+def section_marks(record: catalog.TrackRecord) -> list[tuple[float, str]]:
+    """(seconds, label) where each section of a track starts, from its form and tempo."""
+    seconds_per_bar = bar_ticks(record.metre) / GRID * 60.0 / record.tempo_bpm
+    marks, bar = [], 0
+    for part in filter(None, record.form.split(" | ")):
+        label, bars = part.rsplit(" ", 1)
+        marks.append((round(bar * seconds_per_bar, 3), label))
+        bar += int(bars)
+    return marks
 
 
 def _figure(folder: Path, kind: str, content: object, draw) -> str:
@@ -57,32 +70,41 @@ CSS = """body{font:15px/1.5 system-ui,sans-serif;max-width:1100px;margin:2em aut
 background:#faf7f2}h1{font-weight:600}section{margin:2em 0}table{border-collapse:collapse;margin:.5em 0}
 td,th{border:1px solid #ccc;padding:.25em .7em;text-align:right}th{background:#eee}td:first-child{text-align:left}
 .track{background:#fff;border:1px solid #ddd;border-radius:8px;padding:1em;margin:1em 0}
-.track img,.wide{max-width:100%}audio{width:100%}.meta{color:#666}.warn{color:#a30;font-weight:600}"""
+.track img,.wide{max-width:100%}audio{width:100%}.meta{color:#666}.warn{color:#a30;font-weight:600}
+.form{font-family:ui-monospace,monospace;color:#333}"""
 
 CHECK_SCRIPT = """window.addEventListener('load',function(){var imgs=[].slice.call(document.images);
 document.body.dataset.imagesTotal=imgs.length;
 document.body.dataset.imagesLoaded=imgs.filter(function(i){return i.complete&&i.naturalWidth>0}).length;});"""
 
 
+def figure_text(value) -> str:
+    """A check's figure as the tables show it ("-": the track cannot have one)."""
+    return "-" if value is None else f"{value:.2f}"
+
+
 def music_checks_section(takes: catalog.Takes, profile) -> str:
     """Each track's figures beside the training pieces' range; a warning for each one outside."""
     ranges, q = profile.ranges, profile.quantile
-    header = ["", *CHECKS.values(), "takes"]
+    checked = [k for k in CHECKS if k in ranges]
+    header = ["", *(CHECKS[k] for k in checked), "takes"]
     rows = [[f"training pieces ({profile.pieces}), {q:.1%}-{1 - q:.1%} range",
-             *("{:.2f} - {:.2f}".format(*ranges[k]) for k in CHECKS), ""]]
+             *("{:.2f} - {:.2f}".format(*ranges[k]) for k in checked), ""]]
     warnings = []
     for t in takes.tracks:
         failed, outside = t.checks["failed"], t.checks["outside"]
         rows.append([f"track {t.index}" + (" (flagged)" if failed else ""),
-                     *(f"{t.checks['figures'][k]:.2f}" + (" outside" if k in outside else "") for k in CHECKS),
+                     *(figure_text(t.checks["figures"][k]) + (" outside" if k in outside else "") for k in checked),
                      t.draws])
         if failed:
             warnings.append(f"<p class=warn>Warning: track {t.index} is outside the data's range after "
                             f"{t.draws} takes: {html.escape('; '.join(failed))}.</p>")
     return ("<section><h2>Music checks</h2><p>Figures that catch a bad take, measured the same way on each "
-            "track and on every training piece. A take outside the range is drawn again (up to "
-            "<code>generate.redraws</code> times); one still outside is kept and flagged here. "
-            f"{profile.pieces_inside:.0%} of the training pieces themselves are inside every range.</p>"
+            "track and on every training piece: the main places in the beat are "
+            f"{', '.join(str(t) for t in profile.main_ticks)} (grid ticks, 12 to a beat), the loop "
+            f"{profile.loop_bars} bars, and bars repeat inside a track's sections. A take outside the range "
+            "is drawn again (up to <code>generate.redraws</code> times); one still outside is kept and flagged "
+            f"here. {profile.pieces_inside:.0%} of the training pieces themselves are inside every range.</p>"
             + "".join(warnings) + _table(header, rows) + "</section>")
 
 
@@ -102,14 +124,16 @@ def _tracks_section(runner: Runner, folder: Path) -> str:
         if r is not None:
             midi = (runner.artifact_dir("arrange") / catalog.midi_name(r)).read_bytes()
             title = f"{r.title}: {r.key}, {r.tempo_bpm} BPM"
-            src = _figure(folder, "roll", midi, lambda: plots.piano_roll(midi, title))
+            marks = section_marks(r)
+            src = _figure(folder, "roll", [sha256_bytes(midi), marks], lambda: plots.piano_roll(midi, title, marks))
             roll = f"<img src='{src}' alt='piano roll of {html.escape(e.title)}'>"
-            about = f"key {r.key}, {r.tempo_bpm} BPM, {e.seconds:.0f} s, seed {r.seed}; lead: {r.lead}"
+            about = f"key {r.key}, {r.metre} at {r.tempo_bpm} BPM, {e.seconds:.0f} s, seed {r.seed}; lead: {r.lead}"
+            form = f"<p class=form>{html.escape(r.form)}</p>" if r.form else ""
             if r.harmonised_bars:
                 about += f"; {r.harmonised_bars:g} bars harmonised from the melody"
         else:
-            about = f"{e.seconds:.0f} s"
-        parts.append(f"<div class=track><h3>{html.escape(e.title)}</h3><p class=meta>{html.escape(about)}</p>"
+            about, form = f"{e.seconds:.0f} s", ""
+        parts.append(f"<div class=track><h3>{html.escape(e.title)}</h3><p class=meta>{html.escape(about)}</p>{form}"
                      f"<audio controls preload=none src='{html.escape(e.file)}'></audio>{roll}</div>")
     return "".join(parts) + "</section>"
 

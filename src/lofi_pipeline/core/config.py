@@ -165,17 +165,27 @@ PROFILES = {
         "intake": {"max_files": 24}, "encode": {"window": 12},
         "train": {"members": 2, "epochs": 2, "embed_dim": 16, "conv_filters": 16, "kernel_sizes": [3, 5],
                   "lstm_units": [16, 24]},
-        "generate": {"tracks": 2, "bars": 4}, "arrange": {"intro_bars": 1, "outro_bars": 1}},
+        "generate": {"tracks": 2, "bars": 4}},
 }
 
 # Keys that moved: a config file that still names the old place is told where they went.
-MOVED = {"generate.checks_quantile": "encode.checks_quantile"}
+MOVED = {"generate.checks_quantile": "encode.checks_quantile",
+         "arrange.intro_bars": "generate.form (its intro section)",
+         "arrange.outro_bars": "generate.form (its outro section)"}
 
 SECTIONS = list(SPEC)
 assert SECTIONS == [f.name for f in dataclasses.fields(Config) if f.name != "profile"]
 
 
 def _check_value(key: str, f: dataclasses.Field, value: Any) -> Any:
+    if f.default == "auto" and f.metadata.get("lo") is not None:  # "auto", or a number in range
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not f.metadata["lo"] <= value <= \
+                f.metadata["hi"]:
+            raise ConfigError(f"config key {key}: expected \"auto\" or a number in [{f.metadata['lo']}, "
+                              f"{f.metadata['hi']}], got {value!r}")
+        return float(value)
     expected = type(f.default) if f.default is not dataclasses.MISSING else type(f.default_factory())
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)

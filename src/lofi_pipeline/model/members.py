@@ -1,11 +1,11 @@
 """The ensemble member: event fields -> embeddings -> Conv1D -> BiLSTM -> attention -> one
-softmax head per field.
+softmax head per predicted field.
 
 Each member reads a window of past events and predicts the next one, so a bidirectional
 LSTM over the window never sees the event it predicts. The heads are chained: each field's
-head is also given the next event's earlier fields, so the sum of the fields'
-cross-entropies is the NLL of the whole event, and sampling field by field draws from the
-joint distribution.
+head is also given the next event's given fields (its metre) and its fields before its own,
+so the sum of the fields' cross-entropies is the NLL of the whole event, and sampling field by
+field draws from the joint distribution.
 """
 from __future__ import annotations
 
@@ -41,16 +41,17 @@ def configure_tensorflow(threads: int = 0, gpus: bool = False) -> None:
                          "install): install a GPU build of TensorFlow where the members train, or set it to 0")
 
 
-def build_member(field_sizes: dict[str, int], window: int, *, embed_dim: int = 64, conv_filters: int = 96,
-                 kernel_size: int = 5, lstm_units: int = 96, attention_heads: int = 2,
-                 dropout: float = 0.2, learning_rate: float = 3e-3, name: str = "member"):
-    """Past events in (window x field ids), the next event's distribution out, one head per
-    field, each head also given the fields of the next event drawn before it."""
+def build_member(field_sizes: dict[str, int], window: int, *, given_fields: tuple[str, ...] = (),
+                 embed_dim: int = 64, conv_filters: int = 96, kernel_size: int = 5, lstm_units: int = 96,
+                 attention_heads: int = 2, dropout: float = 0.2, learning_rate: float = 3e-3, name: str = "member"):
+    """Past events in (window x field ids), the next event's distribution out: one head per field
+    but the `given_fields`, which every head reads and none predicts; each head also reads the
+    fields of the next event drawn before it."""
     import keras
     from keras import layers
 
-    n_fields = len(field_sizes)
-    events = keras.Input(shape=(window, n_fields), dtype="int32", name="events")
+    fields = list(field_sizes)
+    events = keras.Input(shape=(window, len(fields)), dtype="int32", name="events")
     # Each field has its own embedding; an event is the sum of its fields' vectors.
     embedded = [layers.Embedding(size, embed_dim, name=f"embed_{field}")(events[:, :, i])
                 for i, (field, size) in enumerate(field_sizes.items())]
@@ -68,26 +69,32 @@ def build_member(field_sizes: dict[str, int], window: int, *, embed_dim: int = 6
     context = layers.Dense(2 * embed_dim, activation="relu", name="dense")(x)
     trunk = keras.Model(events, context, name="trunk")
 
-    # The heads factorise the event as p(shift) p(root | shift) p(quality | shift, root) ...:
-    # a chord and a melody note each get a shift that suits them (as in compound-word models),
+    # The heads factorise the event as p(bar | metre) p(position | metre, bar) p(root | ...) ...:
+    # a chord and a melody note each get a time that suits them (as in compound-word models),
     # where independent heads would pair a melody note's 16th with a chord.
     context_in = keras.Input(shape=(2 * embed_dim,), name="context")
-    given = keras.Input(shape=(n_fields,), dtype="int32", name="given")
-    heads, features = {}, [context_in]
-    for i, (field, size) in enumerate(field_sizes.items()):
-        h = features[0] if i == 0 else layers.Concatenate(name=f"{field}_inputs")(features)
+    given = keras.Input(shape=(len(fields),), dtype="int32", name="given")
+
+    def given_embedding(field: str):
+        embedding = layers.Embedding(field_sizes[field], embed_dim // 2, name=f"given_{field}")
+        return embedding(given[:, fields.index(field)])
+    heads, features = {}, [context_in, *(given_embedding(f) for f in given_fields)]
+    for field in fields:
+        if field in given_fields:
+            continue
+        h = features[0] if len(features) == 1 else layers.Concatenate(name=f"{field}_inputs")(features)
         h = layers.Dense(2 * embed_dim, activation="relu", name=f"{field}_hidden")(h)
-        heads[field] = layers.Dense(size, activation="softmax", name=field)(h)
-        features.append(layers.Embedding(size, embed_dim // 2, name=f"given_{field}")(given[:, i]))
+        heads[field] = layers.Dense(field_sizes[field], activation="softmax", name=field)(h)
+        features.append(given_embedding(field))
     head_model = keras.Model([context_in, given], heads, name="heads")
 
-    target = keras.Input(shape=(n_fields,), dtype="int32", name="target")
+    target = keras.Input(shape=(len(fields),), dtype="int32", name="target")
     outputs = head_model([trunk(events), target])
     model = keras.Model({"events": events, "target": target},
-                        {field: layers.Identity(name=field)(outputs[field]) for field in field_sizes}, name=name)
+                        {field: layers.Identity(name=field)(outputs[field]) for field in heads}, name=name)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
-                  loss={field: "sparse_categorical_crossentropy" for field in field_sizes},
-                  metrics={field: ["sparse_categorical_accuracy"] for field in field_sizes})
+                  loss={field: "sparse_categorical_crossentropy" for field in heads},
+                  metrics={field: ["sparse_categorical_accuracy"] for field in heads})
     return model
 
 

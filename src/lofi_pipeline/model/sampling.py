@@ -1,12 +1,10 @@
-"""Drawing one event: a value from a field's distribution (temperature, top-k, top-p, a
-repetition penalty), the fields of an event one after another under the token format's
-pairing rule, and the clock that keeps a harmony from standing past its limit."""
+"""Drawing one value from a field's distribution (temperature, top-k, top-p, a repetition
+penalty, a mask), and one field of an event under the token format's pairing rule."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..music.harmony import same_harmony
-from ..music.token_format import FIELDS, NONE, PAD, UNK, Vocabulary
+from ..music.token_format import FIELDS, NONE, PAD, TARGETS, UNK, Vocabulary
 
 
 def sample_value(probs: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
@@ -36,69 +34,30 @@ def sample_value(probs: np.ndarray, rng: np.random.Generator, temperature: float
 
 
 class FieldSampler:
-    """Draws an event field by field. The second field of each pair (quality after root,
-    duration after pitch) is drawn among the values the token format's pairing rule allows;
-    the repetition penalty applies to melody pitches."""
+    """Draws an event's fields one value at a time: the second field of each pair (quality after
+    root, duration after pitch) among the values the token format's pairing rule allows, and
+    within whatever mask the caller gives (where in the bar, the harmony clock); the repetition
+    penalty applies to melody pitches."""
 
     def __init__(self, vocab: Vocabulary, settings: dict):
         self.vocab = vocab
-        self.settings = {f: {k: settings[k] for k in ("temperature", "top_k", "top_p")} for f in FIELDS}
+        self.settings = {f: {k: settings[k] for k in ("temperature", "top_k", "top_p")} for f in TARGETS}
         for f, extra in settings.get("fields", {}).items():
             self.settings[f].update(extra)
         self.penalty, self.window = settings["repetition_penalty"], settings["repetition_window"]
-        self.none = {f: vocab.index[f].get(NONE, -1) for f in FIELDS}
-        self.shift_ticks = vocab.value_table("shift")
-        # A root that strikes a chord: any value but the specials and "-".
-        self.struck_root = np.ones(len(vocab.fields["root"]), bool)
-        self.struck_root[[PAD, UNK, self.none["root"]]] = False
+        self.no_pitch = vocab.index["pitch"][NONE]
 
-    def draw_field(self, j: int, probs: np.ndarray, rng: np.random.Generator, row: np.ndarray,
-                   history: np.ndarray, harmony: "HarmonyClock | None" = None) -> int:
-        """Field `j` of an event whose earlier fields are in `row`. `harmony`, when given, keeps
-        the chord from being held past its limit: the shift may not carry the harmony past it,
-        and once there the event must change chord."""
-        f = FIELDS[j]
-        force = harmony is not None and harmony.must_change
-        allowed, recent = self.vocab.pair_mask(f, row), None
-        if f == "shift" and harmony is not None and not force:
-            allowed = (self.shift_ticks >= 1) & (self.shift_ticks <= harmony.ticks_left)
-        elif f == "root" and force:
-            allowed = self.struck_root
-        elif f == "quality" and force and row[FIELDS.index("root")] == harmony.chord[0]:
-            allowed[harmony.chord[1]] = False  # the same chord again would be no change
-        elif f == "pitch" and self.window:
-            recent = history[-self.window:, j]
-            recent = recent[recent != self.none["pitch"]]
+    def draw_field(self, field: str, probs: np.ndarray, rng: np.random.Generator, row: np.ndarray,
+                   history: np.ndarray, allowed: np.ndarray | None = None) -> int:
+        """One value of `field` for an event whose earlier fields are in `row`."""
+        pair = self.vocab.pair_mask(field, row)
+        if pair is not None:
+            allowed = pair if allowed is None else allowed & pair
+            if not allowed.any():
+                allowed = pair
+        recent = None
+        if field == "pitch" and self.window and len(history):
+            recent = history[-self.window:, FIELDS.index("pitch")]
+            recent = recent[recent != self.no_pitch]
         return sample_value(probs, rng, allowed=allowed, recent=recent,
-                            repetition_penalty=self.penalty if f == "pitch" else 1.0, **self.settings[f])
-
-    def draw(self, field_probs, rng: np.random.Generator, history: np.ndarray,
-             harmony: "HarmonyClock | None" = None) -> np.ndarray:
-        """One event, field by field; `field_probs(row)` gives the distributions once the fields
-        before each are in `row`."""
-        row = np.zeros(len(FIELDS), np.int32)
-        for j, f in enumerate(FIELDS):
-            row[j] = self.draw_field(j, field_probs(row)[f], rng, row, history, harmony)
-        return row
-
-
-class HarmonyClock:
-    """How long one track's harmony has stood, in grid ticks, against the data's hold limit."""
-
-    def __init__(self, limit_ticks: int, none_root: int, shift_ticks: np.ndarray):
-        self.limit, self.none_root, self.shift_ticks = limit_ticks, none_root, shift_ticks
-        self.held, self.chord = 0, (-1, -1)
-
-    @property
-    def must_change(self) -> bool:
-        return self.held >= self.limit
-
-    @property
-    def ticks_left(self) -> int:
-        return self.limit - self.held
-
-    def advance(self, row: np.ndarray) -> None:
-        chord = (int(row[FIELDS.index("root")]), int(row[FIELDS.index("quality")]))
-        if chord[0] != self.none_root and not same_harmony(chord, self.chord):
-            self.chord, self.held = chord, 0
-        self.held += int(self.shift_ticks[row[0]])
+                            repetition_penalty=self.penalty if field == "pitch" else 1.0, **self.settings[field])

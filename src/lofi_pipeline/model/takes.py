@@ -35,10 +35,12 @@ def primer_from_midi(path: Path, vocab: Vocabulary, window: int) -> np.ndarray:
     return ids
 
 
-def take_report(seq: np.ndarray, vocab: Vocabulary, ranges: dict, grid: int) -> dict:
-    figs = checks.figures(vocab.decode_events(seq)[0], grid)
-    failed = checks.failures(figs, ranges)
-    return {"figures": {k: round(v, 4) for k, v in figs.items()},
+def take_report(seq: np.ndarray, vocab: Vocabulary, profile: checks.DataProfile,
+                sections: list[tuple[int, int]] | None = None) -> dict:
+    """The music checks of one take: its figures, and which fall outside the data's range."""
+    figs = profile.figures(vocab.decode_events(seq)[0], sections)
+    failed = checks.failures(figs, profile.ranges)
+    return {"figures": {k: None if v is None else round(v, 4) for k, v in figs.items()},
             "failed": [str(f) for f in failed], "outside": [f.check for f in failed]}
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core import atomic
-from ..music.token_format import FIELDS
+from ..music.token_format import FIELDS, GIVEN, TARGETS
 from .members import build_member, model_inputs
 
 
@@ -64,7 +64,7 @@ def read_history(path: Path) -> list[dict]:
 
 
 def _targets(y: np.ndarray) -> dict:
-    return {f: y[:, j] for j, f in enumerate(FIELDS)}
+    return {f: y[:, FIELDS.index(f)] for f in TARGETS}
 
 
 def train_member(spec: dict, field_sizes: dict[str, int], window: int, data: dict, work: Path,
@@ -79,7 +79,7 @@ def train_member(spec: dict, field_sizes: dict[str, int], window: int, data: dic
     # slate, so it gets the same names (and bytes) whether or not another member came before.
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec["seed"])
-    model = build_member(field_sizes, window, name=spec["name"],
+    model = build_member(field_sizes, window, given_fields=GIVEN, name=spec["name"],
                          **{k: spec[k] for k in ("embed_dim", "conv_filters", "kernel_size", "lstm_units",
                                                  "attention_heads", "dropout", "learning_rate")})
     done = read_history(work / "history.csv")

@@ -3,17 +3,18 @@ drums), in a key and tempo drawn from the take's seed, swung and humanised, as M
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..core.errors import StageError
 from .drums import drum_bar
 from .harmonise import Segment, chords_from_events, voice_chord
-from .harmony import BEATS_PER_BAR, MAX_HOLD_BARS
+from .harmony import MAX_HOLD_BARS
 from .humanise import humanise
-from .midi_io import Part, write_parts
+from .parts import Part, write_parts
 from .piece import PITCH_NAMES
-from .token_format import Event, tokens_to_events
+from .token_format import Event, bar_ticks, tokens_to_events
 
 
 def detect_minor(events: list[Event]) -> bool:
@@ -58,11 +59,12 @@ def lead_from_chords(chords: list[Segment], shift: int, grid: int, rng: np.rando
     return melody
 
 
-def silent_bars(notes: list[Event], bars: int, at_least: int = 2) -> set[int]:
-    """Bars in runs of `at_least` or more in which no melody note sounds."""
+def silent_bars(notes: list[Event], bars: int, beats_per_bar: float, at_least: int = 2) -> set[int]:
+    """Bars in runs of `at_least` or more in which no melody note sounds (onsets in beats)."""
     sounding = np.zeros(bars, bool)
     for e in notes:
-        first, last = int(e.onset // BEATS_PER_BAR), int((e.onset + max(e.duration, 1e-3) - 1e-6) // BEATS_PER_BAR)
+        first = int(e.onset // beats_per_bar)
+        last = int((e.onset + max(e.duration, 1e-3) - 1e-6) // beats_per_bar)
         sounding[first:last + 1] = True
     silent, run = set(), []
     for b in range(bars + 1):
@@ -84,33 +86,72 @@ def lead_source(notes: int, events: int, data) -> str:
     return "learned melody" if notes else "chord tones (this take has no melody)"
 
 
-def arrange_events(events: list[Event], grid: int, bars: int, rng: np.random.Generator, cfg, data=None) -> dict:
+@dataclass(frozen=True)
+class Band:
+    """Who plays in each bar: the sections say (the intro: keys alone, the lead joining halfway;
+    the first loop of a later letter's section: no bass, a breakdown; the outro: no bass or
+    drums, fading), and the drums fill into each new section."""
+    bars: int
+    sections: tuple = ()  # (label, start bar, bars)
+
+    def section(self, bar: int) -> tuple:
+        return next((s for s in self.sections if s[1] <= bar < s[1] + s[2]), ("A", 0, self.bars))
+
+    def keys_only(self, bar: int) -> bool:
+        return self.section(bar)[0] == "intro"
+
+    def lead_from(self, bar: float) -> bool:
+        label, start, bars = self.section(int(bar))
+        return label != "intro" or bar >= start + bars / 2
+
+    def bass(self, bar: int, loop_bars: int) -> bool:
+        label, start, _ = self.section(bar)
+        first_letter = next((s[0] for s in self.sections if s[0] not in ("intro", "outro")), "A")
+        breakdown = label[0] != first_letter[0] and label not in ("intro", "outro") and bar < start + loop_bars
+        return label not in ("intro", "outro") and not breakdown
+
+    def drums(self, bar: int) -> bool:
+        return self.section(bar)[0] not in ("intro", "outro")
+
+    def fill(self, bar: int) -> bool:
+        """The bar before a new section, and every eighth bar of a section."""
+        starts = {s[1] for s in self.sections[1:]}
+        return bar + 1 in starts or (bar + 1 - self.section(bar)[1]) % 8 == 0
+
+    def fade(self, bar: float) -> float:
+        label, start, bars = self.section(int(bar))
+        return 1.0 if label != "outro" else max(0.35, 1 - 0.65 * (bar - start) / max(bars, 1))
+
+
+def arrange_events(events: list[Event], grid: int, band: Band, rng: np.random.Generator, cfg, data=None,
+                   loop_bars: int = 4) -> dict:
     """The whole arrangement as parts of (beats) notes, before swing and humanising. `cfg` is
     the [arrange] settings; `data` the training pieces' profile (melody share, hold limit)."""
-    length = bars * BEATS_PER_BAR * grid
+    metre = events[0].metre
+    bar_len = bar_ticks(metre)
+    beats = bar_len / grid  # quarter notes a bar
+    compound = metre.endswith("/8") and int(metre.split("/")[0]) % 3 == 0
+    length = band.bars * bar_len
     events = [e for e in events if e.onset < length]
-    timeline = [Event(e.onset / grid, e.shift / grid, e.root, e.quality, e.pitch, e.duration / grid, e.velocity)
-                for e in events]
+    timeline = [replace(e, onset=e.onset / grid, shift=e.shift / grid, duration=e.duration / grid) for e in events]
     minor = detect_minor(timeline)
     shift, key = choose_transposition(cfg.key, minor, rng)
-    intro, outro = min(cfg.intro_bars, bars // 3) * 4.0, min(cfg.outro_bars, bars // 3) * 4.0
-    outro_start = length / grid - outro
 
-    def fade(t: float) -> float:
-        return 1.0 if t < outro_start else max(0.35, 1 - 0.65 * (t - outro_start) / max(outro, 1))
+    def bar_of(t: float) -> int:
+        return int(t // beats)
 
     keys = Part("Electric Piano", 0, cfg.keys_program)
     lead = Part("Lead", 1, cfg.lead_program)
     bass = Part("Bass", 2, cfg.bass_program)
     drums = Part("Drums", 9, cfg.drum_kit)
-    hold = data.hold_limit_ticks if data and data.hold_limit_ticks else int(MAX_HOLD_BARS * BEATS_PER_BAR * grid)
-    chords, filled_ticks = chords_from_events(events, length, hold, grid)
+    hold = data.hold_limit_ticks if data and data.hold_limit_ticks else int(MAX_HOLD_BARS * bar_len)
+    chords, filled_ticks = chords_from_events(events, length, hold, bar_len)
     for chord in chords:
         start, end = chord.start / grid, chord.end / grid
         root = (chord.root + shift) % 12
         for p in voice_chord([(pc + shift) % 12 for pc in chord.pitch_classes], root, cfg.extensions):
-            keys.add(start, (end - start) * 0.95, p, (56 + 4 * rng.random()) * fade(start))
-        if intro <= start < outro_start:
+            keys.add(start, (end - start) * 0.95, p, (56 + 4 * rng.random()) * band.fade(start / beats))
+        if band.bass(bar_of(start), loop_bars):
             bass_root = 36 + (root - 36) % 12
             dur = end - start
             bass.add(start, min(dur, 1.0) * 0.9, bass_root, 74)
@@ -122,44 +163,49 @@ def arrange_events(events: list[Event], grid: int, bars: int, rng: np.random.Gen
     lead_from = lead_source(len(notes), len(timeline), data)
     if lead_from == "learned melody":
         melody = [(e.onset, e.duration, e.pitch + shift) for e in notes]
-        silent = silent_bars(notes, bars)
+        silent = silent_bars(notes, band.bars, beats)
         if silent:  # the lead would rest for bars on end: a chord-tone line there
-            resting = [c for c in chords if c.start // (BEATS_PER_BAR * grid) in silent]
+            resting = [c for c in chords if c.start // bar_len in silent]
             melody += lead_from_chords(resting, shift, grid, rng)
             lead_from += f", chord tones in {len(silent)} bars without it"
     else:
         melody = lead_from_chords(chords, shift, grid, rng)
     for start, dur, pitch in melody:
-        if start >= intro / 2:
+        if band.lead_from(start / beats):
             while pitch < 64:
                 pitch += 12
             while pitch > 84:
                 pitch -= 12
-            lead.add(start, dur * 0.9, pitch, (60 + 6 * rng.random()) * fade(start))
-    for b in range(int(intro // 4), int(outro_start // 4)):
-        phrase_end = (b + 1) % 8 == 0
-        variant = 0 if b % 4 < 2 else int(rng.integers(1, 4))
-        drum_bar(drums, b * 4.0, variant, phrase_end, rng, 1.0)
+            lead.add(start, dur * 0.9, pitch, (60 + 6 * rng.random()) * band.fade(start / beats))
+    for b in range(band.bars):
+        if band.drums(b):
+            variant = 0 if b % 4 < 2 else int(rng.integers(1, 4))
+            drum_bar(drums, b * beats, variant, band.fill(b), rng, 1.0, beats, compound)
     return {"parts": [keys, lead, bass, drums], "key": key, "transpose": shift, "length_beats": length / grid,
-            "minor": minor, "lead": lead_from, "harmonised_bars": round(filled_ticks / (BEATS_PER_BAR * grid), 2),
-            "harmony_changes": len(chords)}
+            "minor": minor, "lead": lead_from, "harmonised_bars": round(filled_ticks / bar_len, 2),
+            "harmony_changes": len(chords), "metre": metre}
 
 
-def arrange_track(tokens: list, grid: int, bars: int | None, seed: int, cfg, title: str, data=None):
-    """(MIDI bytes, parts, info) for one generated take (rows of field tokens); pure apart from
-    its seed. Rows that write no event are dropped and counted."""
+def arrange_track(tokens: list, grid: int, bars: int | None, seed: int, cfg, title: str, data=None,
+                  sections: list | None = None, loop_bars: int = 4):
+    """(MIDI bytes, parts, info) for one generated take (rows of field tokens) and its sections
+    ((label, first bar, bars)); pure apart from its seed. Rows that write no event are dropped
+    and counted."""
     import mido
     events, dropped = tokens_to_events([tuple(r) for r in tokens])
     if not events:
         raise StageError(f"{title}: no decodable events to arrange")
-    if bars is None:
-        bars = max(1, int(np.ceil(sum(e.shift for e in events) / grid / BEATS_PER_BAR)))
+    if sections:
+        bars = sum(s[2] for s in sections)
+    elif bars is None:
+        bars = max(1, events[-1].bar + 1)
     rng = np.random.default_rng(seed)
     tempo = int(rng.integers(cfg.tempo_min_bpm, cfg.tempo_max_bpm + 1))
-    arr = arrange_events(events, grid, bars, rng, cfg, data)
+    arr = arrange_events(events, grid, Band(bars, tuple(tuple(s) for s in sections or ())), rng, cfg, data,
+                         loop_bars)
     humanise(arr["parts"], tempo, cfg.swing, cfg.humanize_ms, cfg.velocity_jitter, rng)
-    midi = write_parts(arr["parts"], tempo, arr["key"], title, arr["length_beats"])
-    info = {"key": arr["key"], "tempo_bpm": tempo, "bars": bars,
+    midi = write_parts(arr["parts"], tempo, arr["key"], title, arr["length_beats"], arr["metre"])
+    info = {"key": arr["key"], "tempo_bpm": tempo, "bars": bars, "metre": arr["metre"],
             "seconds": round(float(mido.MidiFile(file=io.BytesIO(midi)).length), 3),
             "unknown_dropped": dropped, "events": len(events), "lead": arr["lead"],
             "harmonised_bars": arr["harmonised_bars"], "harmony_changes": arr["harmony_changes"],

@@ -21,6 +21,13 @@ QUALITIES: dict[str, tuple[int, ...]] = {
     "13": (0, 2, 4, 7, 9, 10), "6/9": (0, 2, 4, 7, 9), "5": (0, 7), "1": (0,),
 }
 QUALITY_NAMES = list(QUALITIES)
+# What a quality is at a glance: major, minor, dominant, diminished, augmented or suspended.
+# A performed voicing's extensions come and go (Cmaj7, C, Cadd9 from one hand), its family stays.
+FAMILIES = {"maj": "maj", "6": "maj", "maj7": "maj", "add9": "maj", "maj9": "maj", "6/9": "maj", "5": "maj",
+            "1": "maj", "m": "min", "m6": "min", "m7": "min", "mmaj7": "min", "madd9": "min", "m9": "min",
+            "m11": "min", "7": "dom", "9": "dom", "13": "dom", "7b9": "dom", "7sus4": "dom", "dim": "dim",
+            "dim7": "dim", "m7b5": "dim", "aug": "aug", "sus4": "sus", "sus2": "sus"}
+assert set(FAMILIES) == set(QUALITIES)
 MISSING_TONE_PENALTY = 0.15  # per chord tone that does not sound
 BASS_ROOT_BONUS = 0.1  # the lowest sounding note is usually the root
 SIZE_PENALTY = 0.01  # per tone: of two equally good explanations, the smaller chord

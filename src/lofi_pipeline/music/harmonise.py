@@ -9,7 +9,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .chords import chord_pitch_classes
-from .harmony import BEATS_PER_BAR, harmony_changes, same_harmony
+from .harmony import harmony_changes, same_harmony
 
 # The diatonic triads of the reference key (C major, which A minor shares): what a melody-only
 # stretch is harmonised with.
@@ -79,11 +79,10 @@ def harmonise_from_melody(events, start: int, end: int, first: tuple[int, str] |
     return [Segment(a, b, *chord) for a, b, chord in segs]
 
 
-def chords_from_events(events, length: int, hold_limit: int, grid: int) -> tuple[list[Segment], int]:
+def chords_from_events(events, length: int, hold_limit: int, bar: int) -> tuple[list[Segment], int]:
     """The keys' chords over a take of `length` ticks, and how many ticks of them were
     harmonised here: a harmony that stands longer than `hold_limit` ticks, and a chordless
-    stretch with a melody, get chords from the melody (harmonise_from_melody)."""
-    bar = BEATS_PER_BAR * grid
+    stretch with a melody, get chords from the melody (harmonise_from_melody), `bar` ticks at a time."""
     changes = [(e.onset, (e.root, e.quality)) for e in harmony_changes(events) if e.onset < length]
     stretches = [] if changes and changes[0][0] <= 0 else [(0, changes[0][0] if changes else length, None)]
     stretches += [(s, min(nxt, length), chord) for (s, chord), (nxt, _) in zip(changes, changes[1:] + [(length, None)])]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .midi_io import Part
+from .parts import Part
 
 
 def swing_beats(b: float, swing: float) -> float:

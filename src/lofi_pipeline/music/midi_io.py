@@ -1,5 +1,5 @@
-"""MIDI files in and out: the header check intake uses, three readers that give the same
-RawScore, and the writer of arranged parts.
+"""Reading MIDI: the header check intake uses, and three readers that give the same RawScore
+(SMPTE-timed files placed on beats through their tempo).
 
 symusic (C++, the reader MidiTok builds on) reads a file in well under a millisecond; mido is
 the fallback for files symusic rejects; music21 is the last resort (and the reference the
@@ -42,12 +42,17 @@ class RawTrack:
 
 @dataclass
 class RawScore:
-    """A MIDI file as read: ticks per quarter note, tracks, and the tempo map."""
+    """A MIDI file as read: ticks per quarter note, tracks, the tempo map and the time signatures."""
     ticks_per_beat: int
     tracks: list[RawTrack]
     tempos: np.ndarray  # rows of (tick, quarter notes per minute)
-    time_signature: str = "4/4"
+    time_signatures: list[tuple[int, int, int]] = field(default_factory=list)  # (tick, numerator, denominator)
     reader: str = ""
+
+    @property
+    def time_signature(self) -> str:
+        """The first time signature, as written ("4/4" when the file has none)."""
+        return "{1}/{2}".format(*self.time_signatures[0]) if self.time_signatures else "4/4"
 
 
 def _notes_array(rows) -> np.ndarray:
@@ -68,9 +73,8 @@ def read_with_symusic(data: bytes) -> RawScore:
             if len(tr.pedals) else np.zeros((0, 2), np.int64)
         tracks.append(RawTrack(tr.name, int(tr.program), bool(tr.is_drum), notes, pedals))
     tempos = np.array([(t.time, t.qpm) for t in score.tempos], np.float64).reshape(-1, 2)
-    ts = score.time_signatures
-    sig = f"{ts[0].numerator}/{ts[0].denominator}" if len(ts) else "4/4"
-    return RawScore(int(score.ticks_per_quarter), tracks, tempos, sig, "symusic")
+    signatures = [(int(t.time), int(t.numerator), int(t.denominator)) for t in score.time_signatures]
+    return RawScore(int(score.ticks_per_quarter), tracks, tempos, signatures, "symusic")
 
 
 def _pedal_spans(events: list[tuple[int, bool]], end: int) -> list[tuple[int, int]]:
@@ -93,7 +97,7 @@ def read_with_mido(data: bytes) -> RawScore:
     mf = mido.MidiFile(file=io.BytesIO(data), clip=True)
     if mf.type == 2:
         raise ValueError("type 2 (asynchronous) MIDI files are not supported")
-    tempos, tracks, sig = [], [], None
+    tempos, tracks, signatures = [], [], []
     for track in mf.tracks:
         now, name = 0, ""
         # (channel) -> data; one RawTrack per channel used, as symusic does
@@ -107,8 +111,8 @@ def read_with_mido(data: bytes) -> RawScore:
                 name = msg.name
             elif msg.type == "set_tempo":
                 tempos.append((now, mido.tempo2bpm(msg.tempo) if msg.tempo else 0.0))
-            elif msg.type == "time_signature" and sig is None:
-                sig = f"{msg.numerator}/{msg.denominator}"
+            elif msg.type == "time_signature":
+                signatures.append((now, msg.numerator, msg.denominator))
             elif msg.type == "program_change":
                 programs[msg.channel] = msg.program
             elif msg.type == "control_change" and msg.control == 64:
@@ -128,7 +132,7 @@ def read_with_mido(data: bytes) -> RawScore:
             spans = np.array(_pedal_spans(pedal.get(ch, []), now), np.int64).reshape(-1, 2)
             tracks.append(RawTrack(name, programs.get(ch, 0), ch == 9, rows, spans))
     return RawScore(mf.ticks_per_beat, tracks, np.array(tempos, np.float64).reshape(-1, 2),
-                    sig or "4/4", "mido")
+                    sorted(set(signatures)), "mido")
 
 
 def read_with_music21(data: bytes) -> RawScore:
@@ -159,19 +163,71 @@ def read_with_music21(data: bytes) -> RawScore:
     flat = score.flatten()
     tempos = [(round(float(m.offset) * tpb), float(m.getQuarterBPM() or 0))
               for m in flat.getElementsByClass(tempo.MetronomeMark)]
-    sigs = list(flat.getElementsByClass(meter.TimeSignature))
-    return RawScore(tpb, tracks, np.array(tempos, np.float64).reshape(-1, 2),
-                    sigs[0].ratioString if sigs else "4/4", "music21")
+    signatures = [(round(float(ts.offset) * tpb), int(ts.numerator), int(ts.denominator))
+                  for ts in flat.getElementsByClass(meter.TimeSignature)]
+    return RawScore(tpb, tracks, np.array(tempos, np.float64).reshape(-1, 2), signatures, "music21")
 
 
 READERS = (("symusic", read_with_symusic), ("mido", read_with_mido), ("music21", read_with_music21))
+SMPTE_TICKS_PER_BEAT = 480
+
+
+def smpte_ticks_per_second(data: bytes) -> float | None:
+    """Ticks per second of a file whose header gives SMPTE time (a negative division: frames per
+    second and ticks per frame, as some transcriptions do), or None for ticks per quarter note."""
+    if data[:4] != b"MThd" or len(data) < 14 or not data[12] & 0x80:
+        return None
+    fps = 256 - data[12]
+    return (29.97 if fps == 29 else fps) * data[13]
+
+
+def read_smpte(data: bytes, ticks_per_second: float) -> RawScore:
+    """An SMPTE-timed file read with mido (its ticks are fractions of a second), placed on beats
+    through its tempo events (120 BPM when it has none): seconds are turned back into quarter
+    notes at SMPTE_TICKS_PER_BEAT ticks each."""
+    patched = bytearray(data)
+    patched[12:14] = (SMPTE_TICKS_PER_BEAT).to_bytes(2, "big")  # mido reads raw ticks either way
+    raw = read_with_mido(bytes(patched))
+    tempos = raw.tempos[np.argsort(raw.tempos[:, 0], kind="stable")] if len(raw.tempos) else raw.tempos
+    tempos = tempos[tempos[:, 1] > 0]
+    seconds = np.concatenate([[0.0], tempos[:, 0] / ticks_per_second])
+    bpm = np.concatenate([[120.0], tempos[:, 1]])
+    beats_at = np.concatenate([[0.0], np.cumsum(np.diff(seconds) * bpm[:-1] / 60.0)])
+
+    def to_ticks(ticks: np.ndarray) -> np.ndarray:
+        s = np.asarray(ticks, np.float64) / ticks_per_second
+        i = np.searchsorted(seconds, s, side="right") - 1
+        return np.round((beats_at[i] + (s - seconds[i]) * bpm[i] / 60.0) * SMPTE_TICKS_PER_BEAT).astype(np.int64)
+    tracks = []
+    for t in raw.tracks:
+        notes = t.notes.copy()
+        if len(notes):
+            ends = to_ticks(notes[:, 0] + notes[:, 1])
+            notes[:, 0] = to_ticks(notes[:, 0])
+            notes[:, 1] = np.maximum(ends - notes[:, 0], 1)
+        pedals = t.pedals.copy()
+        if len(pedals):
+            ends = to_ticks(pedals[:, 0] + pedals[:, 1])
+            pedals[:, 0] = to_ticks(pedals[:, 0])
+            pedals[:, 1] = ends - pedals[:, 0]
+        tracks.append(RawTrack(t.name, t.program, t.is_drum, notes, pedals))
+    new_tempos = np.stack([to_ticks(tempos[:, 0]), tempos[:, 1]], axis=1) if len(tempos) else tempos
+    signatures = [(int(to_ticks([tick])[0]), n, d) for tick, n, d in raw.time_signatures]
+    return RawScore(SMPTE_TICKS_PER_BEAT, tracks, new_tempos.reshape(-1, 2), signatures, "mido (SMPTE time)")
 
 
 def read_midi(data: bytes, readers=READERS) -> RawScore:
-    """The first reader that accepts the file; UnusableMidi with every reader's reason if none does."""
+    """The first reader that accepts the file; UnusableMidi with every reader's reason if none does.
+    A file timed in SMPTE frames is read in seconds and placed on beats (read_smpte)."""
     reason = midi_header_reason(data)
     if reason:
         raise UnusableMidi(reason)
+    per_second = smpte_ticks_per_second(data)
+    if per_second is not None:
+        try:
+            return read_smpte(data, per_second)
+        except Exception as exc:  # a reader raises many types on bad bytes
+            raise UnusableMidi(f"unparseable: SMPTE-timed file: {type(exc).__name__}: {str(exc)[:80]}") from None
     failures = []
     for name, read in readers:
         try:
@@ -186,61 +242,3 @@ def key_profiles() -> tuple[np.ndarray, np.ndarray]:
     from music21.analysis import discrete
     ae = discrete.AardenEssen()
     return np.array(ae.getWeights("major"), float), np.array(ae.getWeights("minor"), float)
-
-
-@dataclass
-class Part:
-    """One instrument of an arrangement: its MIDI channel and GM program, and its notes as
-    (start_beats, duration_beats, pitch, velocity)."""
-    name: str
-    channel: int
-    program: int
-    notes: list = field(default_factory=list)
-
-    def add(self, start: float, duration: float, pitch: int, velocity: float) -> None:
-        self.notes.append((float(start), float(duration), int(pitch), int(np.clip(velocity, 1, 127))))
-
-
-WRITE_TICKS_PER_BEAT = 480
-PANS = {0: 50, 1: 78, 2: 64, 9: 64}  # keys a little left, the lead right, bass and drums centred
-
-
-def write_parts(parts: list[Part], tempo_bpm: float, key: str, title: str, length_beats: float) -> bytes:
-    """A type-1 MIDI file's bytes: a conductor track (title, tempo, 4/4, key signature) and one
-    track per part with its program and pan, written with mido for exact channels (drums on
-    channel 10 with a kit chosen by program change) and tick-level timing."""
-    import io
-
-    import mido
-    mf = mido.MidiFile(type=1, ticks_per_beat=WRITE_TICKS_PER_BEAT)
-    conductor = mido.MidiTrack()
-    conductor.append(mido.MetaMessage("track_name", name=title, time=0))
-    conductor.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm), time=0))
-    conductor.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
-    conductor.append(mido.MetaMessage("key_signature", key=key, time=0))
-    end_tick = round(length_beats * WRITE_TICKS_PER_BEAT)
-    conductor.append(mido.MetaMessage("end_of_track", time=end_tick))
-    mf.tracks.append(conductor)
-    for part in parts:
-        track = mido.MidiTrack()
-        track.append(mido.MetaMessage("track_name", name=part.name, time=0))
-        track.append(mido.Message("program_change", channel=part.channel, program=part.program, time=0))
-        track.append(mido.Message("control_change", channel=part.channel, control=10,
-                                  value=PANS.get(part.channel, 64), time=0))
-        msgs = []
-        for start, dur, pitch, vel in part.notes:
-            on = round(start * WRITE_TICKS_PER_BEAT)
-            off = max(on + 1, round((start + dur) * WRITE_TICKS_PER_BEAT))
-            msgs.append((on, 1, pitch, vel))
-            msgs.append((off, 0, pitch, 0))
-        msgs.sort()
-        now = 0
-        for tick, is_on, pitch, vel in msgs:
-            kind = "note_on" if is_on else "note_off"
-            track.append(mido.Message(kind, channel=part.channel, note=pitch, velocity=vel, time=tick - now))
-            now = tick
-        track.append(mido.MetaMessage("end_of_track", time=max(0, end_tick - now)))
-        mf.tracks.append(track)
-    buffer = io.BytesIO()
-    mf.save(file=buffer)
-    return buffer.getvalue()

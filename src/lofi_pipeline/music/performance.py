@@ -16,9 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .bars import beat_offset, metre_segments
 from .chords import QUALITY_NAMES, recognise
 from .midi_io import RawScore, RawTrack, UnusableMidi
 from .piece import GRID, MAJOR, MINOR, PITCH_NAMES, ChordChange, NoteEvent, Piece, transposition_to_reference
+from .token_format import bar_ticks
 
 MELODY_NAME = re.compile(r"melod|lead|vocal|voice|solo|sopran|tune|theme", re.I)
 BASS_NAME = re.compile(r"bass", re.I)
@@ -282,6 +284,10 @@ def analyse(raw: RawScore, name: str, sha256: str, profiles: tuple[np.ndarray, n
     snapped = np.round((cluster_beats - phase) * sub).astype(np.int64) * step
     snapped_onsets = snapped[labels]
     error_s = np.abs(tempo.seconds((snapped_onsets / GRID + phase) * tpb) - secs)
+    notes_at = np.bincount(np.searchsorted(onset_ticks, all_notes[:, 0][all_notes[:, 0] < limit]),
+                           minlength=len(onset_ticks))
+    moved_beat = beat_offset(snapped_onsets, notes_at, step)
+    snapped_onsets = snapped_onsets + moved_beat
 
     def quantise(notes: np.ndarray) -> np.ndarray:
         notes = notes[notes[:, 0] < limit]
@@ -291,7 +297,7 @@ def analyse(raw: RawScore, name: str, sha256: str, profiles: tuple[np.ndarray, n
 
         def snapped_end(duration):
             end_beats = np.minimum(notes[:, 0] + duration, limit) / tpb - phase
-            return np.round(end_beats * sub).astype(np.int64) * step
+            return np.round(end_beats * sub).astype(np.int64) * step + moved_beat
         out = np.stack([on, np.maximum(snapped_end(notes[:, 1]) - on, step), notes[:, 2], notes[:, 3],
                         np.maximum(snapped_end(notes[:, 4]) - on, step)], axis=1)
         return out[np.lexsort((out[:, 2], out[:, 0]))]
@@ -324,6 +330,12 @@ def analyse(raw: RawScore, name: str, sha256: str, profiles: tuple[np.ndarray, n
     accompaniment = accompaniment[np.lexsort((accompaniment[:, 2], accompaniment[:, 0]))]
     end = int((every[:, 0] + every[:, 1]).max())
     chords = chord_changes(accompaniment, end)
+    signatures = [(int(round((tick / tpb - phase) * sub)) * step + moved_beat, n, d)
+                  for tick, n, d in raw.time_signatures if tick < limit]
+    melody_events = _to_events(melody)
+    metre = metre_segments(signatures, chords, melody_events, int(every[:, 0].min()))
+    bar = bar_ticks(metre[0][1])
+    downbeat_moved = len(metre) == 1 and metre[0][0] % bar != (signatures[0][0] if signatures else 0) % bar
     drums = np.concatenate([quantised[i][:, :4] for i, t in enumerate(raw.tracks) if t.is_drum] or
                            [np.zeros((0, 4), np.int64)])
     n_notes = int(sum(len(n) for n in cleaned))
@@ -332,8 +344,9 @@ def analyse(raw: RawScore, name: str, sha256: str, profiles: tuple[np.ndarray, n
         "repeats_dropped": dropped, "pedal_extended": extended,
         "cropped": int((all_notes[:, 0] >= limit).sum()), "grid": SUBDIVISIONS[sub], "grid_misfit": round(misfit, 3),
         "timing_error_ms": round(float(error_s.mean() * 1000), 1) if len(error_s) else 0.0,
-        "melody_source": melody_source, "chords_exact": int(sum(c.exact for c in chords))})
+        "melody_source": melody_source, "chords_exact": int(sum(c.exact for c in chords)),
+        "metre_changes": len(metre) - 1, "beat_moved": bool(moved_beat), "downbeat_moved": downbeat_moved})
     return Piece(sha256=sha256, name=name, grid=GRID, subdivision=sub, tonic=PITCH_NAMES[tonic], mode=mode,
                  transpose=shift, tempo_bpm=round(tempo.mean_bpm(float(min(all_notes[:, 0].max(), limit))), 3),
-                 time_signature=raw.time_signature, melody=_to_events(melody), harmony=_to_events(harmony),
+                 time_signature=raw.time_signature, metre=metre, melody=melody_events, harmony=_to_events(harmony),
                  bass=_to_events(bass), drums=_to_events(drums), chords=chords, stats=stats)

@@ -43,7 +43,8 @@ class Piece:
     mode: str = MAJOR
     transpose: int = 0
     tempo_bpm: float = 120.0
-    time_signature: str = "4/4"
+    time_signature: str = "4/4"  # the file's first, as written
+    metre: list = field(default_factory=list)  # [start tick, normalised metre] of each stretch of bars
     melody: list[NoteEvent] = field(default_factory=list)
     harmony: list[NoteEvent] = field(default_factory=list)
     bass: list[NoteEvent] = field(default_factory=list)

@@ -12,9 +12,10 @@ def _arrange_job(shared, take: dict) -> dict:
     """One take arranged: its MIDI bytes and record."""
     grid, bars, cfg, name, profile = shared
     title = f"{name} {take['index']:02d}"
-    midi, _, info = arrange_track(take["tokens"], grid, bars, take["seed"], cfg, title, profile)
+    midi, _, info = arrange_track(take["tokens"], grid, bars, take["seed"], cfg, title, profile, take["sections"],
+                                  take["loop_bars"])
     record = catalog.TrackRecord(index=take["index"], stem=f"track_{take['index']:02d}", title=title,
-                                 seed=take["seed"], **info)
+                                 seed=take["seed"], form=take["form"], **info)
     return {"record": record, "midi": midi}
 
 
@@ -30,13 +31,15 @@ class ArrangeStage(Stage):
         takes = catalog.read_takes(ctx.source(catalog.TAKES))
         profile = catalog.read_profile(ctx.source(catalog.PROFILE))
         shared = (takes.grid, takes.bars, cfg, ctx.params.run.name, profile)
-        jobs = [{"index": t.index, "seed": t.seed, "tokens": t.tokens} for t in takes.tracks]
+        jobs = [{"index": t.index, "seed": t.seed, "tokens": t.tokens, "sections": t.sections,
+                 "loop_bars": t.loop_bars, "form": t.form} for t in takes.tracks]
         records = []
         for result in ctx.fan_out(_arrange_job, jobs, total=len(jobs), workers=cfg.workers, shared=shared):
             r = result["record"]
             atomic.write_bytes(ctx.out_dir / catalog.midi_name(r), result["midi"])
             records.append(r)
-            ctx.log(f"{catalog.midi_name(r)}: {r.key}, {r.tempo_bpm} BPM, {r.seconds:.0f}s, "
+            ctx.log(f"{catalog.midi_name(r)}: {r.key}, {r.metre} at {r.tempo_bpm} BPM, {r.seconds:.0f}s, "
+                    + (f"{r.form}; " if r.form else "")
                     + ", ".join(f"{k} {v}" for k, v in r.notes_per_part.items())
                     + f"; {r.harmony_changes} chords, lead: {r.lead}"
                     + (f", {r.harmonised_bars:g} bars harmonised from the melody" if r.harmonised_bars else ""))

@@ -20,7 +20,7 @@ from ..core.errors import StageError
 from ..core.runner import Artifact
 from ..music.checks import DataProfile
 from ..music.piece import Piece
-from ..music.token_format import FIELDS, Vocabulary
+from ..music.token_format import FIELDS, TARGETS, Vocabulary
 
 SPLITS = ("train", "dev", "test")
 R = TypeVar("R")
@@ -206,9 +206,10 @@ def read_ensemble(folder: Path, vocab: Vocabulary | None = None):
     models = [keras.saving.load_model(folder / "members" / f"{m['name']}.keras") for m in info["members"]]
     for m in models:
         sizes = {name: int(t.shape[-1]) for name, t in zip(m.output_names, m.outputs)}
-        if sizes != dict(zip(FIELDS, saved.sizes)):
+        expected = {f: n for f, n in zip(FIELDS, saved.sizes) if f in TARGETS}
+        if sizes != expected:
             raise StageError(f"{folder}: model {m.name} predicts fields {sizes} but the vocabulary "
-                             f"has {dict(zip(FIELDS, saved.sizes))}; re-run `lofi train --force`")
+                             f"has {expected}; re-run `lofi train --force`")
     return models, saved, info
 
 
@@ -220,8 +221,9 @@ def read_metrics(folder: Path) -> dict:
 # -- generate ------------------------------------------------------------------------------------
 @dataclass
 class Take:
-    """One track's chosen take: its event ids (primer first) and tokens, how it was drawn and
-    what the music checks said of it."""
+    """One track's chosen take: its event ids and tokens (the primer it was drawn from is context
+    only, `primer_events` long, and no part of it), its metre, loop length and sections, how it
+    was drawn and what the music checks said of it."""
     index: int
     seed: int
     primer_events: int
@@ -234,6 +236,14 @@ class Take:
     distinct_events: int
     chords: int
     melody_notes: int
+    metre: str = "4/4"
+    loop_bars: int = 4
+    sections: list = field(default_factory=list)  # [label, first bar, bars]
+
+    @property
+    def form(self) -> str:
+        """'intro 2 | A 8 | A' 8 | B 8 | A'' 8 | outro 4' ("" for a take drawn as a number of events)."""
+        return " | ".join(f"{label} {bars}" for label, _, bars in self.sections)
 
 
 @dataclass
@@ -261,6 +271,8 @@ class TrackRecord:
     index: int
     stem: str
     title: str
+    form: str = ""
+    metre: str = "4/4"
     seed: int | None = None
     key: str | None = None
     tempo_bpm: int | None = None

@@ -12,16 +12,19 @@ import numpy as np
 from ..core.errors import StageError
 from ..core.hashing import path_digest
 from ..core.runner import Stage, StageContext
-from ..model.ensemble import EnsembleSampler, generate_tracks
+from ..model.compose import Composer, compose
+from ..model.ensemble import EnsembleSampler
+from ..model.form import parse_form, plan_form
 from ..model.members import configure_tensorflow
 from ..model.sampling import FieldSampler
 from ..model.takes import dev_primer, draw_takes, primer_from_midi, take_report, track_seed
 from ..music.statistics import self_repetition
-from ..music.token_format import FIELDS, NONE
+from ..music.token_format import FIELDS, NONE, TARGETS
 from . import catalog
 
 SETTINGS = ("temperature", "top_k", "top_p", "repetition_penalty", "repetition_window", "fields", "combine",
-            "weights", "primer", "primer_events", "redraws", "bars", "events")
+            "weights", "primer", "primer_events", "redraws", "bars", "events", "form", "loop_bars", "variation",
+            "melody_variation")
 
 
 class _Session:
@@ -58,13 +61,13 @@ def _batch_job(kit: dict, indices: list[int]) -> dict:
     if kit["digest"] not in _SESSIONS:
         _SESSIONS.clear()
         _SESSIONS[kit["digest"]] = _Session(kit, log.append)
-    session, cfg, profile = _SESSIONS[kit["digest"]], kit["settings"], kit["profile"]
+    session, cfg, profile, vocab = _SESSIONS[kit["digest"]], kit["settings"], kit["profile"], kit["vocab"]
     both_streams = profile.has_chords and profile.has_melody
-    want = (session.vocab.index["root"][NONE], session.vocab.index["pitch"][NONE]) if both_streams else None
-    target_ticks = cfg["bars"] * 4 * kit["grid"]
-    max_events = cfg["events"] if cfg["events"] else target_ticks
-    if cfg["events"]:
-        target_ticks = 10**12
+    want = (vocab.index["root"][NONE], vocab.index["pitch"][NONE]) if both_streams else None
+    loop_bars = kit["loop_bars"]
+    variation = 1.0 - profile.loop_repeat_target if cfg["variation"] == "auto" else float(cfg["variation"])
+    plan = plan_form(cfg["form"], cfg["bars"], loop_bars)
+    seen = max(cfg["primer_events"], profile.context_events or 0) or None
 
     def primer(rng):
         if cfg["primer"] == "none":
@@ -75,14 +78,23 @@ def _batch_job(kit: dict, indices: list[int]) -> dict:
 
     def sample(tracks: list[int], draw: int) -> list[dict]:
         seeds = [track_seed(kit["run_seed"], i, draw) for i in tracks]
-        rngs = [np.random.default_rng(s) for s in seeds]
-        primers = [primer(rng) for rng in rngs]
-        seqs = generate_tracks(session.sampler, session.field_sampler, primers, rngs, target_ticks,
-                               max_events + max(map(len, primers)), profile.hold_limit_ticks,
-                               max(cfg["primer_events"], profile.context_events or 0) or None)
-        return [{"seq": seq, "seed": seed, "primer_events": len(p)} for seq, seed, p in zip(seqs, seeds, primers)]
-    check = functools.partial(take_report, vocab=session.vocab, ranges=profile.ranges, grid=kit["grid"])
-    return {"takes": draw_takes(sample, indices, cfg["redraws"], check, log.append), "log": log}
+        composers = []
+        for seed in seeds:
+            rng = np.random.default_rng(seed)
+            context = primer(rng)
+            metre = vocab.fields["metre"][context[-1, 0]] if len(context) else profile.metre
+            composers.append(Composer(plan, loop_bars, metre, vocab, context, rng, variation,
+                                      cfg["melody_variation"], set(profile.grid_ticks), profile.hold_limit_ticks,
+                                      cfg["events"] or None, seen, profile.advances))
+        compose(session.sampler, session.field_sampler, composers)
+        return [{"seq": c.take(), "seed": seed, "primer_events": len(c.primer), "metre": c.metre}
+                for c, seed in zip(composers, seeds)]
+    sections = None if cfg["events"] else [(s.start, s.end) for s in plan]
+    check = functools.partial(take_report, vocab=vocab, profile=profile, sections=sections)
+    takes = draw_takes(sample, indices, cfg["redraws"], check, log.append)
+    for take in takes:
+        take["sections"] = [] if cfg["events"] else [[s.label, s.start, s.bars] for s in plan]
+    return {"takes": takes, "log": log}
 
 
 class GenerateStage(Stage):
@@ -101,10 +113,12 @@ class GenerateStage(Stage):
         return {"primer": path_digest(root / primer)}
 
     def check(self, params, root):
-        unknown = sorted(set(params.generate.fields) - set(FIELDS))
+        unknown = sorted(set(params.generate.fields) - set(TARGETS))
         if unknown:
-            raise StageError(f"config key generate.fields: {', '.join(unknown)} is not a field "
-                             f"(fields: {', '.join(FIELDS)})")
+            raise StageError(f"config key generate.fields: {', '.join(unknown)} is not a field the models draw "
+                             f"(fields: {', '.join(TARGETS)})")
+        if params.generate.form != "auto":
+            parse_form(params.generate.form, params.generate.loop_bars or 4)
         primer = params.generate.primer
         if primer not in ("dev", "none") and not (root / primer).is_file():
             raise StageError(f"primer {primer}: file not found (generate.primer is "
@@ -121,10 +135,15 @@ class GenerateStage(Stage):
         if cfg.primer not in ("dev", "none"):
             midi_primer = primer_from_midi(ctx.path(cfg.primer), vocab, models_window)
         grid = int(vocab.config.get("grid", 12))
+        loop_bars = cfg.loop_bars or profile.loop_bars
+        if loop_bars > profile.longest_bars:
+            ctx.log(f"a loop of {loop_bars} bars (generate.loop_bars) is longer than any training piece "
+                    f"({profile.longest_bars} bars): the loops go past what the models saw")
+        plan_form(cfg.form, cfg.bars, loop_bars)  # a bad form stops here, before any sampling
         kit = {"train": catalog.ensemble_files(train_dir), "vocab": vocab, "profile": profile,
                "midi_primer": midi_primer, "grid": grid, "dev_pieces": encoded.sequences("dev"),
                "settings": {k: getattr(cfg, k) for k in SETTINGS},
-               "batch": min(cfg.batch_tracks, cfg.tracks), "run_seed": ctx.params.run.seed,
+               "batch": min(cfg.batch_tracks, cfg.tracks), "run_seed": ctx.params.run.seed, "loop_bars": loop_bars,
                "threads": ctx.params.train.threads}
         kit["digest"] = hashlib.sha256(b"".join(kit["train"][k] for k in sorted(kit["train"])) + repr(
             (kit["settings"], kit["batch"], kit["threads"])).encode()).hexdigest()
@@ -148,11 +167,12 @@ class GenerateStage(Stage):
                 checks=take["checks"], flagged=bool(take["checks"]["failed"]), ids=seq.tolist(),
                 tokens=[list(t) for t in vocab.decode(seq)], self_repetition=round(self_repetition(seq), 4),
                 distinct_events=len({tuple(r) for r in seq.tolist()}), chords=sum(e.is_chord for e in events),
-                melody_notes=sum(e.pitch is not None for e in events)))
+                melody_notes=sum(e.pitch is not None for e in events), metre=take["metre"],
+                loop_bars=loop_bars, sections=take["sections"]))
         catalog.write_takes(ctx.out_dir, takes)
         for t in takes.tracks:
-            ctx.log(f"track {t.index}: {len(t.ids)} events ({t.chords} chords, {t.melody_notes} melody notes), "
-                    f"{t.distinct_events} distinct, self-repetition {t.self_repetition:.2f}, take {t.draws}")
+            ctx.log(f"track {t.index}: {t.form or 'free'} ({t.metre}), {len(t.ids)} events ({t.chords} chords, "
+                    f"{t.melody_notes} melody notes), take {t.draws}")
         tracks = takes.tracks
         return {"tracks": len(tracks), "events": [len(t.ids) for t in tracks],
                 "self_repetition": [t.self_repetition for t in tracks],

@@ -1,0 +1,105 @@
+"""How real generated music looks, as the field measures it: a classifier two-sample test
+(after Lopez-Paz & Oquab 2017; features in the spirit of Yang & Lerch's MGEval). Generated
+tracks and held-out real pieces are cut into two-bar segments; each segment is described by a
+few simple features (where its onsets fall in the bar and in the beat, how many chords and
+onsets it has, its chord families and root motion, its melody's intervals and range); a random
+forest is trained to tell the two apart, and its cross-validated accuracy on balanced classes
+is the figure: 50 % means it cannot, 100 % that every segment gives itself away. Segments that
+are exact copies of one before them (a loop played again, unvaried) count once, on either side:
+a copy tells the classifier nothing new. The features that separate them most are named
+(permutation importance on the held-out folds).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .chords import FAMILIES
+from .token_format import Event, bar_ticks
+
+SEGMENT_BARS = 2
+FOLDS = 5
+POSITION_BINS = 16  # 16ths of a bar
+BEAT_TICKS = (0, 3, 4, 6, 8, 9)  # the usual places in a beat; the rest count together
+FAMILY_NAMES = sorted(set(FAMILIES.values()))
+MOTIONS = {"repeat": {0}, "fourth/fifth": {5, 7}, "step": {1, 2, 10, 11}, "third": {3, 4, 8, 9}, "tritone": {6}}
+INTERVALS = ((0, 0), (1, 2), (3, 4), (5, 7), (8, 127))
+FEATURES = ([f"onsets at {k}/16 of the bar" for k in range(POSITION_BINS)]
+            + [f"onsets {t} ticks into a beat" for t in BEAT_TICKS] + ["onsets elsewhere in a beat"]
+            + ["chords per bar", "onsets per beat"] + [f"{f} chords" for f in FAMILY_NAMES]
+            + [f"root motion: {m}" for m in MOTIONS]
+            + [f"melody steps of {lo}-{hi} semitones" for lo, hi in INTERVALS]
+            + ["melody notes per beat", "melody range (semitones)"])
+
+
+def segments(events: list[Event], bars: int = SEGMENT_BARS) -> list[list[Event]]:
+    """Consecutive `bars`-bar stretches of a sequence that hold at least two onsets."""
+    if not events:
+        return []
+    out = []
+    for first in range(0, events[-1].bar + 1, bars):
+        segment = [e for e in events if first <= e.bar < first + bars and (e.is_chord or e.pitch is not None)]
+        if len(segment) >= 2:
+            out.append(segment)
+    return out
+
+
+def _shares(values: list, bins: int) -> np.ndarray:
+    counts = np.bincount(np.asarray(values, np.int64), minlength=bins)[:bins].astype(float)
+    return counts / counts.sum() if counts.sum() else counts
+
+
+def features(segment: list[Event], bars: int = SEGMENT_BARS) -> np.ndarray:
+    """The FEATURES of one segment of `bars` bars, as a vector."""
+    bar = bar_ticks(segment[0].metre)
+    beats = bars * bar / 12
+    positions = _shares([e.position * POSITION_BINS // bar for e in segment], POSITION_BINS)
+    in_beat = [BEAT_TICKS.index(e.beat_tick) if e.beat_tick in BEAT_TICKS else len(BEAT_TICKS) for e in segment]
+    chords = [e for e in segment if e.is_chord]
+    families = _shares([FAMILY_NAMES.index(FAMILIES[c.quality]) for c in chords], len(FAMILY_NAMES))
+    steps = [(b.root - a.root) % 12 for a, b in zip(chords, chords[1:])]
+    motions = _shares([next(i for i, s in enumerate(MOTIONS.values()) if d in s) for d in steps], len(MOTIONS))
+    melody = [e.pitch for e in segment if e.pitch is not None]
+    leaps = [abs(b - a) for a, b in zip(melody, melody[1:])]
+    intervals = _shares([next(i for i, (lo, hi) in enumerate(INTERVALS) if lo <= d <= hi) for d in leaps],
+                        len(INTERVALS))
+    return np.concatenate([positions, _shares(in_beat, len(BEAT_TICKS) + 1),
+                           [len(chords) / bars, len(segment) / beats], families, motions, intervals,
+                           [len(melody) / beats, (max(melody) - min(melody)) if melody else 0.0]])
+
+
+def _distinct(vectors: list[np.ndarray]) -> np.ndarray:
+    """The vectors, each exact repeat of one before it left out."""
+    seen, out = set(), []
+    for v in vectors:
+        if v.tobytes() not in seen:
+            seen.add(v.tobytes())
+            out.append(v)
+    return np.array(out).reshape(-1, len(FEATURES))
+
+
+def realism(generated: list[list[Event]], real: list[list[Event]], seed: int = 0, top: int = 3) -> dict:
+    """The classifier two-sample test of generated against real sequences: cross-validated
+    accuracy (mean and spread over the folds) on as many segments of each, the sample sizes,
+    and the `top` features that separate them most."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.inspection import permutation_importance
+    from sklearn.model_selection import StratifiedKFold
+    fake, true = (_distinct([features(s) for seq in side for s in segments(seq)]) for side in (generated, real))
+    rng = np.random.default_rng(seed)
+    n = min(len(fake), len(true))
+    result = {"generated_segments": int(len(fake)), "real_segments": int(len(true)), "per_class": int(n),
+              "accuracy": None, "spread": None, "separating": []}
+    if n < 2 * FOLDS:
+        return result
+    x = np.vstack([fake[rng.choice(len(fake), n, replace=False)], true[rng.choice(len(true), n, replace=False)]])
+    y = np.array([1] * n + [0] * n)
+    accuracies, importance = [], np.zeros(len(FEATURES))
+    for train, test in StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(x, y):
+        forest = RandomForestClassifier(200, min_samples_leaf=2, random_state=seed, n_jobs=1).fit(x[train], y[train])
+        accuracies.append(forest.score(x[test], y[test]))
+        importance += permutation_importance(forest, x[test], y[test], n_repeats=5, random_state=seed,
+                                             n_jobs=1).importances_mean
+    order = np.argsort(-importance)[:top]
+    result.update(accuracy=round(float(np.mean(accuracies)), 4), spread=round(float(np.std(accuracies)), 4),
+                  separating=[(FEATURES[i], round(float(importance[i] / FOLDS), 4)) for i in order])
+    return result
