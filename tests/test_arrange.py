@@ -166,3 +166,24 @@ def test_where_a_take_leaves_the_melody_out_for_bars_the_lead_plays_chord_tones_
     assert info["lead"] == "learned melody, chord tones in 6 bars without it"
     lead_bars = {int(start // 4) for start, _, _, _ in parts[1].notes}
     assert {1} <= lead_bars and len(lead_bars & set(range(2, 8))) >= 3
+
+
+@pytest.mark.parametrize("metre, bar_beats", [("4/4", 4), ("3/4", 3)])
+def test_the_midi_follows_the_form_and_the_metre(metre, bar_beats):
+    """intro 2 | A 4 | A' 4 | outro 2: the file lasts those 12 bars in the take's metre, the drums
+    play from the first A to the outro and fill into each new section, the bass rests in the
+    intro and outro, and the file's time signature is the take's."""
+    rows = timed_rows([("12", "0", "maj", "72", "12", "2"), ("12", "-", "-", "74", "12", "2")] * 72, metre)
+    sections = [["intro", 0, 2], ["A", 2, 4], ["A'", 6, 4], ["outro", 10, 2]]
+    data, parts, info = arrange_track(rows, 12, None, 3, cfg("arrange.swing=0.5", "arrange.humanize_ms=0"), "Test",
+                                      DATA, sections, 4)
+    mf = mido.MidiFile(file=io.BytesIO(data))
+    seconds_per_bar = bar_beats * 60 / info["tempo_bpm"]
+    assert info["bars"] == 12 and mf.length == pytest.approx(12 * seconds_per_bar, abs=0.3)
+    (signature,) = [m for m in mf.tracks[0] if m.type == "time_signature"]
+    assert f"{signature.numerator}/{signature.denominator}" == metre == info["metre"]
+    drum_bars = {int(s // bar_beats) for s, _, _, _ in parts[3].notes}
+    assert drum_bars == set(range(2, 10))
+    toms = {int(s // bar_beats) for s, _, p, _ in parts[3].notes if p in (45, 47)}
+    assert toms == {5, 9}  # into A' and into the outro
+    assert {int(s // bar_beats) for s, _, _, _ in parts[2].notes} <= set(range(2, 10))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, lofi, lofi_process, song_bytes, wait_for, write_zip
+from helpers import ROOT, lofi, lofi_process, metred_song, song_bytes, wait_for, write_zip
 from lofi_pipeline.audio.playlist import read_playlist
 from lofi_pipeline.stages import catalog
 
@@ -237,3 +237,25 @@ def test_a_project_runs_alike_from_its_folder_and_from_anywhere_with_its_config(
              "--config", str(ROOT / "lofi.toml"), cwd=tmp_path).stdout)
     missing = lofi("status", "--config", str(tmp_path / "nope.toml"), check=False)
     assert missing.returncode == 2 and "config file" in missing.stderr and "not found" in missing.stderr
+
+
+def test_odd_metres_a_meter_change_and_one_bar_loops_train_and_generate(tmp_path):
+    """Waltzes, 6/8 jigs and a piece that changes metre train and generate tracks in their own
+    metres; an archive of one-bar loops, asked for 16-bar loops, says so and generates anyway."""
+    songs = {f"waltz_{i}.mid": metred_song(3, 4, seed=i, bars=4 + i % 3) for i in range(8)}
+    songs |= {f"jig_{i}.mid": metred_song(6, 8, seed=20 + i) for i in range(3)}
+    songs["change.mid"] = metred_song(bars=6, changes_to=(3, 4))
+    out = tmp_path / "odd"
+    lofi("arrange", "--profile", "quick", "--archive", str(write_zip(tmp_path / "odd.zip", songs)),
+         "--outputs", str(out))
+    takes = catalog.read_takes(out / "generate")
+    assert {t.metre for t in takes.tracks} <= {"3/4", "6/8", "4/4"} and "3/4" in {t.metre for t in takes.tracks}
+    vocab = catalog.read_encoded(out / "encode").vocab
+    for t, record in zip(takes.tracks, catalog.tracks.read(out / "arrange")):
+        events, dropped = vocab.decode_events(t.ids)
+        assert dropped == 0 and {e.metre for e in events} == {t.metre} == {record.metre}
+    loops = {f"loop_{i}.mid": metred_song(bars=1, seed=i) for i in range(12)}
+    run = lofi("arrange", "--profile", "quick", "--archive", str(write_zip(tmp_path / "loops.zip", loops)),
+               "--outputs", str(tmp_path / "loops"), "--set", "generate.loop_bars=16")
+    assert "a loop of 16 bars (generate.loop_bars) is longer than any training piece" in run.stdout
+    assert len(catalog.tracks.read(tmp_path / "loops" / "arrange")) == 2

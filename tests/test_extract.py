@@ -6,6 +6,7 @@ from helpers import ROOT, midi_bytes, performed_song, song_bytes, write_zip
 from lofi_pipeline.core.runner import Runner
 from lofi_pipeline.music.midi_io import key_profiles
 from lofi_pipeline.music.performance import ReadingParams
+from lofi_pipeline.music.piece import Piece
 from lofi_pipeline.pipeline import build_stages
 from lofi_pipeline.stages.catalog import read_pieces
 from lofi_pipeline.stages.extract import extract_file
@@ -57,3 +58,11 @@ def test_adding_one_file_reads_only_that_file(tmp_path, quick_cfg):
     runner.run(["extract"])
     stats = runner.manifest("extract")["stats"]
     assert stats["files_read"] == 1 and stats["files_from_cache"] == 2 and stats["pieces"] == 3
+
+
+def test_an_smpte_timed_file_is_a_piece_on_the_beat():
+    from test_midi_io import smpte_file
+    result = extract_file(smpte_file(), "solo.mid", "sha", key_profiles(), ReadingParams())
+    assert "piece" in result
+    piece = Piece.from_json(result["piece"])
+    assert [n.onset for n in piece.melody + piece.harmony][:4] == [0, 12, 24, 36]

@@ -34,3 +34,34 @@ def test_a_file_a_reader_rejects_falls_through_to_the_next():
     with pytest.raises(UnusableMidi, match="unparseable: refuses: RuntimeError: MiniMidi: not today; mido: "):
         read_midi(b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0MTrk\xff\xff\xff\xffgarbage",
                   readers=(("refuses", refuses), ("mido", read_with_mido)))
+
+
+def smpte_file(fps: int = 25, ticks_per_frame: int = 40, tempo_bpm: float | None = None) -> bytes:
+    """Eight notes half a second apart, in a file whose header counts SMPTE frames (a negative
+    division), as some transcriptions are written."""
+    import io
+    import struct
+
+    import mido
+    mf = mido.MidiFile(type=1, ticks_per_beat=480)
+    track = mido.MidiTrack()
+    if tempo_bpm:
+        track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm), time=0))
+    per_half_second = fps * ticks_per_frame // 2
+    for i in range(8):
+        track.append(mido.Message("note_on", note=60 + i, velocity=80, time=0 if i == 0 else per_half_second // 2))
+        track.append(mido.Message("note_off", note=60 + i, velocity=0, time=per_half_second // 2))
+    mf.tracks.append(track)
+    buf = io.BytesIO()
+    mf.save(file=buf)
+    data = bytearray(buf.getvalue())
+    data[12:14] = struct.pack(">bB", -fps, ticks_per_frame)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("tempo_bpm, beats_apart", [(None, 1.0), (60.0, 0.5)])
+def test_an_smpte_timed_file_is_read_in_seconds_and_placed_on_beats_through_its_tempo(tempo_bpm, beats_apart):
+    raw = read_midi(smpte_file(tempo_bpm=tempo_bpm))
+    onsets = raw.tracks[0].notes[:, 0] / raw.ticks_per_beat
+    assert raw.reader == "mido (SMPTE time)" and np.allclose(np.diff(onsets), beats_apart)
+    assert np.allclose(raw.tracks[0].notes[:, 1] / raw.ticks_per_beat, beats_apart / 2)

@@ -96,3 +96,36 @@ def test_event_views():
     e = Event(0, 0, 6, root=9, quality="m7", pitch=76, duration=6, velocity=2)
     assert e.chord_pcs == [0, 4, 7, 9] and e.label == "Am7 n76/6" and e.is_chord and e.beat_tick == 6
     assert np.array_equal(Vocabulary.closed(4).value_table("position")[2:5], [0, 1, 2])
+
+
+def metred_events(**options):
+    from helpers import metred_song
+    piece = analyse(read_midi(metred_song(**options)), "m", "sha", key_profiles())
+    return piece, piece_to_events(piece)
+
+
+@pytest.mark.parametrize("options, bar, melody_positions", [
+    ({}, 48, {0, 6, 12, 18, 24, 30, 36, 42}),                          # 4/4, straight 8ths
+    ({"swing": True}, 48, {0, 8, 12, 20, 24, 32, 36, 44}),            # 4/4, swung 8ths on the triplet grid
+    ({"numerator": 3}, 36, {0, 6, 12, 18, 24, 30}),                    # 3/4
+    ({"numerator": 6, "denominator": 8}, 36, {0, 6, 12, 18, 24, 30}),  # 6/8: six 8ths a bar
+    ({"pickup_beats": 1}, 48, {0, 6, 12, 18, 24, 30, 36, 42}),        # a pickup: the bar lines move to the music
+])
+def test_a_performed_metre_round_trips_to_its_positions(options, bar, melody_positions):
+    piece, events = metred_events(**options)
+    vocab = Vocabulary.closed(4)
+    assert vocab.decode_events(vocab.encode_events(events)) == (events, 0)
+    assert {bar_ticks(e.metre) for e in events} == {bar}
+    chords = [e for e in events if e.is_chord]
+    assert len(chords) >= 6 and all(e.position == 0 for e in chords)  # each chord on its bar line
+    assert [e.bar for e in chords] == sorted({e.bar for e in chords})
+    in_bars = {e.position for e in events if e.pitch is not None and e.bar >= chords[0].bar}
+    assert in_bars == melody_positions
+
+
+def test_a_meter_change_keeps_every_bar_in_its_own_metre():
+    piece, events = metred_events(bars=6, changes_to=(3, 4))
+    assert [m for _, m in piece.metre] == ["4/4", "3/4"]
+    chords = [e for e in events if e.is_chord]
+    assert [e.metre for e in chords] == ["4/4"] * 3 + ["3/4"] * 3 and all(e.position == 0 for e in chords)
+    assert [e.onset for e in chords] == [0, 48, 96, 144, 180, 216]
