@@ -153,7 +153,9 @@ def test_a_new_run_name_retitles_the_mp3s(quick_run, tmp_path):
     from mutagen.id3 import ID3
     args, out = copy_run(quick_run, tmp_path)
     run = lofi("all", *args, "--set", 'run.name="Rainy Window"')
-    assert ran(run.stdout) == ["arrange", "render", "master", "export"]
+    # The titles are in the MIDI and the tags, not in the sound: render's WAVs come out the
+    # same bytes, so master (keyed on them) keeps its cache.
+    assert ran(run.stdout) == ["arrange", "render", "export"]
     exports = catalog.exports.read(out / "export")
     titles = [str(ID3(out / e.file)["TIT2"]) for e in exports]
     assert titles == ["Rainy Window 01", "Rainy Window 02"]
