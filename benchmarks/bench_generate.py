@@ -20,17 +20,18 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-from lofi_pipeline.model.ensemble import EnsembleSampler, generate_tracks  # noqa: E402
+from lofi_pipeline.model.compose import Composer, compose  # noqa: E402
+from lofi_pipeline.model.ensemble import EnsembleSampler  # noqa: E402
 from lofi_pipeline.model.members import configure_tensorflow  # noqa: E402
 from lofi_pipeline.model.sampling import FieldSampler  # noqa: E402
-from lofi_pipeline.music.token_format import FIELDS, PAD  # noqa: E402
+from lofi_pipeline.music.token_format import FIELDS, GIVEN, METRES, PAD  # noqa: E402
 from lofi_pipeline.stages.catalog import read_ensemble  # noqa: E402
 
 SETTINGS = {"temperature": 0.9, "top_k": 30, "top_p": 0.95, "repetition_penalty": 1.3, "repetition_window": 16,
             "fields": {}}
 
 
-def predict_loop(models, field_sampler: FieldSampler, window: int, events: int, rng) -> np.ndarray:
+def predict_loop(models, field_sampler: FieldSampler, window: int, events: int, metre: int, rng) -> np.ndarray:
     seq = np.zeros((0, len(FIELDS)), np.int32)
     for _ in range(events):
         ctx = np.full((1, window, len(FIELDS)), PAD, np.int32)
@@ -38,19 +39,27 @@ def predict_loop(models, field_sampler: FieldSampler, window: int, events: int, 
         if len(tail):
             ctx[0, window - len(tail):] = tail
         contexts = [m.get_layer("trunk").predict(ctx, verbose=0) for m in models]
-
-        def probs(row):
-            outs = [m.get_layer("heads").predict([c, row[None, :]], verbose=0) for m, c in zip(models, contexts)]
-            return {f: np.mean([o[f][0] for o in outs], axis=0) for f in FIELDS}
-        seq = np.vstack([seq, field_sampler.draw(probs, rng, seq)[None, :]])
+        row = np.zeros(len(FIELDS), np.int32)
+        row[FIELDS.index("metre")] = metre
+        for j, field in enumerate(FIELDS):
+            if field in GIVEN:
+                continue
+            outs = [m.get_layer("heads").predict([c, row[None, :]], verbose=0)[field][0]
+                    for m, c in zip(models, contexts)]
+            row[j] = field_sampler.draw_field(field, np.mean(outs, axis=0), rng, row, seq)
+        seq = np.vstack([seq, row[None, :]])
     return seq
 
 
-def compiled_rate(sampler: EnsembleSampler, field_sampler: FieldSampler, tracks: int, events: int) -> float:
+def compiled_rate(sampler: EnsembleSampler, field_sampler: FieldSampler, tracks: int, events: int, metre: str) -> float:
+    vocab = field_sampler.vocab
+
     def run(n, seed):
-        rngs = [np.random.default_rng(seed + i) for i in range(tracks)]
-        empty = [np.zeros((0, len(FIELDS)), np.int32)] * tracks
-        generate_tracks(sampler, field_sampler, empty, rngs, 10**12, n, progress=False)
+        # `n` events drawn freely (no form), as `generate --set generate.events=N` does
+        composers = [Composer([], 4, metre, vocab, np.zeros((0, len(FIELDS)), np.int32),
+                              np.random.default_rng(seed + i), 0.0, 0.0, set(range(12)), None, max_events=n)
+                     for i in range(tracks)]
+        compose(sampler, field_sampler, composers, progress=False)
     run(2, 0)  # trace and compile this shape
     t = time.perf_counter()
     run(events, 100)
@@ -73,9 +82,11 @@ def main() -> int:
     print(f"ensemble: {len(models)} members, window {window}, fields {dict(zip(FIELDS, vocab.sizes))}; "
           f"{args.events} events per track, {os.cpu_count()} CPU cores")
 
-    predict_loop(models, field_sampler, window, 2, np.random.default_rng(0))  # warm-up
+    metre = next(m for m in METRES if m in vocab.index["metre"])  # 4/4 where the data has it
+    metre_id = vocab.index["metre"][metre]
+    predict_loop(models, field_sampler, window, 2, metre_id, np.random.default_rng(0))  # warm-up
     t = time.perf_counter()
-    predict_loop(models, field_sampler, window, args.events, np.random.default_rng(1))
+    predict_loop(models, field_sampler, window, args.events, metre_id, np.random.default_rng(1))
     base_rate = args.events / (time.perf_counter() - t)
     print(f"{'sampler':<52} {'events/s':>9} {'ratio':>7}")
     print(f"{'loop      model.predict per event, member and head, 1 track':<52} {base_rate:9.1f} {1.0:6.1f}x")
@@ -89,7 +100,7 @@ def main() -> int:
         sampler, label = EnsembleSampler(models), "graph"
     for tracks, name in ((1, f"compiled  EnsembleSampler ({label}), 1 track"),
                          (args.tracks, f"batched   EnsembleSampler ({label}), {args.tracks} tracks")):
-        rate = compiled_rate(sampler, field_sampler, tracks, args.events)
+        rate = compiled_rate(sampler, field_sampler, tracks, args.events, metre)
         print(f"{name:<52} {rate:9.1f} {rate / base_rate:6.1f}x")
     return 0
 

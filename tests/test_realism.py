@@ -1,0 +1,54 @@
+from dataclasses import replace
+
+import numpy as np
+
+from helpers import timed_events
+from lofi_pipeline.music.realism import FEATURES, features, realism, segments
+
+PROGRESSIONS = ((0, "maj7"), (9, "m7"), (2, "m7"), (7, "7"), (5, "maj7"), (4, "m7"))
+
+
+def sequences(count: int, seed: int, step_ticks=(12, 24), bars: int = 8) -> list:
+    """`count` random piano parts of `bars` 4/4 bars: melody notes `step_ticks` apart, a new
+    chord with the note now and then when it falls on a bar line or the bar's middle."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        rows, onset = [], 0
+        while onset < bars * 48:
+            root, quality = None, None
+            if onset % 24 == 0 and rng.random() < 0.5:
+                root, quality = PROGRESSIONS[rng.integers(len(PROGRESSIONS))]
+            step = int(rng.choice(step_ticks))
+            rows.append((step, root, quality, int(rng.integers(60, 76)), min(step, 12)))
+            onset += step
+        out.append(timed_events(rows))
+    return out
+
+
+def test_two_samples_of_the_same_music_cannot_be_told_apart():
+    result = realism(sequences(20, seed=1), sequences(20, seed=2), seed=0)
+    assert result["per_class"] >= 40
+    assert 0.3 <= result["accuracy"] <= 0.7
+
+
+def test_music_off_the_beat_gives_itself_away_by_where_its_onsets_fall():
+    off_beat = sequences(20, seed=3, step_ticks=(11, 13, 23, 25))  # as dense, drifting off the beat
+    result = realism(off_beat, sequences(20, seed=4), seed=0)
+    assert result["accuracy"] >= 0.95
+    assert all(name.startswith("onsets") for name, _ in result["separating"]), result["separating"]
+
+
+def test_a_loop_played_again_unvaried_counts_once():
+    loop = sequences(1, seed=5, bars=2)[0]
+    played = [replace(e, bar=e.bar + 2 * copy, onset=e.onset + 96 * copy) for copy in range(6) for e in loop]
+    assert len(segments(played)) == 6  # the same two bars, six times over
+    result = realism([played], sequences(20, seed=6), seed=0)
+    assert result["generated_segments"] == 1
+    assert result["accuracy"] is None  # too few distinct segments to fold: no figure, not a made-up one
+
+
+def test_every_feature_is_named_and_a_segment_is_two_bars_of_sound():
+    events = sequences(1, seed=7, bars=5)[0]
+    assert [len({e.bar // 2 for e in s}) for s in segments(events)] == [1, 1, 1]
+    assert all(len(features(s)) == len(FEATURES) for s in segments(events))
