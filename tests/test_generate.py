@@ -336,3 +336,42 @@ def test_the_models_see_no_more_past_events_than_the_context(trained):
         c.seen = 4
     compose(recording, FieldSampler(vocab, SETTINGS), tracks, progress=False)
     assert recording.shown[:6] == [0, 1, 2, 3, 4, 4] and max(recording.shown) == 4 < sampler.window
+
+
+def run_scripted(composer: Composer, vocab: Vocabulary, choose) -> list[tuple[int, int]]:
+    """Drive a composer with no model: `choose(step, field)` names the token wanted, taken when
+    the masks allow it, else the first value they allow (an empty mask fails the test)."""
+    step = 0
+    while not composer.done:
+        request, row = composer.request, np.zeros(len(FIELDS), np.int32)
+        for j, field in enumerate(FIELDS):
+            if not request.draws(j):
+                row[j] = request.fixed[j]
+                continue
+            allowed = np.ones(len(vocab.fields[field]), bool)
+            allowed[[PAD, UNK]] = False
+            for mask in (request.mask(j, row), vocab.pair_mask(field, row)):
+                allowed &= True if mask is None else mask
+            assert allowed.any(), f"nothing allowed for {field} at event {step}"
+            wanted = vocab.index[field].get(choose(step, field))
+            row[j] = wanted if wanted is not None and allowed[wanted] else int(np.flatnonzero(allowed)[0])
+        composer.accept(row)
+        step += 1
+    return [(e.bar, e.position) for e in composer.events]
+
+
+def test_a_harmony_held_past_its_limit_by_a_copied_loop_still_leaves_a_way_on():
+    # The drawn loop is a note, then a C chord held a bar; played again it holds C past the
+    # one-bar limit, and the new section's loop must still be drawn (it once had no bar to go to).
+    vocab = Vocabulary.closed(4)
+
+    def choose(step, field):
+        chord = step > 0
+        return {"bar": "1" if chord else "0", "position": "0", "root": "0" if chord else "-",
+                "quality": "maj" if chord else "-", "pitch": "-" if chord else "60",
+                "duration": "-" if chord else "12", "velocity": "1"}[field]
+    for advances in ((0, 1), (0, 1, 2, 3, 4)):
+        composer = Composer(parse_form("A:4 B:2", 2), 2, "4/4", vocab, np.zeros((0, len(FIELDS)), np.int32),
+                            np.random.default_rng(0), 0.0, 0.0, {0, 6}, 48, advances=advances)
+        placed = run_scripted(composer, vocab, choose)
+        assert {4, 5} <= {bar for bar, _ in placed}  # B is not empty

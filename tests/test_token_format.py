@@ -4,8 +4,10 @@ import pytest
 
 from helpers import performed_song
 from lofi_pipeline.core.errors import StageError
+from lofi_pipeline.music.bars import metre_segments
 from lofi_pipeline.music.midi_io import key_profiles, read_midi
 from lofi_pipeline.music.performance import analyse
+from lofi_pipeline.music.piece import ChordChange, NoteEvent, Piece
 from lofi_pipeline.music.token_format import (
     FIELDS,
     MAX_ADVANCE,
@@ -129,3 +131,25 @@ def test_a_meter_change_keeps_every_bar_in_its_own_metre():
     chords = [e for e in events if e.is_chord]
     assert [e.metre for e in chords] == ["4/4"] * 3 + ["3/4"] * 3 and all(e.position == 0 for e in chords)
     assert [e.onset for e in chords] == [0, 48, 96, 144, 180, 216]
+
+
+def test_a_meter_change_in_a_bar_without_events_round_trips_through_a_rest_there():
+    piece = Piece("x", "x", metre=[[0, "4/4"], [240, "3/4"]],
+                  melody=[NoteEvent(t, 6, 60) for t in (0, 192, 240 + 36 + 6)])
+    events = piece_to_events(piece)
+    assert [(e.onset, e.metre, e.label) for e in events if e.label == "rest"] == [(240, "3/4", "rest")]
+    vocab = Vocabulary.closed(4)
+    assert vocab.decode_events(vocab.encode_events(events)) == (events, 0)
+
+
+def test_an_odd_short_bar_keeps_the_bar_lines_after_it_true():
+    # 4/4 with one 2/4 bar (read as 4/4): the bar lines after it are the file's, not half a bar off
+    segments = metre_segments([(0, 4, 4), (192, 2, 4), (216, 4, 4)], [], [], 0)
+    assert segments == [[0, "4/4"], [216, "4/4"]]
+    onsets = (0, 144, 216, 264)
+    chords = [ChordChange(t, r, "maj") for t, r in zip(onsets, (0, 5, 7, 0))]
+    melody = [NoteEvent(t, 6, 60) for t in onsets]
+    events = piece_to_events(Piece("x", "x", metre=segments, chords=chords, melody=melody))
+    assert [(e.bar, e.position) for e in events] == [(0, 0), (3, 0), (5, 0), (6, 0)]
+    back, dropped = tokens_to_events([e.tokens for e in events])
+    assert dropped == 0 and [e.onset for e in back] == [0, 144, 240, 288]  # the short bar is read whole

@@ -18,6 +18,7 @@ from typing import Callable, Generator
 import numpy as np
 from tqdm import tqdm
 
+from ..music.harmony import same_harmony
 from ..music.token_format import FIELDS, MAX_ADVANCE, NONE, PAD, UNK, Vocabulary
 from .form import Section
 from .sampling import FieldSampler
@@ -105,13 +106,13 @@ class Composer:
         self.context.append(row.copy())
         if row[COL["root"]] != self.none["root"]:
             chord = (int(row[COL["root"]]), int(row[COL["quality"]]))
-            if chord != self.chord:
+            if not same_harmony(chord, self.chord):
                 self.chord, self.chord_start = chord, bar * self.bar_len + event.position
         self.last_bar, self.last_position = bar, event.position
         return event
 
     # -- drawing under masks ---------------------------------------------------------------
-    def _free_mask(self, end_bar: int, first_bar: int) -> Callable[[int, np.ndarray], np.ndarray | None]:
+    def _free_mask(self, end_bar: int, first_bar: int, keep_in: bool) -> Callable[[int, np.ndarray], np.ndarray | None]:
         def mask(column: int, row: np.ndarray) -> np.ndarray | None:
             field = FIELDS[column]
             limit = None if self.hold_limit is None or self.chord is None else self.chord_start + self.hold_limit
@@ -120,19 +121,30 @@ class Composer:
                 if lowest == 0 and not self._room_after(self.last_position):
                     lowest = 1
                 allowed = (self.advance_of >= lowest) & (self.usual_advance | (self.advance_of == lowest))
-                if limit is not None:  # no bar line past the harmony's limit, but the section may end
+                if limit is not None:
+                    # No bar line past the harmony's limit, but the section may end, and the
+                    # nearest bar line stays open when a copied loop already held the harmony
+                    # past it (the event there then changes it: see root and quality below).
                     starts = (self.last_bar + self.advance_of) * self.bar_len
-                    allowed &= (starts <= limit) | (self.last_bar + self.advance_of >= end_bar)
+                    nearest = (self.last_bar + lowest) * self.bar_len
+                    allowed &= (starts <= max(limit, nearest)) | (self.last_bar + self.advance_of >= end_bar)
                 allowed[[PAD, UNK]] = False
-                return allowed
+                inside = allowed & (self.last_bar + self.advance_of < end_bar)
+                return inside if keep_in and inside.any() else allowed
             if field == "position":
                 advance = int(self.advance_of[row[COL["bar"]]])
-                allowed = self.on_grid.copy()
+                later = self.position_of < self.bar_len
+                later[[PAD, UNK]] = False
                 if advance == 0 and self.last_position is not None:
-                    allowed &= self.position_of > self.last_position
+                    later &= self.position_of > self.last_position
+                allowed = self.on_grid & later
+                if not allowed.any():  # no place of the data's grid left in this bar
+                    return later if later.any() else None
                 if limit is not None and self.last_bar + advance < end_bar:
-                    allowed &= (self.last_bar + advance) * self.bar_len + self.position_of <= limit
-                return allowed if allowed.any() else None
+                    in_time = allowed & ((self.last_bar + advance) * self.bar_len + self.position_of <= limit)
+                    if in_time.any():  # else the event falls past the limit and changes the harmony
+                        allowed = in_time
+                return allowed
             if field in ("root", "quality") and limit is not None:
                 onset = (self.last_bar + self.advance_of[row[COL["bar"]]]) * self.bar_len + \
                     self.position_of[row[COL["position"]]]
@@ -160,11 +172,14 @@ class Composer:
             yield Request(dict(enumerate(row)), lambda c, r: None)
             self._place(self.last_bar + MAX_ADVANCE, row)
 
-    def _free(self, start_bar: int, end_bar: int) -> Generator:
-        """Events drawn freely in bars [start_bar, end_bar), until one would fall past them."""
+    def _free(self, start_bar: int, end_bar: int, at_least_one: bool = False) -> Generator:
+        """Events drawn freely in bars [start_bar, end_bar), until one would fall past them; with
+        `at_least_one`, the first event falls inside them (a loop is never empty)."""
         yield from self._rests_before(start_bar)
+        first = len(self.events)
         while self.max_events is None or len(self.events) < self.max_events:
-            row = yield Request({COL["metre"]: self.metre_id}, self._free_mask(end_bar, start_bar))
+            mask = self._free_mask(end_bar, start_bar, at_least_one and len(self.events) == first)
+            row = yield Request({COL["metre"]: self.metre_id}, mask)
             bar = self.last_bar + int(self.advance_of[row[COL["bar"]]])
             if bar >= end_bar:
                 return
@@ -206,7 +221,7 @@ class Composer:
         sections = [s for s in self.plan if s.letter]
         first, loop_end = sections[0].letter, min(self.loop_bars, sections[0].bars)
         self._begin()  # the first loop is drawn first: the intro quotes it
-        yield from self._free(0, loop_end)
+        yield from self._free(0, loop_end, at_least_one=True)
         self.material[first] = self._bars(0, loop_end)
         self._begin()
         for section in self.plan:
@@ -216,7 +231,7 @@ class Composer:
                 yield from self._play_loop(section, self.material[first], vary_first=True)
             elif section.letter not in self.material:  # a new loop, then again, varied
                 loop_end = section.start + min(self.loop_bars, section.bars)
-                yield from self._free(section.start, loop_end)
+                yield from self._free(section.start, loop_end, at_least_one=True)
                 self.material[section.letter] = self._bars(section.start, loop_end)
                 rest = Section(section.label, loop_end, section.end - loop_end)
                 yield from self._play_loop(rest, self.material[section.letter], vary_first=True)

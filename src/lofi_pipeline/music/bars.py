@@ -52,7 +52,9 @@ def metre_segments(signatures: list[tuple[int, int, int]], chords: list[ChordCha
         metre, _ = normalise_metre(numerator, denominator)
         if segments and segments[-1][0] == tick:
             segments[-1][1] = metre
-        elif not segments or segments[-1][1] != metre:
+        elif not segments or segments[-1][1] != metre or (tick - segments[-1][0]) % bar_ticks(metre):
+            # A new metre, or the same one off the running bar lines (an odd 2/4 bar in 4/4
+            # music, normalised to 4/4): the bar before it is short, the bars after it true.
             segments.append([tick, metre])
     if not segments:
         segments = [[0, DEFAULT_METRE]]

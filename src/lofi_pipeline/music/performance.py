@@ -335,7 +335,8 @@ def analyse(raw: RawScore, name: str, sha256: str, profiles: tuple[np.ndarray, n
     melody_events = _to_events(melody)
     metre = metre_segments(signatures, chords, melody_events, int(every[:, 0].min()))
     bar = bar_ticks(metre[0][1])
-    downbeat_moved = len(metre) == 1 and metre[0][0] % bar != (signatures[0][0] if signatures else 0) % bar
+    own_bar_line = signatures[0][0] - moved_beat if signatures else 0  # the file's, on the moved beat
+    downbeat_moved = len(metre) == 1 and metre[0][0] % bar != own_bar_line % bar
     drums = np.concatenate([quantised[i][:, :4] for i, t in enumerate(raw.tracks) if t.is_drum] or
                            [np.zeros((0, 4), np.int64)])
     n_notes = int(sum(len(n) for n in cleaned))

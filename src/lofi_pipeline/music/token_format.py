@@ -303,8 +303,10 @@ def piece_bars(piece: Piece, first: int) -> list[tuple[int, str]]:
 
 def piece_to_events(piece: Piece, velocity_bins: int = 4) -> list[Event]:
     """One event wherever a melody note starts or the chord changes, placed in the piece's bars
-    (bar 0 holds the first event); a gap of more than MAX_ADVANCE bar lines gets rest events on
-    the first beat of the bars between."""
+    (bar 0 holds the first event); a gap of more than MAX_ADVANCE bar lines, or one over a
+    change of metre, gets rest events on the first beat of the bars between. A short bar (a
+    change of metre inside a bar) is decoded as a whole one: what follows keeps its place in
+    its bars and comes that much later."""
     melody = {n.onset: n for n in piece.melody}
     chords = {c.onset: c for c in piece.chords}
     times = sorted(set(melody) | set(chords))
@@ -319,10 +321,13 @@ def piece_to_events(piece: Piece, velocity_bins: int = 4) -> list[Event]:
             b += 1
         note, chord = melody.get(t), chords.get(t)
         vel = velocity_bin(note.velocity if note else chord.velocity, velocity_bins)
-        while b - last_bar > MAX_ADVANCE:  # rests on the way
-            last_bar += MAX_ADVANCE
-            start, metre = bars[last_bar]
-            events.append(Event(start - origin, last_bar, 0, metre, MAX_ADVANCE, velocity=vel))
+        # Rests on the way: every MAX_ADVANCE bars, and on the first bar of a new metre (a bar
+        # stepped over is read as having the metre of the event before it).
+        while (rest := next((k for k in range(last_bar + 1, b)
+                             if k - last_bar == MAX_ADVANCE or bars[k][1] != bars[k - 1][1]), None)) is not None:
+            start, metre = bars[rest]
+            events.append(Event(start - origin, rest, 0, metre, rest - last_bar, velocity=vel))
+            last_bar = rest
         start, metre = bars[b]
         events.append(Event(t - origin, b, t - start, metre, b - last_bar, chord.root if chord else None,
                             chord.quality if chord else None, note.pitch if note else None,
