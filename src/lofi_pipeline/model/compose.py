@@ -235,7 +235,7 @@ class Composer:
                 self.material[section.letter] = self._bars(section.start, loop_end)
                 rest = Section(section.label, loop_end, section.end - loop_end)
                 yield from self._play_loop(rest, self.material[section.letter], vary_first=True)
-            else:  # the first letter's first section plays its drawn loop as it was, then varied
+            else:  # the bare letter again plays its loop as drawn, then varied; a primed one varies at once
                 loop = self.material[section.letter]
                 as_drawn = section.label == section.letter
                 for k in range(section.bars):

@@ -35,6 +35,11 @@ def form_string(sections: list[Section]) -> str:
     return " | ".join(f"{s.label} {s.bars}" for s in sections)
 
 
+def intro_bars(loop_bars: int) -> int:
+    """An intro is half a loop, at least a bar and at most 4: a quote, not a section."""
+    return min(max(1, loop_bars // 2), 4)
+
+
 def _placed(labelled: list[tuple[str, int]]) -> list[Section]:
     sections, start = [], 0
     for label, bars in labelled:
@@ -44,10 +49,10 @@ def _placed(labelled: list[tuple[str, int]]) -> list[Section]:
 
 
 def auto_form(bars: int, loop_bars: int) -> list[Section]:
-    """An intro of half a loop, sections of two loops each (AABA, then a second bridge), and an
+    """An intro (`intro_bars`), sections of two loops each (AABA, then a second bridge), and an
     outro of a loop and whatever bars are left; a track too short for that is one section."""
     n = loop_bars
-    intro = min(max(1, n // 2), 4)
+    intro = intro_bars(n)
     loops = (bars - intro - n) // n
     if loops < 2:
         return [Section("A", 0, bars)]
@@ -65,7 +70,7 @@ def auto_form(bars: int, loop_bars: int) -> list[Section]:
 
 def parse_form(form: str, loop_bars: int) -> list[Section]:
     """Sections from a form such as "intro A A' B A' outro" or "intro:2 A:8 B:8 A':8 outro:4"
-    (bars default to half a loop for the intro, a loop for the outro and two loops otherwise)."""
+    (bars default to `intro_bars` for the intro, a loop for the outro and two loops otherwise)."""
     labelled, first_seen = [], set()
     for token in form.split():
         match = LABEL.match(token)
@@ -73,7 +78,7 @@ def parse_form(form: str, loop_bars: int) -> list[Section]:
             raise StageError(f"config key generate.form: {token!r} is not intro, outro or a letter with primes "
                              "(A, A', B...), each with an optional :BARS")
         label, bars = match.group(1), match.group(2)
-        default = {"intro": max(1, loop_bars // 2), "outro": loop_bars}.get(label, 2 * loop_bars)
+        default = {"intro": intro_bars(loop_bars), "outro": loop_bars}.get(label, 2 * loop_bars)
         letter = label.rstrip("'")
         if label not in ("intro", "outro"):
             if label != letter and letter not in first_seen:

@@ -97,9 +97,6 @@ class Band:
     def section(self, bar: int) -> tuple:
         return next((s for s in self.sections if s[1] <= bar < s[1] + s[2]), ("A", 0, self.bars))
 
-    def keys_only(self, bar: int) -> bool:
-        return self.section(bar)[0] == "intro"
-
     def lead_from(self, bar: float) -> bool:
         label, start, bars = self.section(int(bar))
         return label != "intro" or bar >= start + bars / 2

@@ -13,8 +13,8 @@ KICK_PATTERNS = [[0, 2.5], [0, 1.75, 2.5], [0, 2, 2.75], [0, 0.75, 2.5]]  # beat
 def backbeat(beats: float, compound: bool) -> tuple[list[float], list[float]]:
     """(kicks, snares) of a plain bar of `beats` quarter notes: in 4/4 the boom-bap's first pattern;
     in compound metres (6/8, 12/8) a kick on each dotted-quarter pulse that opens a half and
-    the snare on the others; otherwise a kick on 1 and the snare on the other beats of the
-    first half and on the middle of the bar."""
+    the snare on the others; otherwise a kick on 1 and the snare on every other beat of the
+    bar."""
     if compound:
         pulses = np.arange(0, beats - 1e-9, 1.5)
         return [float(p) for p in pulses[::2]], [float(p) for p in pulses[1::2]]

@@ -15,7 +15,6 @@ from .chords import FAMILIES
 from .piece import GRID
 from .token_format import bar_starts, bar_ticks
 
-BEATS_PER_BAR = 4
 MAX_HOLD_BARS = 8.0  # no harmony stands longer than this, whatever the data does
 SAME_BAR_SHARE = 0.75  # of a bar's beats that must agree for two bars to hold the same harmony
 

@@ -18,6 +18,7 @@ import numpy as np
 from ..core import atomic
 from ..core.errors import StageError
 from ..core.runner import Artifact
+from ..model.form import Section, form_string
 from ..music.checks import DataProfile
 from ..music.piece import Piece
 from ..music.token_format import FIELDS, TARGETS, Vocabulary
@@ -243,7 +244,7 @@ class Take:
     @property
     def form(self) -> str:
         """'intro 2 | A 8 | A' 8 | B 8 | A'' 8 | outro 4' ("" for a take drawn as a number of events)."""
-        return " | ".join(f"{label} {bars}" for label, _, bars in self.sections)
+        return form_string([Section(*s) for s in self.sections])
 
 
 @dataclass
