@@ -24,19 +24,27 @@ MINOR_TRIADS = [(0, 3, 7), (5, 8, 12), (7, 11, 14), (0, 3, 7)]      # i iv V i
 
 
 def midi_bytes(notes=(), drums=(), tempo_bpm=100.0, time_signature=(4, 4), tempo_events=True,
-               ticks_per_beat=480) -> bytes:
-    """A type-1 MIDI file; notes and drums are (start_beats, duration_beats, pitch, velocity)."""
+               ticks_per_beat=480, melody=(), signature_changes=()) -> bytes:
+    """A type-1 MIDI file; notes, drums and melody are (start_beats, duration_beats, pitch,
+    velocity). A melody gets a track of its own named "Melody" (channel 2), and the notes'
+    track is then named "Piano"; `signature_changes` are (beat, numerator, denominator)."""
     mf = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
     meta = mido.MidiTrack()
     if tempo_events:
         meta.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm), time=0))
-    meta.append(mido.MetaMessage("time_signature", numerator=time_signature[0],
-                                 denominator=time_signature[1], time=0))
+    now = 0
+    for beat, numerator, denominator in ((0, *time_signature), *signature_changes):
+        tick = round(beat * ticks_per_beat)
+        meta.append(mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator, time=tick - now))
+        now = tick
     mf.tracks.append(meta)
-    for channel, items in ((0, notes), (9, drums)):
+    named = bool(melody)
+    for channel, items, name in ((0, notes, "Piano"), (1, melody, "Melody"), (9, drums, None)):
         if not items:
             continue
         track = mido.MidiTrack()
+        if named and name:
+            track.append(mido.MetaMessage("track_name", name=name, time=0))
         msgs = []
         for start, dur, pitch, vel in items:
             on = round(start * ticks_per_beat)
@@ -285,55 +293,39 @@ def timed_events(rows, metre: str = "4/4"):
 def metred_song(numerator: int = 4, denominator: int = 4, swing: bool = False, bars: int = 6, pickup_beats: int = 0,
                 seed: int = 0, tempo_bpm: float = 90.0, changes_to: tuple[int, int] | None = None) -> bytes:
     """A performed song in a metre: a chord rolled on each bar line (a different root each bar,
-    held through the bar, the sustain pedal down), and a melody on every quarter-note beat and
+    held through the bar), and a melody on every quarter-note beat and
     the 8th after it (at two thirds of the beat when `swing`; on every 8th in a compound metre
     such as 6/8), onsets jittered by up to 15 ms. A pickup of `pickup_beats` melody notes comes
     first, written from tick 0 as notation exports do; with `changes_to`, the second half of the
     bars is in that metre (a time signature event at its first bar line)."""
     rng = np.random.default_rng(seed)
-    tpb, seconds_per_beat = 480, 60.0 / tempo_bpm
+    seconds_per_beat = 60.0 / tempo_bpm
     roots = [0, 9, 2, 7, 5, 4, 0, 7]
 
-    def tick(beat: float) -> int:
-        return max(0, round((beat + rng.uniform(-0.015, 0.015) / seconds_per_beat) * tpb))
-    notes, melody, bar_start, signatures = [], [], float(pickup_beats), [(0, numerator, denominator)]
+    def beat_played(beat: float) -> float:
+        return max(0.0, beat + rng.uniform(-0.015, 0.015) / seconds_per_beat)
+
+    def note(start: float, end: float, pitch: int, velocity: int) -> tuple:
+        on = beat_played(start)
+        return on, beat_played(end) - on, pitch, velocity
+    notes, melody, bar_start, changes = [], [], float(pickup_beats), []
     for k in range(pickup_beats):
-        melody.append((tick(k), tick(k + 0.9), 72 + k, 80))
+        melody.append(note(k, k + 0.9, 72 + k, 80))
     metre = (numerator, denominator)
     for b in range(bars):
         if changes_to and b == bars // 2:
             metre = changes_to
-            signatures.append((round(bar_start * tpb), *metre))
+            changes.append((bar_start, *metre))
         beats = metre[0] * 4 / metre[1]
         root = roots[b % len(roots)]
         for k, iv in enumerate((0, 4, 7)):
-            notes.append((tick(bar_start + 0.01 * k), tick(bar_start + beats - 0.1), 48 + root + iv, 60))
+            notes.append(note(bar_start + 0.01 * k, bar_start + beats - 0.1, 48 + root + iv, 60))
         compound = metre[1] == 8 and metre[0] % 3 == 0
         offbeat = 2 / 3 if swing else 0.5
         steps = [e * 0.5 for e in range(int(beats * 2))] if compound else \
             [b2 + off for b2 in range(int(beats)) for off in (0, offbeat)]
         for step in steps:
-            melody.append((tick(bar_start + step), tick(bar_start + step + 0.3), 72 + int(rng.integers(0, 8)), 85))
+            melody.append(note(bar_start + step, bar_start + step + 0.3, 72 + int(rng.integers(0, 8)), 85))
         bar_start += beats
-    mf = mido.MidiFile(type=1, ticks_per_beat=tpb)
-    meta = mido.MidiTrack()
-    meta.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm), time=0))
-    msgs = [(t, 0, mido.MetaMessage("time_signature", numerator=n, denominator=d)) for t, n, d in signatures]
-    now = 0
-    for t, _, msg in msgs:
-        meta.append(msg.copy(time=t - now))
-        now = t
-    mf.tracks.append(meta)
-    for name, channel, items in (("Piano", 0, notes), ("Melody", 1, melody)):
-        track = mido.MidiTrack()
-        track.append(mido.MetaMessage("track_name", name=name, time=0))
-        events = sorted([(on, 1, p, v) for on, off, p, v in items] + [(off, 0, p, 0) for on, off, p, v in items])
-        now = 0
-        for t, is_on, p, v in events:
-            track.append(mido.Message("note_on" if is_on else "note_off", channel=channel, note=p, velocity=v,
-                                      time=t - now))
-            now = t
-        mf.tracks.append(track)
-    buf = io.BytesIO()
-    mf.save(file=buf)
-    return buf.getvalue()
+    return midi_bytes(notes, tempo_bpm=tempo_bpm, time_signature=(numerator, denominator), melody=melody,
+                      signature_changes=changes)
