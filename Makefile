@@ -14,7 +14,7 @@ SF2 := /usr/share/sounds/sf2/FluidR3_GM.sf2
 DATASET := $(if $(ARCHIVE),,dataset/default.zip)
 STAGES := intake extract encode train generate arrange render master export
 
-.PHONY: all test setup system system-test venv ray soundfont dataset status clean report bench bench-scale $(STAGES)
+.PHONY: all test setup system system-test venv ray soundfont dataset status clean report bench bench-scale base $(STAGES)
 
 all: setup $(DATASET)
 	$(LOFI) all $(ARGS)
@@ -79,6 +79,11 @@ $(VENV)/.tested: $(VENV)/.installed
 
 soundfont: system
 	@[ -e soundfonts/default.sf2 ] || ln -sf $(SF2) soundfonts/default.sf2
+
+# Pre-train the shipped base ensemble again (src/lofi_pipeline/model/base_ensemble): needed after a
+# change to the token format or the members' code; about 40 minutes on two cores (docs/model.md).
+base: setup
+	$(LOFI) base $(LOFI_ARGS)
 
 dataset: dataset/default.zip
 

@@ -47,7 +47,8 @@ def trained(tmp_path_factory):
     base = tmp_path_factory.mktemp("trained")
     archive = write_zip(base / "songs.zip", {f"song_{i:02d}.mid": song_bytes(i) for i in range(10)})
     cfg = quick_config(base / "outputs", f'run.archive="{archive}"', "encode.dev_share=0.2", "encode.test_share=0.2",
-                       "train.epochs=12", "train.patience=3", "train.batch_size=32")
+                       "train.max_steps=80", "train.check_every=8", "train.patience=3",
+                       "train.batch_size=32")
     runner = Runner(cfg, build_stages(), root=ROOT, log=lambda m: None)
     runner.run(["train"])
     return cfg, runner

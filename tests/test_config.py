@@ -30,11 +30,13 @@ def test_profiles_apply_and_quick_is_built_in():
 
 def test_a_file_may_add_profiles_and_a_moved_key_says_where_it_went(tmp_path):
     mine = tmp_path / "mine.toml"
-    mine.write_text("[train]\nepochs = 5\n[profile.tiny]\ntrain.members = 1\n")
+    mine.write_text("[train]\nmax_steps = 5\n[profile.tiny]\ntrain.members = 1\n")
     tiny = load_config(mine, "tiny")
-    assert (tiny.train.epochs, tiny.train.members) == (5, 1)
+    assert (tiny.train.max_steps, tiny.train.members) == (5, 1)
     with pytest.raises(ConfigError, match=r"config key generate\.checks_quantile is now encode\.checks_quantile"):
         load_config(None, overrides=["generate.checks_quantile=0.1"])
+    with pytest.raises(ConfigError, match=r"config key train\.epochs is now train\.max_steps"):
+        load_config(None, overrides=["train.epochs=12"])
 
 
 def test_overrides_are_parsed_as_toml_values():
@@ -56,7 +58,7 @@ def test_master_preset_sets_levels_but_explicit_keys_win():
     ("generate.temperature=-1", r"generate\.temperature: -1\.0 is out of range \[0\.01, 10\.0\]"),
     ("generate.top_p=1.5", r"generate\.top_p: 1\.5 is out of range"),
     ("arrange.tempo_min_bpm=0", r"arrange\.tempo_min_bpm: 0 is out of range \[40, 200\]"),
-    ("train.epochs=many", r"train\.epochs: expected int, got 'many'"),
+    ("train.max_steps=many", r"train\.max_steps: expected int, got 'many'"),
     ("train.epoch=3", r"unknown config key train\.epoch"),
     ("nosuch.key=3", r"unknown config section \[nosuch\]"),
     ("master.preset=loud", r"master\.preset: 'loud' is not one of clean, lofi, dusty"),
@@ -75,8 +77,8 @@ def test_unknown_profile_and_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="config file .*nope.toml not found"):
         load_config(tmp_path / "nope.toml")
     bad = tmp_path / "bad.toml"
-    bad.write_text("[train]\nepochs = 'x'\n")
-    with pytest.raises(ConfigError, match=r"bad\.toml.*train\.epochs"):
+    bad.write_text("[train]\nmax_steps = 'x'\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml.*train\.max_steps"):
         load_config(bad)
 
 

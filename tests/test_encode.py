@@ -66,6 +66,31 @@ def test_near_duplicates_share_a_group_and_strangers_do_not():
     assert groups[0] != groups[2]
 
 
+def tune(name: str, seed: int, variant: int = 0, transpose: int = 0) -> Piece:
+    """A 48-note fiddle tune (seeded), one of its settings (`variant` changes two notes), transposed."""
+    rng = np.random.default_rng(seed)
+    pitches = 60 + np.cumsum(rng.integers(-3, 4, 48)) % 24
+    durations = rng.choice([6, 12, 24], 48)
+    if variant:
+        pitches[(variant * 7) % 48] += 2
+        pitches[(variant * 11 + 3) % 48] -= 1
+    onsets = np.concatenate([[0], np.cumsum(durations)[:-1]])
+    return Piece(sha256=f"{name}-{seed}-{variant}", name=name,
+                 melody=[NoteEvent(int(o), int(d), int(p) + transpose) for o, d, p in zip(onsets, durations, pitches)])
+
+
+def test_a_tune_with_twelve_settings_stays_on_one_side_of_the_split():
+    settings = [tune(f"collection_{k}/no_{k * 31}.mid", seed=99, variant=k, transpose=k % 5) for k in range(12)]
+    others = [tune(f"other_{k}.mid", seed=k) for k in range(30)]
+    groups = near_duplicate_groups(settings + others)
+    assert len(set(groups[:12])) == 1 and len(set(groups[12:])) == 30
+    assert groups[0] not in groups[12:]
+    for seed in range(5):
+        assert len(set(grouped_split(groups, 0.1, 0.15, seed)[:12])) == 1
+    # Ignoring the n-grams that more than three pieces share (the rule before) loses the tune.
+    assert len(set(near_duplicate_groups(settings + others, max_holders=3)[:12])) > 1
+
+
 def test_split_keeps_groups_whole_is_seeded_and_fills_all_three_sides():
     groups = [i // 3 for i in range(60)]  # twenty groups of three
     split = grouped_split(groups, 0.1, 0.15, seed=7)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from helpers import ROOT, midi_bytes, performed_song, song_bytes, write_zip
+from helpers import ROOT, midi_bytes, performed_song, progression_notes, song_bytes, write_zip
 from lofi_pipeline.core.runner import Runner
 from lofi_pipeline.music.midi_io import key_profiles
 from lofi_pipeline.music.performance import ReadingParams
@@ -66,3 +66,15 @@ def test_an_smpte_timed_file_is_a_piece_on_the_beat():
     assert "piece" in result
     piece = Piece.from_json(result["piece"])
     assert [n.onset for n in piece.melody + piece.harmony][:4] == [0, 12, 24, 36]
+
+
+def test_melody_notes_under_the_top_and_pitches_clipped_by_the_transposition_are_counted():
+    """A melody track playing thirds keeps its top note; in F major (moved down 5 semitones to C)
+    a chord note and a melody note at MIDI pitches 2 and 3 fall below 0 and are clipped: both are
+    counted, not lost silently."""
+    chords = progression_notes(65, melody=False) + [(0, 4, 2, 60)]
+    thirds = [(b, 1, p, 90) for b in range(16) for p in (81, 77)] + [(16, 1, 3, 90)]
+    result = extract_file(midi_bytes(chords, melody=thirds), "thirds.mid", "sha", key_profiles(), ReadingParams())
+    stats = result["piece"]["stats"]
+    assert stats["melody_notes_below_the_top"] == 16
+    assert stats["pitches_clipped"] == 2

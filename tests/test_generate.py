@@ -148,9 +148,9 @@ def generate(trained, tmp_path, *overrides):
     from lofi_pipeline.core.config import load_config
     out = tmp_path / "outputs"
     shutil.copytree(runner.outputs, out, ignore=shutil.ignore_patterns(".lock"))
-    cfg2 = load_config(ROOT / "lofi.toml", "quick", [f'run.outputs="{out}"', f'run.archive="{cfg.run.archive}"',
-                                                     "encode.dev_share=0.2", "encode.test_share=0.2", "train.epochs=12",
-                                                     "train.patience=3", "train.batch_size=32", *overrides])
+    cfg2 = load_config(ROOT / "lofi.toml", "quick", [
+        f'run.outputs="{out}"', f'run.archive="{cfg.run.archive}"', "encode.dev_share=0.2", "encode.test_share=0.2",
+        "train.max_steps=80", "train.check_every=8", "train.patience=3", "train.batch_size=32", *overrides])
     logs = []
     r = Runner(cfg2, build_stages(), root=ROOT, log=logs.append)
     r.run(["generate"])

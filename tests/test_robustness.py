@@ -91,21 +91,21 @@ def test_killed_training_resumes_from_its_checkpoint(reference):
     out = base / "killed_training"
     shutil.copytree(ref, out, ignore=shutil.ignore_patterns(".lock"))
     shutil.rmtree(out / "train")
-    slow = [*args, "--set", "train.epochs=6", "--set", "train.patience=6", "--outputs", str(out)]
+    slow = [*args, "--set", "train.max_steps=60", "--set", "train.patience=6", "--outputs", str(out)]
     proc = lofi_process("train", *slow)
 
-    def two_epochs_done() -> bool:
+    def two_checks_done() -> bool:
         return any(len(h.read_text().splitlines()) >= 3 for h in (out / ".cache" / "train").rglob(
-            "member_0/history.csv"))  # a header and two epochs
-    assert wait_for(two_epochs_done, proc), "training never reached its second epoch"
+            "member_0/history.csv"))  # a header and two dev checks
+    assert wait_for(two_checks_done, proc), "training never reached its second dev check"
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     again = lofi_process("train", *slow)
     stdout, err = again.communicate(timeout=600)
     assert again.returncode == 0, err[-2000:]
-    done = int(re.search(r"member_0: resuming after epoch (\d+)", stdout).group(1))
+    done = int(re.search(r"member_0: resuming after check (\d+)", stdout).group(1))
     assert done >= 2
-    # member_0 trains only the epochs it had left; member_1 trains all six
+    # member_0 trains only the stretches of steps it had left; member_1 trains all six
     assert len(re.findall(r"^Epoch \d+/6", stdout, re.M)) == (6 - done) + 6
     assert [len(h) for h in read_metrics(out / "train")["histories"].values()] == [6, 6]
 

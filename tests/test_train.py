@@ -4,8 +4,8 @@ import pytest
 
 from lofi_pipeline.model.baselines import NGramModel, UnigramModel, event_metrics, field_metrics
 from lofi_pipeline.model.members import build_member, model_inputs
-from lofi_pipeline.model.scoring import evaluate
-from lofi_pipeline.model.training import member_specs, read_history, train_member
+from lofi_pipeline.model.scoring import apply_pairing, dev_weight, evaluate, pairing_masks
+from lofi_pipeline.model.training import dev_sample, member_specs, read_history, reproducible_keras, train_member
 from lofi_pipeline.music.token_format import FIELDS, GIVEN, TARGETS, Vocabulary
 from lofi_pipeline.stages.catalog import read_encoded, read_ensemble, read_metrics
 
@@ -72,11 +72,52 @@ def test_baselines_give_proper_distributions():
     assert field_metrics(ngram.predict(x2), y2)["nll"] <= field_metrics(uni.predict(x2), y2)["nll"]
 
 
+def test_the_ngram_backs_off_to_the_unigram_as_far_as_the_dev_split_says():
+    rng = np.random.default_rng(1)
+    unigram = np.full((200, 10), 0.1)
+    targets = rng.integers(0, 10, 200)
+    sure = np.full((200, 10), 0.001)
+    sure[np.arange(200), targets] = 0.991  # an n-gram that knows every dev event
+    wrong = np.roll(sure, 1, axis=1)  # one that is confidently wrong about every one
+    assert dev_weight(sure, unigram, targets, None) == 1.0
+    assert dev_weight(wrong, unigram, targets, None) == 0.0
+    half_right = np.where((np.arange(200) % 2 == 0)[:, None], sure, wrong)
+    assert 0.0 < dev_weight(half_right, unigram, targets, None) < 1.0
+
+
+def test_a_dev_check_reads_at_most_its_windows_spread_over_the_whole_dev_split():
+    x, y = np.arange(10000).reshape(-1, 1, 1), np.arange(10000)
+    xs, ys = dev_sample(x, y, 2048)
+    assert len(ys) == 2048 and ys[0] == 0 and ys[-1] == 9999 and (np.diff(ys) > 0).all()
+    assert dev_sample(x, y, 0)[1] is y
+    assert len(dev_sample(x[:100], y[:100], 2048)[1]) == 100
+
+
 def test_an_events_nll_is_the_sum_of_its_fields():
     probs = {"a": np.array([[0.0, 0.0, 0.5, 0.5]]), "b": np.array([[0.0, 0.0, 0.25, 0.75]])}
     m = event_metrics(probs, np.array([[2, 3]]), ("a", "b"))
     assert m["nll"] == pytest.approx(np.log(2) - np.log(0.75), abs=1e-4)
     assert m["fields"]["b"]["top1"] == 1.0 and m["fields"]["a"]["nll"] == pytest.approx(np.log(2), abs=1e-4)
+
+
+def test_every_model_is_scored_with_the_pairing_rule_the_sampler_draws_with():
+    vocab = Vocabulary.closed(4)
+    rows = vocab.encode([("4/4", "1", "0", "-", "-", "64", "6", "2"), ("4/4", "0", "6", "7", "maj", "-", "-", "2")])
+    quality, duration = FIELDS.index("quality"), FIELDS.index("duration")
+    masks = pairing_masks(vocab, rows)
+    flat = {f: np.full((2, vocab.sizes[FIELDS.index(f)]), 1.0 / vocab.sizes[FIELDS.index(f)]) for f in TARGETS}
+    paired = apply_pairing(flat, masks)
+    for field in ("quality", "duration"):
+        assert np.allclose(paired[field].sum(axis=1), 1.0) and (paired[field][~masks[field]] == 0).all()
+    # No chord at the first event: its "no quality" is certain and costs nothing; a chord's
+    # quality is one of the qualities, never "no quality".
+    assert paired["quality"][0, rows[0, quality]] == 1.0 and paired["duration"][1, rows[1, duration]] == 1.0
+    # (the qualities, and <unk>: a test event may hold a value the vocabulary lacks)
+    assert paired["quality"][1, rows[1, quality]] == pytest.approx(1.0 / (vocab.sizes[quality] - 2))
+    # Probability outside what the rule allows is not lost: it is renormalised away.
+    lopsided = dict(flat, quality=np.where(masks["quality"], 1e-3, 10.0))
+    chord_quality = (1, rows[1, quality])
+    assert apply_pairing(lopsided, masks)["quality"][chord_quality] == pytest.approx(paired["quality"][chord_quality])
 
 
 def test_tiny_ensemble_beats_the_unigram_on_the_test_split_and_writes_its_artifacts(trained):
@@ -106,16 +147,15 @@ def test_metrics_recompute_from_the_saved_weights(trained):
 
 @pytest.fixture
 def member_training(trained, tmp_path):
-    """train(epochs, log) trains member_0 of the quick ensemble in one work folder, resuming."""
+    """train(checks, log) trains member_0 of the quick ensemble in one work folder, resuming."""
     cfg, runner = trained
     encoded = read_encoded(runner.artifact_dir("encode"))
     vocab, data = encoded.vocab, encoded.arrays
     spec, work = member_specs(cfg)[0], tmp_path / "member"
 
-    def train(epochs: int, log=print):
-        train_member(spec, dict(zip(FIELDS, vocab.sizes)), data["x_train"].shape[1], data, work, epochs=epochs,
-                     batch_size=64,
-                     patience=5, log=log)
+    def train(checks: int, log=print):
+        budget = {"checks": checks, "check_every": 4, "batch_size": 64, "patience": 5}
+        train_member(spec, dict(zip(FIELDS, vocab.sizes)), data["x_train"].shape[1], data, work, budget, log=log)
         return read_history(work / "history.csv")
     return train, work
 
@@ -126,9 +166,20 @@ def test_training_resumes_from_its_last_checkpoint(member_training):
     assert len(first) == 1 and (work / "backup").exists()
     logs = []
     history = train(3, logs.append)
-    assert logs == ["member_0: resuming after epoch 1"]
+    assert logs == ["member_0: resuming after check 1"]
     assert [h["epoch"] for h in history] == [0, 1, 2]
-    assert history[0] == first[0]  # epoch 0 was not trained again
+    assert history[0] == first[0]  # the first stretch of steps was not trained again
+
+
+def test_a_member_killed_after_its_last_check_writes_the_same_model(member_training):
+    train, work = member_training
+    train(2)
+    finished = reproducible_keras(work / "best.keras")
+    (work / "best.keras").unlink()  # killed before the .keras was written from the best weights
+    logs = []
+    train(2, logs.append)
+    assert logs == ["member_0: resuming after check 2"]
+    assert reproducible_keras(work / "best.keras") == finished
 
 
 def test_a_checkpoint_damaged_by_a_kill_restarts_the_member_instead_of_failing(member_training):
@@ -140,6 +191,6 @@ def test_a_checkpoint_damaged_by_a_kill_restarts_the_member_instead_of_failing(m
         path.write_bytes(path.read_bytes()[:7])
     logs = []
     history = train(2, logs.append)
-    assert logs[0] == "member_0: resuming after epoch 1"
+    assert logs[0] == "member_0: resuming after check 1"
     assert logs[1].startswith("member_0: its checkpoint was damaged by the interruption")
     assert [h["epoch"] for h in history] == [0, 1]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shutil
 import signal
@@ -67,8 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="run the pipeline on each archive and print one table of the results",
                        description="Run every stage on each archive, each in its own folder under "
                        "OUTPUTS/evaluate/, and print one table: files kept and skipped, unknown share, the "
-                       "test-split NLL of the ensemble, its best member and the baselines, the music checks "
-                       "of every track against the training pieces, and stage times (also written as "
+                       "test-split NLL of the ensemble, the same ensemble trained from scratch (when it "
+                       "fine-tunes the base: a second train in OUTPUTS/evaluate/NAME/scratch/), the base "
+                       "alone, the best member and the baselines, the music checks of every track against "
+                       "the training pieces, the realism figure, and stage times (also written as "
                        "OUTPUTS/evaluate/evaluation.json).")
     p.add_argument("archives", nargs="*", metavar="ARCHIVE",
                    help="zips or folders of MIDI files (default: run.archive, i.e. dataset/default.zip)")
@@ -79,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write outputs/report.html from the built artifacts")
     _common(p)
     p = sub.add_parser("clean", help="remove what the pipeline wrote under outputs/")
+    _common(p)
+    p = sub.add_parser("base", help="pre-train the base ensemble that train fine-tunes (slow: make base)",
+                       description="Build the base corpus from music21's corpus (none of the default set's "
+                       "works), train the ensemble on it from scratch with the \"base\" profile, and write the "
+                       "members' weights and a manifest of how they were built to the base folder.")
+    p.add_argument("--to", metavar="DIR", help="where to write the base (default: train.base, i.e. the shipped one)")
     _common(p)
     p = sub.add_parser("dataset", help="build dataset/default.zip from music21's corpus (offline)")
     p.add_argument("--out", default="dataset/default.zip", help="where to write the zip")
@@ -154,7 +163,7 @@ def cmd_report(runner: Runner, wait: float) -> Path:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import slug, summarise, write_evaluation
+    from .evaluate import scratch_figures, slug, summarise, write_evaluation
     base = _config(args)
     folder = project_root(args) / base.run.outputs / "evaluate"
     archives = args.archives or [str(project_root(args) / (base.run.archive or "dataset/default.zip"))]
@@ -169,10 +178,46 @@ def cmd_evaluate(args) -> int:
         runner = Runner(_config(args), build_stages(), project_root(args))
         runner.run(STAGE_NAMES[-1:], force=args.force, wait_s=args.wait)
         cmd_report(runner, args.wait)
-        results.append(summarise(runner, archive))
+        scratch = None
+        if runner.cfg.train.init == "base":  # what the base buys: the same run from scratch, through train
+            scratch = scratch_figures(train_from_scratch(args, runner, outputs / "scratch"))
+        results.append(summarise(runner, archive, scratch))
     path, table = write_evaluation(results, folder)
     print(f"\n{table}\n\nwritten: {path} (and evaluation.txt); each archive's report.html is in its folder")
     return 0
+
+
+def cmd_base(args) -> int:
+    from .model.base import base_folder
+    from .pretrain import pretrain_base
+    args.profile = args.profile or "base"
+    if args.profile != "base" and not args.to:
+        raise StageError(f"lofi base --profile {args.profile}: give --to DIR; only the \"base\" profile "
+                         "writes the shipped base (train.base)")
+    outputs = project_root(args) / (args.outputs or "outputs") / "base"
+    corpus = outputs / "corpus.zip"
+    args.archive, args.outputs = str(corpus), str(outputs)
+    args.overrides = [*args.overrides, 'train.init="scratch"']  # a base starts from nothing
+    runner = Runner(_config(args), build_stages(), project_root(args))
+    folder = Path(args.to).resolve() if args.to else base_folder(runner.cfg.train.base, project_root(args))
+    built = pretrain_base(runner, corpus, folder)
+    print(f"wrote the base ensemble to {folder}: {built['corpus']['pieces']} pieces, {built['corpus']['events']} "
+          f"events, test NLL {built['test_nll']['ensemble']:.3f} per event, trained in {built['train_seconds']} s")
+    return 0
+
+
+def train_from_scratch(args, runner: Runner, outputs: Path) -> Runner:
+    """The same run with train.init = "scratch", in `outputs`, through train; it starts from a copy
+    of the run's intake, extract and encode, which it finds fresh (the same settings and inputs)."""
+    print(f"== {args.archive} from scratch -> {outputs}")
+    for stage in ("intake", "extract", "encode"):
+        if not (outputs / stage).exists():
+            shutil.copytree(runner.artifact_dir(stage), outputs / stage)
+    mine = copy.copy(args)
+    mine.outputs, mine.overrides = str(outputs), [*args.overrides, 'train.init="scratch"']
+    alone = Runner(_config(mine), build_stages(), project_root(mine))
+    alone.run(["train"], force=args.force, wait_s=args.wait)
+    return alone
 
 
 def _sigterm(signum, frame):
@@ -195,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "evaluate":
             return cmd_evaluate(args)
+        if args.command == "base":
+            return cmd_base(args)
         if args.command == "config":
             print(config_file_text(), end="")
             return 0

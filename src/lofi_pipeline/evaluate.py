@@ -12,7 +12,7 @@ from .music.checks import CHECKS
 from .music.realism import realism
 from .stages import catalog
 
-ROWS_NLL = ("ensemble", "best member", "n-gram", "unigram")
+ROWS_NLL = ("ensemble", "scratch ensemble", "base alone", "best member", "n-gram", "unigram")
 
 
 def slug(archive: Path, taken: set[str]) -> str:
@@ -34,8 +34,16 @@ def realism_of(runner: Runner, takes: catalog.Takes) -> dict:
     return realism([decode(t.ids)[0] for t in takes.tracks], real, seed=runner.cfg.run.seed)
 
 
-def summarise(runner: Runner, archive: str) -> dict:
-    """One archive's figures, from the manifests and artifacts of a finished run."""
+def scratch_figures(runner: Runner) -> dict:
+    """The test NLL and train time of the same run trained from scratch (its own outputs folder)."""
+    test = catalog.read_metrics(runner.artifact_dir("train"))["test"]
+    return {"nll": test["ensemble"]["nll"],
+            "train_seconds": round((runner.manifest("train") or {}).get("timings", {}).get("seconds", 0.0), 1)}
+
+
+def summarise(runner: Runner, archive: str, scratch: dict | None = None) -> dict:
+    """One archive's figures, from the manifests and artifacts of a finished run (and, for a
+    fine-tuned run, those of the same run from scratch)."""
     def stats(stage: str) -> dict:
         return (runner.manifest(stage) or {}).get("stats", {})
     intake, extract, encode, train = stats("intake"), stats("extract"), stats("encode"), stats("train")
@@ -46,8 +54,9 @@ def summarise(runner: Runner, archive: str) -> dict:
     members = {k: v["nll"] for k, v in test.items() if k.startswith("member_")}
     best = min(members, key=members.get)
     ngram = next(k for k in test if k.endswith("-gram"))
-    nll = {"ensemble": test["ensemble"]["nll"], "best member": members[best], "n-gram": test[ngram]["nll"],
-           "unigram": test["unigram"]["nll"]}
+    nll = {"ensemble": test["ensemble"]["nll"], "scratch ensemble": (scratch or {}).get("nll"),
+           "base alone": test.get("base", {}).get("nll"), "best member": members[best],
+           "n-gram": test[ngram]["nll"], "unigram": test["unigram"]["nll"]}
     tracks = [{"index": t.index, "takes": t.draws, "passed": not t.flagged, "failed": t.checks["failed"],
                "outside": t.checks["outside"], "figures": t.checks["figures"], "lead": r.lead,
                "harmonised_bars": r.harmonised_bars, "form": t.form} for t, r in zip(takes.tracks, records)]
@@ -63,6 +72,10 @@ def summarise(runner: Runner, archive: str) -> dict:
         "approximated": encode.get("approximated", {}),
         "nll": nll, "best_member": best, "ngram": ngram,
         "ordering_holds": nll["ensemble"] < nll["best member"] < nll["n-gram"] < nll["unigram"],
+        "finetuned_beats_scratch": None if scratch is None else nll["ensemble"] < nll["scratch ensemble"],
+        "scratch_train_seconds": (scratch or {}).get("train_seconds"), "init": train.get("init", "scratch"),
+        "steps": train.get("steps", {}),
+        "dropped": {k: extract.get(k, 0) for k in ("melody_notes_below_the_top", "pitches_clipped", "notes_cropped")},
         "test": test, "checks_ranges": profile.ranges, "checks_quantile": profile.quantile,
         "training_pieces_inside": profile.pieces_inside, "loop_bars": profile.loop_bars,
         "main_ticks": list(profile.main_ticks), "tracks": tracks, "realism": realism_of(runner, takes),
@@ -83,10 +96,16 @@ def format_table(results: list[dict]) -> str:
     add("pieces / events (test events)", lambda r: f"{r['pieces']} / {r['events']} ({r['test_events']})")
     add("events not representable", lambda r: f"{r['unknown_share']:.1%}")
     add("chords matched only nearly", lambda r: str(r["approximated"].get("chords_not_exact", 0)))
+    add("melody notes under the top / pitches clipped", lambda r: f"{r['dropped']['melody_notes_below_the_top']} / "
+        f"{r['dropped']['pitches_clipped']}")
+    add("models start from", lambda r: "the base ensemble" if r["init"] == "base" else "scratch")
     for name in ROWS_NLL:
-        add(f"test NLL/event: {name}", lambda r, n=name: f"{r['nll'][n]:.3f}"
+        add(f"test NLL/event: {name}", lambda r, n=name: "-" if r["nll"][n] is None else f"{r['nll'][n]:.3f}"
             + (f" ({r['best_member']})" if n == "best member" else ""))
+    add("fine-tuned < scratch", lambda r: "-" if r["finetuned_beats_scratch"] is None else
+        "yes" if r["finetuned_beats_scratch"] else "NO")
     add("ensemble < member < n-gram < unigram", lambda r: "yes" if r["ordering_holds"] else "NO")
+    add("optimiser steps per member", lambda r: " ".join(str(v) for v in r["steps"].values()) or "-")
     add("training pieces inside that range", lambda r: f"{r['training_pieces_inside']:.0%}")
     add("tracks inside the data's range", lambda r: f"{sum(t['passed'] for t in r['tracks'])} of {len(r['tracks'])}"
         f" ({sum(t['takes'] - 1 for t in r['tracks'])} re-draws)")
@@ -108,6 +127,9 @@ def format_table(results: list[dict]) -> str:
     add("bars harmonised from the melody", lambda r: " ".join(f"{t['harmonised_bars']:g}" for t in r["tracks"]))
     for stage in results[0]["stage_seconds"]:
         add(f"{stage} (s)", lambda r, s=stage: f"{r['stage_seconds'][s]:.1f}")
+        if stage == "train":
+            add("train from scratch (s)", lambda r: "-" if r["scratch_train_seconds"] is None
+                else f"{r['scratch_train_seconds']:.1f}")
     add("all stages (s)", lambda r: f"{sum(r['stage_seconds'].values()):.1f}")
     width = max(len(label) for label, _ in rows)
     cols = [max(len(row[1][i]) for row in rows) for i in range(len(results))]

@@ -49,13 +49,13 @@ def piano_roll(midi: bytes, title: str, marks: list[tuple[float, str]] = ()) -> 
 
 
 def learning_curves(histories: dict[str, list[dict]]) -> bytes:
-    """Train (dashed) and dev (solid) loss per epoch, one colour per member."""
+    """Train (dashed) and dev (solid) loss at each dev check, one colour per member."""
     fig, ax = _figure(8, 4.5)
     for i, (name, rows) in enumerate(histories.items()):
         epochs = [r["epoch"] + 1 for r in rows]
         ax.plot(epochs, [r["loss"] for r in rows], "--", color=f"C{i}", label=f"{name} train")
         ax.plot(epochs, [r["val_loss"] for r in rows], "-", color=f"C{i}", label=f"{name} dev")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("dev check (every train.check_every optimiser steps)")
     ax.set_ylabel("loss (NLL per event, all fields, nats)")
     ax.set_title("Learning curves")
     ax.grid(alpha=0.3)

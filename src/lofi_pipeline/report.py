@@ -21,7 +21,8 @@ STAT_ROWS = [("pitch_class_entropy", "pitch-class entropy (bits)"),
              ("scale_consistency", "scale consistency"), ("polyphony", "polyphony (pitches)"),
              ("empty_beat_rate", "empty-beat rate"), ("groove_consistency", "groove consistency"),
              ("self_repetition", "self-repetition (16-event blocks)")]
-REFERENCE_SPLIT = "test"
+# The statistics compare the tracks with the dev pieces: the test pieces are for the reported scores.
+REFERENCE_SPLIT = "dev"
 
 
 def music_statistics(runner: Runner) -> dict | None:
@@ -144,9 +145,12 @@ def _model_section(runner: Runner, folder: Path) -> str:
     rows = [[n, f"{m['nll']:.3f}"] + [f"{m['fields'][f]['nll']:.3f} / {m['fields'][f]['top1']:.2f}"
                                       for f in fields] for n, m in metrics["test"].items()]
     curves = _figure(folder, "curves", metrics["histories"], lambda: plots.learning_curves(metrics["histories"]))
-    return (f"<section><h2>Model</h2><p>Next-event prediction on the {metrics['test_events']} events of "
-            "the test pieces, which nothing else looks at (NLL in nats; an event's NLL is the sum "
-            "of its fields'; lower is better; per field: NLL / top-1).</p>"
+    start = ("The members fine-tuned the base ensemble (pre-trained on music21's corpus; the row \"base\" is "
+             "it alone)." if "base" in metrics["test"] else "The members were trained from scratch.")
+    return (f"<section><h2>Model</h2><p>{start} Next-event prediction on the {metrics['test_events']} events "
+            "of the test pieces, which nothing else looks at (NLL in nats; an event's NLL is the sum "
+            "of its fields'; lower is better; per field: NLL / top-1; every model is scored with the "
+            "pairing rule the sampler draws with).</p>"
             + _table(["model", "NLL per event"] + fields, rows)
             + f"<img class=wide src='{curves}' alt='learning curves'></section>")
 

@@ -163,15 +163,19 @@ MASTER_PRESETS = {
 PROFILES = {
     "quick": {  # a tiny smoke run for tests and trying things: well under a minute end to end
         "intake": {"max_files": 24}, "encode": {"window": 12},
-        "train": {"members": 2, "epochs": 2, "embed_dim": 16, "conv_filters": 16, "kernel_sizes": [3, 5],
-                  "lstm_units": [16, 24]},
+        "train": {"init": "scratch", "members": 2, "max_steps": 20, "check_every": 10, "batch_size": 64,
+                  "embed_dim": 16, "conv_filters": 16, "kernel_sizes": [3, 5], "lstm_units": [16, 24]},
         "generate": {"tracks": 2, "bars": 4}},
+    "base": {  # pre-training the base ensemble (`lofi base`): from scratch, with a budget to match the corpus
+        "train": {"init": "scratch", "max_steps": 2000, "check_every": 400, "patience": 2, "batch_size": 256,
+                  "dev_check_windows": 0}},
 }
 
 # Keys that moved: a config file that still names the old place is told where they went.
 MOVED = {"generate.checks_quantile": "encode.checks_quantile",
          "arrange.intro_bars": "generate.form (its intro section)",
-         "arrange.outro_bars": "generate.form (its outro section)"}
+         "arrange.outro_bars": "generate.form (its outro section)",
+         "train.epochs": "train.max_steps (training is budgeted in optimiser steps, checked every train.check_every)"}
 
 SECTIONS = list(SPEC)
 assert SECTIONS == [f.name for f in dataclasses.fields(Config) if f.name != "profile"]
@@ -224,7 +228,7 @@ def _apply(cfg: Config, values: dict, origin: str) -> None:
 def parse_override(text: str) -> tuple[str, str, Any]:
     """Parse `section.key=value`; the value is read as TOML, falling back to a bare string."""
     if "=" not in text or "." not in text.split("=", 1)[0]:
-        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. train.epochs=5")
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. train.max_steps=300")
     dotted, raw = text.split("=", 1)
     section, key = dotted.strip().split(".", 1)
     try:

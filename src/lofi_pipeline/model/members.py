@@ -92,10 +92,26 @@ def build_member(field_sizes: dict[str, int], window: int, *, given_fields: tupl
     outputs = head_model([trunk(events), target])
     model = keras.Model({"events": events, "target": target},
                         {field: layers.Identity(name=field)(outputs[field]) for field in heads}, name=name)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
-                  loss={field: "sparse_categorical_crossentropy" for field in heads},
-                  metrics={field: ["sparse_categorical_accuracy"] for field in heads})
+    compile_member(model, learning_rate)
     return model
+
+
+# What stays fixed when a member fine-tunes from the base (train.adapt): "all" adapts every
+# layer; "upper" keeps the embeddings, the convolution and the BiLSTM (what a window sounds
+# like) and adapts the attention and the heads; "heads" adapts only the heads.
+FROZEN = {"all": (), "upper": ("embed_", "conv", "bilstm"),
+          "heads": ("embed_", "conv", "bilstm", "attention", "dense")}
+
+
+def compile_member(model, learning_rate: float, adapt: str = "all") -> None:
+    """Adam with clipped gradients, a cross-entropy per head; layers `adapt` leaves out are frozen."""
+    import keras
+    frozen = FROZEN[adapt]
+    for layer in model.get_layer("trunk").layers:
+        layer.trainable = not layer.name.startswith(frozen)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
+                  loss={field: "sparse_categorical_crossentropy" for field in model.output_names},
+                  metrics={field: ["sparse_categorical_accuracy"] for field in model.output_names})
 
 
 def model_inputs(x, y) -> dict:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..core import atomic
 from ..music.token_format import FIELDS, GIVEN, TARGETS
-from .members import build_member, model_inputs
+from .members import build_member, compile_member, model_inputs
 
 
 def member_specs(cfg) -> list[dict]:
@@ -24,7 +24,8 @@ def member_specs(cfg) -> list[dict]:
              "lstm_units": t.lstm_units[i % len(t.lstm_units)],
              "embed_dim": t.embed_dim, "conv_filters": t.conv_filters,
              "attention_heads": t.attention_heads, "dropout": t.dropout,
-             "learning_rate": t.learning_rate} for i in range(t.members)]
+             "learning_rate": t.finetune_learning_rate if t.init == "base" else t.learning_rate}
+            for i in range(t.members)]
 
 
 def _persistent_best_callback(work: Path, patience: int):
@@ -44,9 +45,11 @@ def _persistent_best_callback(work: Path, patience: int):
         def on_epoch_end(self, epoch, logs=None):
             loss = float(logs["val_loss"])
             if self.state["val_loss"] is None or loss < self.state["val_loss"]:
-                partial = work / "best.partial.keras"
-                self.model.save(partial)
-                partial.replace(work / "best.keras")
+                # The weights only: a whole .keras file (zipped config and all) at every better
+                # check cost seconds a member; the .keras is written once, from the best weights.
+                partial = work / "best.partial.weights.h5"
+                self.model.save_weights(partial)
+                partial.replace(work / "best.weights.h5")
                 self.state = {"val_loss": loss, "epoch": epoch}
                 atomic.write_json(self.state_path, self.state)
             elif epoch - self.state["epoch"] >= patience:
@@ -67,10 +70,26 @@ def _targets(y: np.ndarray) -> dict:
     return {f: y[:, FIELDS.index(f)] for f in TARGETS}
 
 
+def dev_sample(x: np.ndarray, y: np.ndarray, at_most: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most `at_most` dev windows (0: all), evenly spaced through the dev pieces: a dev check
+    on a large archive then costs what it costs on a small one, and still reads every piece."""
+    if not at_most or len(y) <= at_most:
+        return x, y
+    idx = np.linspace(0, len(y) - 1, at_most).round().astype(int)
+    return x[idx], y[idx]
+
+
 def train_member(spec: dict, field_sizes: dict[str, int], window: int, data: dict, work: Path,
-                 epochs: int, batch_size: int, patience: int, log=print) -> None:
-    """Train one member in `work`, resuming from its last epoch if a run was interrupted; the
-    best model (by dev loss) is left in work/best.keras."""
+                 budget: dict, log=print) -> None:
+    """Train one member in `work`, resuming from its last check if a run was interrupted; the
+    best model (by dev loss) is left in work/best.keras.
+
+    `budget`: `checks` stretches of `check_every` optimiser steps of `batch_size` windows, the
+    dev loss (on at most `dev_windows` of the dev windows) checked after each, stopping after
+    `patience` checks without a better one. Steps, not
+    epochs: a hundred loops and a thousand songs both get enough updates and no more. With
+    `init` (a base member's .weights.h5) the member starts from those weights and adapts the
+    layers `adapt` names at `learning_rate`."""
     import keras
     import tensorflow as tf
 
@@ -82,18 +101,24 @@ def train_member(spec: dict, field_sizes: dict[str, int], window: int, data: dic
     model = build_member(field_sizes, window, given_fields=GIVEN, name=spec["name"],
                          **{k: spec[k] for k in ("embed_dim", "conv_filters", "kernel_size", "lstm_units",
                                                  "attention_heads", "dropout", "learning_rate")})
+    if budget.get("init"):
+        model.load_weights(budget["init"])
+        compile_member(model, spec["learning_rate"], budget.get("adapt", "all"))
     done = read_history(work / "history.csv")
     if done:
-        log(f"{spec['name']}: resuming after epoch {len(done)}")
+        log(f"{spec['name']}: resuming after check {len(done)}")
+    check_every, checks = budget["check_every"], budget["checks"]
     train_ds = (tf.data.Dataset.from_tensor_slices((model_inputs(data["x_train"], data["y_train"]),
                                                     _targets(data["y_train"])))
                 .shuffle(len(data["y_train"]), seed=spec["seed"], reshuffle_each_iteration=True)
-                .batch(batch_size).prefetch(tf.data.AUTOTUNE))
-    val_ds = (tf.data.Dataset.from_tensor_slices((model_inputs(data["x_dev"], data["y_dev"]), _targets(data["y_dev"])))
+                .repeat().batch(budget["batch_size"]).prefetch(tf.data.AUTOTUNE))
+    x_dev, y_dev = dev_sample(data["x_dev"], data["y_dev"], budget.get("dev_windows", 0))
+    val_ds = (tf.data.Dataset.from_tensor_slices((model_inputs(x_dev, y_dev), _targets(y_dev)))
               .batch(1024).prefetch(tf.data.AUTOTUNE))
-    best = _persistent_best_callback(work, patience)
-    stopped_early = best.state["epoch"] >= 0 and len(done) - 1 - best.state["epoch"] >= patience
-    if not (work / "best.keras").exists() or not (len(done) >= epochs or stopped_early):
+    best = _persistent_best_callback(work, budget["patience"])
+    stopped_early = best.state["epoch"] >= 0 and len(done) - 1 - best.state["epoch"] >= budget["patience"]
+    if not (work / "best.weights.h5").exists() or not (len(done) >= checks or stopped_early):
+        (work / "best.keras").unlink(missing_ok=True)  # from a smaller budget: it will be written again
         class Started(keras.callbacks.Callback):
             ok = False
 
@@ -101,12 +126,14 @@ def train_member(spec: dict, field_sizes: dict[str, int], window: int, data: dic
                 self.ok = True
         started = Started()
         try:
-            model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=2, shuffle=False, callbacks=[
-                # Keras writes its checkpoint in place; with two kept, a kill mid-write leaves the other.
-                keras.callbacks.BackupAndRestore(str(work / "backup"), double_checkpoint=True,
-                                                 delete_checkpoint=False),
-                keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
-                best, started])
+            # A Keras "epoch" here is one stretch of `check_every` steps between dev checks.
+            model.fit(train_ds, validation_data=val_ds, epochs=checks, steps_per_epoch=check_every, verbose=2,
+                      shuffle=False, callbacks=[
+                          # Keras writes its checkpoint in place; with two kept, a kill mid-write leaves the other.
+                          keras.callbacks.BackupAndRestore(str(work / "backup"), double_checkpoint=True,
+                                                           delete_checkpoint=False),
+                          keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
+                          best, started])
         except (OSError, ValueError) as exc:
             if not done or started.ok:
                 raise
@@ -114,7 +141,14 @@ def train_member(spec: dict, field_sizes: dict[str, int], window: int, data: dic
             log(f"{spec['name']}: its checkpoint was damaged by the interruption "
                 f"({type(exc).__name__}); training it from the start")
             shutil.rmtree(work)
-            train_member(spec, field_sizes, window, data, work, epochs, batch_size, patience, log)
+            return train_member(spec, field_sizes, window, data, work, budget, log)
+    if not (work / "best.keras").exists():
+        if not model.optimizer.built:  # resumed with nothing left to train: the file holds Adam's state too
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(work / "best.weights.h5")
+        partial = work / "best.partial.keras"
+        model.save(partial)
+        partial.replace(work / "best.keras")
 
 
 def _renumber_shared_objects(node, numbers: dict) -> None:

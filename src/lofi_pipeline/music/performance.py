@@ -314,6 +314,7 @@ def analyse(raw: RawScore, name: str, sha256: str, profiles: tuple[np.ndarray, n
             pick["melody"], pick["harmony"] = pick["harmony"][mask], pick["harmony"][~mask]
             melody_source = "top voice"
     melody = monophonic_line(pick["melody"])[:, :4]
+    stats["melody_notes_below_the_top"] = int(len(pick["melody"]) - len(melody))  # dropped: one note at a time
     pick = {role: rows[:, :4] for role, rows in pick.items()}
     every = np.concatenate([melody, pick["harmony"], pick["bass"]])
     if len(every) < params.min_notes:
@@ -325,6 +326,8 @@ def analyse(raw: RawScore, name: str, sha256: str, profiles: tuple[np.ndarray, n
         rows = rows.copy()
         rows[:, 2] = np.clip(rows[:, 2] + shift, 0, 127)
         return rows
+    stats["pitches_clipped"] = int(sum(((rows[:, 2] + shift < 0) | (rows[:, 2] + shift > 127)).sum()
+                                       for rows in (pick["harmony"], pick["bass"], melody)))
     harmony, bass, melody = moved(pick["harmony"]), moved(pick["bass"]), moved(melody)
     accompaniment = np.concatenate([harmony, bass])
     accompaniment = accompaniment[np.lexsort((accompaniment[:, 2], accompaniment[:, 0]))]

@@ -1,6 +1,6 @@
 """Music statistics of event sequences, after MusPy and Yang & Lerch (2018).
 
-Generated tracks are judged by how close their values come to the test pieces',
+Generated tracks are judged by how close their values come to held-out (dev) pieces',
 not by size. Originality compares generated runs of events with the training pieces.
 """
 from __future__ import annotations

@@ -53,10 +53,17 @@ def signatures(piece: Piece, n: int = 8) -> tuple[set, set]:
             {tuple(mel[i:i + n]) for i in range(len(mel) - n + 1)})
 
 
-def near_duplicate_groups(pieces: list[Piece], min_grams: int = 8, min_overlap: float = 0.5) -> list[int]:
+def near_duplicate_groups(pieces: list[Piece], min_grams: int = 8, min_overlap: float = 0.5,
+                          max_holders: int = 0) -> list[int]:
     """A group id per piece: pieces sharing a name (up to version marks), or at least half of
-    their chord-change or melody n-grams (a chorale and its realised analysis, two files of
-    one tune), share a group. n-grams found in many pieces (stock progressions) do not count."""
+    their chord-change or melody n-grams (a chorale and its realised analysis, the settings of
+    one tune), share a group.
+
+    A stock progression is kept apart by the overlap rule (two pieces sharing one or two stock
+    8-grams share far less than half of theirs), not by ignoring common n-grams: that would also
+    ignore every n-gram of a tune with many settings, and let its settings land on both sides
+    of the split. Only an n-gram held by more than `max_holders` pieces (0: the larger of 50 and
+    a tenth of the archive) is skipped, to keep the pair count bounded on huge archives."""
     parent = list(range(len(pieces)))
 
     def find(i):
@@ -79,7 +86,7 @@ def near_duplicate_groups(pieces: list[Piece], min_grams: int = 8, min_overlap: 
         for i, s in enumerate(sets):
             for g in s:
                 index[g].append(i)
-        common = max(3, len(pieces) // 50)
+        common = max_holders or max(50, len(pieces) // 10)
         shared: Counter = Counter()
         for holders in index.values():
             if len(holders) <= common:

@@ -97,6 +97,8 @@ class ExtractStage(Stage):
                 "notes": total["notes"], "onsets": total["onsets"], "chord_onsets": total["chord_onsets"],
                 "repeats_dropped": total["repeats_dropped"], "pedal_extended": total["pedal_extended"],
                 "notes_cropped": total["cropped"],
+                "melody_notes_below_the_top": total["melody_notes_below_the_top"],
+                "pitches_clipped": total["pitches_clipped"],
                 "metres": dict(Counter(m for p in pieces for m in {seg[1] for seg in p["metre"]})),
                 "metre_changes": total["metre_changes"], "beats_moved": total["beat_moved"],
                 "downbeats_moved": total["downbeat_moved"],
