@@ -118,6 +118,9 @@ def test_train_is_keyed_on_the_bytes_of_the_base(fine_tuned, tmp_path):
     manifest = json.loads((copy / base.MANIFEST).read_text())
     manifest["built_at"] = "another time"
     (copy / base.MANIFEST).write_text(json.dumps(manifest))
+    assert runner(str(copy)).state("train")[0]  # rebuilt to the same weights: still fresh
+    weights = copy / "member_0.weights.h5"
+    weights.write_bytes(weights.read_bytes() + b"\0")
     fresh, why = runner(str(copy)).state("train")
     assert not fresh and "input files changed" in why
     shutil.rmtree(copy)

@@ -200,14 +200,18 @@ def test_evaluate_runs_each_archive_in_its_own_folder_and_prints_one_table(quick
     for row in ("files kept / skipped", "events not representable", "test NLL/event: ensemble",
                 "test NLL/event: unigram", "ensemble < member < n-gram < unigram", "tracks inside the data's range",
                 "longest unchanged harmony (bars)", "harmony changes per bar", "onsets per beat",
-                "distinct melody pitches per 4 bars", "train (s)", "all stages (s)"):
+                "distinct melody pitches per 4 bars", "train (s)", "all stages (s)", "models start from",
+                "test NLL/event: scratch ensemble", "test NLL/event: base alone", "fine-tuned < scratch",
+                "melody notes under the top / pitches clipped", "optimiser steps per member"):
         assert re.search(rf"^ *{re.escape(row)} ", table, re.M), row
     assert re.search(r"^files kept / skipped +12 / 0 +10 / 0$", table, re.M)
     results = json.loads((evaluated / "evaluate" / "evaluation.json").read_text())["archives"]
     assert [Path(r["outputs"]).name for r in results] == ["songs", "my_tunes"]
     for r in results:
         assert set(r["approximated"]) >= {"chords_not_exact", "rest_events"}
-        assert set(r["nll"]) == {"ensemble", "best member", "n-gram", "unigram"}
+        assert set(r["nll"]) == {"ensemble", "scratch ensemble", "base alone", "best member", "n-gram", "unigram"}
+        # The quick profile trains from scratch: there is no base to compare with, and no second run.
+        assert r["init"] == "scratch" and r["nll"]["scratch ensemble"] is None and r["nll"]["base alone"] is None
         assert len(r["tracks"]) == 2 and all(set(t["figures"]) == set(r["checks_ranges"]) for t in r["tracks"])
         assert (Path(r["outputs"]) / "report.html").exists()
     assert "[train] cached" in run.stdout and "[train] running" in run.stdout  # the first came from its cache

@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from lofi_pipeline.core import atomic, hashing
 from lofi_pipeline.core.config import INPUT, MASTER_PRESETS, PARAM, RUNTIME, SECTIONS, Config
 from lofi_pipeline.core.lock import LockedError, OutputsLock
 from lofi_pipeline.core.runner import Runner, artifact_digest
+from lofi_pipeline.model import base as base_ensemble
 from lofi_pipeline.pipeline import STAGE_NAMES, build_stages
 from lofi_pipeline.stages.catalog import PIECES
 
@@ -32,9 +34,8 @@ def config_fields():
     return [(s, f) for s in SECTIONS for f in dataclasses.fields(getattr(Config(), s))]
 
 
-def changed_value(f: dataclasses.Field):
-    """A valid value other than the default, whatever the key's type and range."""
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+def changed_value(f: dataclasses.Field, default):
+    """A valid value other than `default` (the key's value in the quick profile), whatever the key's type and range."""
     lo, hi, choices = f.metadata["lo"], f.metadata["hi"], f.metadata["choices"]
     if choices:
         return next(c for c in choices if c != default)
@@ -73,9 +74,23 @@ def own_parts(runner: Runner) -> dict:
 @pytest.mark.parametrize("section, field", config_fields(), ids=lambda v: getattr(v, "name", v))
 def test_changing_a_config_key_rekeys_exactly_the_stages_that_read_it(tmp_path, section, field):
     role = field.metadata["role"]
-    make = lambda *o: Runner(quick_config(tmp_path / "outputs", *o), build_stages(), root=tmp_path)  # noqa: E731
+    # train.base counts only when train.init = "base" (the quick profile trains from scratch), and it is a folder.
+    context = ['train.init="base"'] if (section, field.name) == ("train", "base") else []
+    make = lambda *o: Runner(quick_config(tmp_path / "outputs", *context, *o), build_stages(),  # noqa: E731
+                             root=tmp_path)
     base = own_parts(make())
-    if role == INPUT:  # a path: its bytes count, never the path itself
+    if (section, field.name) == ("train", "base"):
+        one, same, two = (tmp_path / name for name in ("one", "same", "two"))
+        for folder in (one, same, two):
+            shutil.copytree(base_ensemble.SHIPPED, folder)
+        weights = two / "member_0.weights.h5"
+        weights.write_bytes(weights.read_bytes() + b"\0")
+        first = own_parts(make(f"train.base={toml_value(str(one))}"))
+        assert own_parts(make(f"train.base={toml_value(str(same))}")) == first
+        second = own_parts(make(f"train.base={toml_value(str(two))}"))
+        assert {n for n in STAGE_NAMES if first[n] != second[n]} == readers(section, field.name) != set()
+        changed = second  # the first is the shipped base's bytes: the default's key
+    elif role == INPUT:  # a path: its bytes count, never the path itself
         one, same, two = tmp_path / "one.bin", tmp_path / "same.bin", tmp_path / "two.bin"
         one.write_bytes(b"first file")
         same.write_bytes(b"first file")
@@ -86,7 +101,8 @@ def test_changing_a_config_key_rekeys_exactly_the_stages_that_read_it(tmp_path, 
         assert {n for n in STAGE_NAMES if first[n] != second[n]} == readers(section, field.name) != set()
         changed = first
     else:
-        changed = own_parts(make(f"{section}.{field.name}={toml_value(changed_value(field))}"))
+        current = getattr(getattr(quick_config(tmp_path / "outputs"), section), field.name)
+        changed = own_parts(make(f"{section}.{field.name}={toml_value(changed_value(field, current))}"))
     rekeyed = {n for n in STAGE_NAMES if base[n] != changed[n]}
     if role == RUNTIME:
         assert rekeyed == set(), f"{section}.{field.name} only says where or how fast work runs"
@@ -181,7 +197,7 @@ def test_retraining_to_the_same_weights_keeps_generate_fresh_and_new_weights_rek
     before = r.key("generate")
     r.run(["train"], force=True)  # the same data, seed and threads: the same .keras bytes
     assert r.state("generate") == (True, "up to date") and r.key("generate") == before
-    shorter = runner_for("train.max_steps=10")  # other weights, same outputs folder
+    shorter = runner_for("train.max_steps=5")  # other weights (5 steps: no check of the run above), same folder
     shorter.run(["train"])
     assert shorter.state("generate") == (False, "upstream output changed: train")
     shorter.run(["generate"])
