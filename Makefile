@@ -81,7 +81,7 @@ soundfont: system
 	@[ -e soundfonts/default.sf2 ] || ln -sf $(SF2) soundfonts/default.sf2
 
 # Pre-train the shipped base ensemble again (src/lofi_pipeline/model/base_ensemble): needed after a
-# change to the token format or the members' code; about 40 minutes on two cores (docs/model.md).
+# change to the token format or the members' code; about 33 minutes on two cores (docs/model.md).
 base: setup
 	$(LOFI) base $(LOFI_ARGS)
 
