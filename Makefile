@@ -12,7 +12,7 @@ ARGS := $(if $(ARCHIVE),--archive "$(ARCHIVE)") $(if $(PROFILE),--profile $(PROF
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 SF2 := /usr/share/sounds/sf2/FluidR3_GM.sf2
 DATASET := $(if $(ARCHIVE),,dataset/default.zip)
-STAGES := intake extract encode train generate arrange render master export
+STAGES := intake extract encode train generate arrange render master stems export
 
 .PHONY: all test setup system system-test venv ray soundfont dataset status clean report bench bench-scale base $(STAGES)
 

@@ -1,7 +1,9 @@
 """Real-time factors of render, master and export on a 2-minute arranged track.
 
 Real-time factor = seconds of audio produced per wall-clock second. The one-core rows pin this
-process to one CPU (os.sched_setaffinity), so "one core" is true. Baselines measured in the
+process to one CPU (os.sched_setaffinity), so "one core" is true. The stems row is what
+export.stems = true adds per track (each part rendered alone, the texture, 24-bit WAVs),
+against the chain that always runs. Baselines measured in the
 same run: the chain at full rate (FluidSynth and the master at the output rate, as before
 render.render_rate), pydub + ffmpeg's MP3 encoder (against pedalboard's built-in LAME) when
 ffmpeg is present, and one process against two for several tracks (both cores).
@@ -23,11 +25,24 @@ from lofi_pipeline.audio.mastering import master_file
 from lofi_pipeline.audio.mp3 import write_mp3
 from lofi_pipeline.core.config import load_config
 from lofi_pipeline.music.arrangement import arrange_track
+from lofi_pipeline.music.token_format import Event
+from lofi_pipeline.stages.catalog import TrackRecord
+from lofi_pipeline.stages.stems import make_stem_set
 
-# Rows of field tokens (shift, root, quality, pitch, duration, velocity): Cmaj7 Dm7 G7 C.
-PROGRESSION = [("12", "0", "maj7", "76", "6", "2"), ("6", "-", "-", "74", "6", "2"), ("6", "-", "-", "72", "12", "2"),
-               ("24", "2", "m7", "-", "-", "2"), ("12", "7", "7", "71", "4", "2"), ("4", "-", "-", "67", "4", "2"),
-               ("8", "-", "-", "64", "4", "2"), ("24", "0", "maj", "-", "-", "2")]
+
+def progression(bars: int) -> list[tuple[str, ...]]:
+    """Token rows of Cmaj7 Dm7 G7 C, a bar each, under a melody in quarter notes, `bars` long."""
+    chords = [(0, "maj7"), (2, "m7"), (7, "7"), (0, "maj")]
+    melody = [[76, 74, 72, 74], [74, 72, 69, 72], [71, 67, 64, 67], [72, 67, 64, 60]]
+    rows = []
+    for bar in range(bars):
+        root, quality = chords[bar % 4]
+        for beat, pitch in enumerate(melody[bar % 4]):
+            first = beat == 0
+            rows.append(Event(onset=0, bar=bar, position=beat * 12, advance=int(first and bar > 0),
+                              root=root if first else None, quality=quality if first else None, pitch=pitch,
+                              duration=12, velocity=2).tokens)
+    return rows
 
 
 def one_track(args) -> float:
@@ -45,6 +60,15 @@ def chain(midi: Path, wav: Path, mastered: Path, mp3: Path, cfg, rate: int) -> t
     return r["seconds"], [t_render, t_master]
 
 
+def stems_seconds(midi: Path, rendered: Path, cfg, rate: int, info: dict) -> float:
+    """The faster of two runs of the stems stage's job on the track (its render gives the length)."""
+    from lofi_pipeline.audio.audio_io import read_wav
+    record = TrackRecord(index=1, stem="bench", title="bench", key=info["key"], tempo_bpm=info["tempo_bpm"])
+    job = (record, midi.read_bytes(), rendered.name, read_wav(rendered)[0].shape[1], 1)
+    shared = (Path(cfg.render.soundfont), rate, cfg.render.gain, cfg.render.sample_rate, cfg.master, True)
+    return min(timed(make_stem_set, shared, job)[1] for _ in range(2))
+
+
 def timed(fn, *a):
     t = time.perf_counter()
     out = fn(*a)
@@ -58,9 +82,9 @@ def main() -> int:
     cfg = load_config()
     folder = Path(tempfile.mkdtemp(prefix="bench_audio_"))
     try:
-        _, _, info = arrange_track(PROGRESSION * 40, 12, 40, 7, cfg.arrange, "bench")
-        scale = 120.0 / info["seconds"]  # stretch the tempo so the track lasts 2 minutes
-        data, _, info = arrange_track(PROGRESSION * 40, 12, round(40 * scale), 7, cfg.arrange, "bench")
+        _, _, info = arrange_track(progression(40), 12, 40, 7, cfg.arrange, "bench")
+        bars = round(40 * 120.0 / info["seconds"])  # as many bars as last 2 minutes at the drawn tempo
+        data, _, info = arrange_track(progression(bars), 12, bars, 7, cfg.arrange, "bench")
         midi = folder / "bench.mid"
         midi.write_bytes(data)
         print(f"track: {info['seconds']:.1f} s, {info['tempo_bpm']} BPM, {sum(info['notes_per_part'].values())} notes; "
@@ -78,6 +102,7 @@ def main() -> int:
                 _, t_export = timed(write_mp3, mastered, mp3, cfg.export.bitrate_kbps)
                 best = rows.get(label, (seconds, [float("inf")] * 3))[1]
                 rows[label] = (seconds, [min(a, b) for a, b in zip(best, times + [t_export])])
+        t_stems = stems_seconds(midi, folder / f"{half}.wav", cfg, half, info)  # still on one core
         os.sched_setaffinity(0, cores)
         print(f"one core (pinned to CPU {min(cores)}), master.preset = {cfg.master.preset} "
               f"(low-pass {cfg.master.lowpass_hz:g} Hz); real-time factors:")
@@ -88,6 +113,8 @@ def main() -> int:
         (base_s, base_t), (seconds, times) = rows.values()
         print(f"{'ratio (pipeline / baseline), all three':<52} {(seconds / sum(times)) / (base_s / sum(base_t)):37.2f}x"
               "   target: 40x real time on one core")
+        print(f"{'stems (export.stems = true), added':<52} {seconds / t_stems:7.1f}x real time: "
+              f"{t_stems:.2f} s a track, {t_stems / sum(times):.2f}x the chain's {sum(times):.2f} s")
         wav, mastered = folder / f"{output_rate}.wav", folder / f"{output_rate}.m.wav"
         if shutil.which("ffmpeg"):
             try:

@@ -62,7 +62,7 @@ def test_every_part_is_there_on_its_channel_with_a_lofi_tempo():
     assert programs[0] == 4 and programs[9] == 32 and programs[2] == 33
     tempo = [m for m in mf.tracks[0] if m.type == "set_tempo"][0]
     assert 70 <= info["tempo_bpm"] <= 90 and round(mido.tempo2bpm(tempo.tempo)) == info["tempo_bpm"]
-    assert all(info["notes_per_part"][p] > 0 for p in ("Electric Piano", "Bass", "Drums", "Lead"))
+    assert all(info["notes_per_part"][p] > 0 for p in ("Keys", "Bass", "Drums", "Lead"))
 
 
 def test_drums_are_boom_bap_with_a_fill_at_the_phrase_end():
@@ -187,3 +187,26 @@ def test_the_midi_follows_the_form_and_the_metre(metre, bar_beats):
     toms = {int(s // bar_beats) for s, _, p, _ in parts[3].notes if p in (45, 47)}
     assert toms == {5, 9}  # into A' and into the outro
     assert {int(s // bar_beats) for s, _, _, _ in parts[2].notes} <= set(range(2, 10))
+
+
+def test_the_midi_file_shows_a_daw_its_parts_sections_and_chords():
+    """Named tracks, a key signature, a marker where each section starts, and a chord-symbol
+    track that lists the arranged harmony (transposed to the track's key) without sounding."""
+    data, parts, info = arranged(5, 8, 'arrange.key="D"')
+    mf = mido.MidiFile(file=io.BytesIO(data))
+    names = [next(m.name for m in t if m.type == "track_name") for t in mf.tracks]
+    assert names == ["Test", "Keys", "Lead", "Bass", "Drums", "Chords"]
+    conductor = mf.tracks[0]
+    assert [m.key for m in conductor if m.type == "key_signature"] == [info["key"]] and info["key"] == "D"
+    ticks, markers = 0, []
+    for m in conductor:
+        ticks += m.time
+        if m.type == "marker":
+            markers.append((ticks / mf.ticks_per_beat, m.text))
+    assert markers == [(0.0, "intro"), (8.0, "A")]  # the A section starts at bar 3 of 4/4
+    chords = mf.tracks[-1]
+    assert not [m for m in chords if not m.is_meta]  # the chord track sounds nothing
+    symbols = [m.text for m in chords if m.type == "text"]
+    assert len(symbols) == info["harmony_changes"] and symbols[0] == "D"  # the source's C, in D
+    assert set(symbols) <= {"D", "G", "A", "Em", "Bm", "F#m"}
+    assert mido.MidiFile(file=io.BytesIO(data)).length == pytest.approx(info["seconds"], abs=1e-3)

@@ -22,6 +22,8 @@ def test_all_leaves_tracks_playlist_and_report(quick_run):
     mp3s = sorted((out / "tracks").glob("*.mp3"))
     assert len(mp3s) == 2
     assert [p for _, p in read_playlist(out / "playlist.m3u8")] == [f"tracks/{m.name}" for m in mp3s]
+    daw = re.findall(r"For a DAW: <a href='([^']+)'>the MIDI</a> and <a href='([^']+)'>", (out / "report.html").read_text())
+    assert len(daw) == 2 and all((out / midi).is_file() and (out / folder).is_dir() for midi, folder in daw)
     stats = json.loads((out / "report" / "stats.json").read_text())
     assert set(stats["generated"]) >= {"pitch_class_entropy", "scale_consistency", "polyphony", "empty_beat_rate",
                                        "groove_consistency", "self_repetition", "longest_copied_run"}
@@ -31,16 +33,16 @@ def test_second_run_is_all_cache_hits(quick_run):
     args, out, _ = quick_run
     again = lofi("all", *args)
     lines = [line for line in again.stdout.splitlines() if line.startswith("[")]
-    assert all(line.endswith(")") and " cached (" in line for line in lines) and len(lines) == 9
+    assert all(line.endswith(")") and " cached (" in line for line in lines) and len(lines) == 10
     status = lofi("status", *args).stdout
-    assert status.count(" fresh ") == 9
+    assert status.count(" fresh ") == 10
 
 
 def test_changing_a_sampling_setting_reruns_from_generate(quick_run, tmp_path):
     args, out = copy_run(quick_run, tmp_path)
     run = lofi("all", *args, "--set", "generate.temperature=0.7")
     ran = re.findall(r"^\[(\w+)\] running", run.stdout, re.M)
-    assert ran == ["generate", "arrange", "render", "master", "export"]
+    assert ran == ["generate", "arrange", "render", "master", "stems", "export"]
     assert len(read_playlist(out / "playlist.m3u8")) == 4  # two new takes, nothing dropped
 
 
@@ -129,21 +131,21 @@ def test_editing_a_stage_source_reruns_it_and_what_its_output_changes(quick_run,
     shutil.copytree(ROOT / "src" / "lofi_pipeline", src / "lofi_pipeline",
                     ignore=shutil.ignore_patterns("__pycache__"))
     env = {"PYTHONPATH": str(src)}  # this copy of the package, ahead of the installed one
-    assert lofi("status", *args, env=env).stdout.count(" fresh ") == 9
+    assert lofi("status", *args, env=env).stdout.count(" fresh ") == 10
     master = src / "lofi_pipeline" / "stages" / "master.py"
     master.write_text(master.read_text() + "\n# a comment changes the code, not the sound\n")
     status = lofi("status", *args, env=env).stdout
     assert re.search(r"^master +stale .* code changed: stages/master\.py$", status, re.M)
     assert re.search(r"^export +stale .* upstream stale: master$", status, re.M)
-    assert status.count(" fresh ") == 7
+    assert status.count(" fresh ") == 8
     run = lofi("export", *args, env=env)
     assert ran(run.stdout) == ["master"] and "[export] cached" in run.stdout  # same WAV bytes
     loudness = src / "lofi_pipeline" / "audio" / "loudness.py"
     loudness.write_text(loudness.read_text().replace("MP3_MARGIN_DB = 0.5", "MP3_MARGIN_DB = 0.6"))
     run = lofi("export", *args, env=env)
-    assert ran(run.stdout) == ["master", "export"]  # the master changed, so the MP3s are new
+    assert ran(run.stdout) == ["master", "stems", "export"]  # the stems resample with it; the MP3s are new
     shared = src / "lofi_pipeline" / "audio" / "audio_io.py"
-    shared.write_text(shared.read_text() + "\n# shared by render, master and export\n")
+    shared.write_text(shared.read_text() + "\n# shared by render, master, stems and export\n")
     status = lofi("status", *args, env=env).stdout
     assert re.search(r"^render +stale .* code changed: audio/audio_io\.py$", status, re.M)
     assert status.count(" fresh ") == 6
@@ -154,12 +156,13 @@ def test_a_new_run_name_retitles_the_mp3s(quick_run, tmp_path):
     args, out = copy_run(quick_run, tmp_path)
     run = lofi("all", *args, "--set", 'run.name="Rainy Window"')
     # The titles are in the MIDI and the tags, not in the sound: render's WAVs come out the
-    # same bytes, so master (keyed on them) keeps its cache.
-    assert ran(run.stdout) == ["arrange", "render", "export"]
+    # same bytes, so master (keyed on them) keeps its cache; the stems' file names carry the title.
+    assert ran(run.stdout) == ["arrange", "render", "stems", "export"]
     exports = catalog.exports.read(out / "export")
     titles = [str(ID3(out / e.file)["TIT2"]) for e in exports]
     assert titles == ["Rainy Window 01", "Rainy Window 02"]
     assert {str(ID3(out / e.file)["TALB"]) for e in exports} == {"Rainy Window"}
+    assert all(Path(f).name.startswith(("rainy-window-01_", "rainy-window-02_")) for e in exports for f in e.stems)
 
 
 def test_a_music_library_gets_its_copies_even_when_everything_is_cached(quick_run, tmp_path):

@@ -1,4 +1,6 @@
 
+from pathlib import Path
+
 import mido
 import numpy as np
 import pytest
@@ -37,7 +39,7 @@ def test_render_master_export_from_a_midi_file(song, tmp_path, quick_cfg):
     runner = Runner(cfg, build_stages(), root=ROOT, log=lambda m: None)
     runner.run(["export"])
     out = tmp_path / "outputs"
-    assert runner.closure(["export"]) == ["render", "master", "export"]  # no model needed
+    assert runner.closure(["export"]) == ["render", "master", "stems", "export"]  # no model needed
     mastered, sr = read_wav(out / "master" / "song.wav")
     _, render_sr = read_wav(out / "render" / "song.wav")
     assert (render_sr, sr) == (22050, 44100)  # lofi preset: rendered at half rate, delivered at 44.1 kHz
@@ -53,6 +55,10 @@ def test_render_master_export_from_a_midi_file(song, tmp_path, quick_cfg):
     assert str(tags["TIT2"]) == "song" and str(tags["TCON"]) == "Lo-fi" and str(tags["TALB"]) == cfg.run.name
     assert "seed=" in str(tags.getall("COMM")[0]) and "run_seed=" in str(tags.getall("COMM")[0])
     assert MP3(mp3).info.bitrate == 192000
+    assert str(tags["TBPM"]) == "84" and "TKEY" not in tags  # the file's tempo; it has no key signature
+    folder = out / "daw" / mp3.stem  # its MIDI for a DAW, in a folder named as the MP3
+    names = ["song_84bpm.mid", "song_84bpm_ch1.mid", "song_84bpm_drums.mid"]
+    assert sorted(f.name for f in folder.iterdir()) == names == sorted(Path(f).name for f in exports[0].stems)
     playlist = read_playlist(out / "playlist.m3u8")
     assert [p for _, p in playlist] == [exports[0].file]
     assert (library / exports[0].file).exists() and (library / "playlist.m3u8").exists()
@@ -69,4 +75,4 @@ def test_render_master_export_from_a_midi_file(song, tmp_path, quick_cfg):
     # The clean preset's 16 kHz low-pass needs the full rate: render re-runs too.
     clean = Runner(quick_cfg(f'render.midi="{song}"', "master.preset=clean"), build_stages(), root=ROOT,
                    log=lambda m: None)
-    assert clean.plan(["export"]) == ["render", "master", "export"]
+    assert clean.plan(["export"]) == ["render", "master", "stems", "export"]

@@ -124,7 +124,7 @@ def test_library_and_program_versions_rekey_only_the_stages_that_use_them(runner
     monkeypatch.setattr(hashing.metadata, "version",
                         lambda d: "0.0.1-other" if d == "pedalboard" else real_version(d))
     newer = own_parts(runner_for())
-    assert {n for n in STAGE_NAMES if base[n] != newer[n]} == {"master", "export"}
+    assert {n for n in STAGE_NAMES if base[n] != newer[n]} == {"master", "stems", "export"}
     monkeypatch.undo()
     fake = tmp_path / "bin" / "fluidsynth"
     fake.parent.mkdir()
@@ -137,7 +137,7 @@ def test_library_and_program_versions_rekey_only_the_stages_that_use_them(runner
     finally:
         monkeypatch.undo()
         hashing.binary_version.cache_clear()
-    assert {n for n in STAGE_NAMES if base[n] != other[n]} == {"render"}
+    assert {n for n in STAGE_NAMES if base[n] != other[n]} == {"render", "stems"}
     assert other["render"]["binaries"] == {"fluidsynth": "FluidSynth runtime version 9.9.9"}
 
 

@@ -18,7 +18,8 @@ from .pipeline import STAGE_NAMES, build_stages
 CONFIG_FILE = "lofi.toml"
 
 EPILOG = """\
-stages, in order: intake -> extract -> encode -> train -> generate -> arrange -> render -> master -> export
+stages, in order: intake -> extract -> encode -> train -> generate -> arrange -> render -> master -> stems
+  -> export
 Asking for a stage first runs whatever is stale before it, as make does; fresh stages print "cached".
 
 examples:
@@ -27,6 +28,7 @@ examples:
   lofi extract encode --profile quick        a tiny smoke run of the first stages
   lofi master export --set master.preset=dusty   re-master only; nothing upstream re-runs
   lofi render --midi song.mid                render any MIDI file, no model needed
+  lofi export --set export.stems=true        also a 24-bit WAV per part in outputs/daw/, for a DAW
   lofi status                                what is fresh, what is stale and why
   lofi evaluate a.zip b.zip                  the pipeline on each archive, one table of results
   lofi all --set run.executor=ray --set run.ray_address=HEAD:6379

@@ -10,12 +10,13 @@ from .stages.generate import GenerateStage
 from .stages.intake import IntakeStage
 from .stages.master import MasterStage
 from .stages.render import RenderStage
+from .stages.stems import StemsStage
 from .stages.train import TrainStage
 
 
 def build_stages() -> list[Stage]:
     return [IntakeStage(), ExtractStage(), EncodeStage(), TrainStage(), GenerateStage(),
-            ArrangeStage(), RenderStage(), MasterStage(), ExportStage()]
+            ArrangeStage(), RenderStage(), MasterStage(), StemsStage(), ExportStage()]
 
 
 STAGE_NAMES = [s.name for s in build_stages()]

@@ -134,8 +134,14 @@ def _tracks_section(runner: Runner, folder: Path) -> str:
                 about += f"; {r.harmonised_bars:g} bars harmonised from the melody"
         else:
             about, form = f"{e.seconds:.0f} s", ""
+        daw = ""
+        if e.stems:  # the whole MIDI comes first; the folder holds the parts (and WAV stems, if made)
+            wavs = sum(f.endswith(".wav") for f in e.stems)
+            daw = (f"<p class=meta>For a DAW: <a href='{html.escape(e.stems[0])}'>the MIDI</a> and "
+                   f"<a href='{html.escape(e.stems[0].rsplit('/', 1)[0])}/'>its folder</a> (a MIDI file per part"
+                   + (f", {wavs} WAV stems" if wavs else "") + ")</p>")
         parts.append(f"<div class=track><h3>{html.escape(e.title)}</h3><p class=meta>{html.escape(about)}</p>{form}"
-                     f"<audio controls preload=none src='{html.escape(e.file)}'></audio>{roll}</div>")
+                     f"<audio controls preload=none src='{html.escape(e.file)}'></audio>{daw}{roll}</div>")
     return "".join(parts) + "</section>"
 
 

@@ -84,40 +84,57 @@ def render_rate(output_rate: int, lowpass_hz: float) -> int:
     return output_rate // 2 if output_rate % 2 == 0 and lowpass_hz <= output_rate / 8 else output_rate
 
 
-def trim_release(audio: np.ndarray, sample_rate: int, seconds: float, fade_s: float = 0.25) -> np.ndarray:
-    """Cut FluidSynth's long release tails at `seconds`, fading out over the last `fade_s`."""
-    n = min(audio.shape[1], int(round(seconds * sample_rate)))
-    audio = audio[:, :n].copy()
-    k = min(n, int(fade_s * sample_rate))
-    audio[:, n - k:] *= np.linspace(1.0, 0.0, k, dtype=np.float32)
-    return audio
+def fit_length(audio: np.ndarray, samples: int, sample_rate: int, fade_s: float = 0.25) -> np.ndarray:
+    """Exactly `samples` long: FluidSynth's long release tails cut (or a short render padded with
+    silence), then faded out over the last `fade_s`. Fixing the length before the fade keeps
+    renders of a file's parts summing to the render of the whole."""
+    out = np.zeros((audio.shape[0], samples), np.float32)
+    n = min(samples, audio.shape[1])
+    out[:, :n] = audio[:, :n]
+    k = min(samples, int(fade_s * sample_rate))
+    out[:, samples - k:] *= np.linspace(1.0, 0.0, k, dtype=np.float32)
+    return out
 
 
-def render_wav_bytes(midi_data: bytes, name: str, soundfont: Path, sample_rate: int = 44100,
-                     gain: float = 0.4, release_s: float = 0.75) -> tuple[bytes, dict]:
-    """Render one MIDI file's bytes: (float WAV bytes as long as the MIDI plus `release_s`,
-    {seconds, peak, channels}); fail on silence. FluidSynth reads and writes files, kept in a
-    private temporary folder, so a job needs nothing but its bytes and the SoundFont."""
+def midi_seconds(midi_data: bytes, name: str) -> float:
+    """How long a MIDI file plays (to its last event), as mido reads it."""
     import mido
-    check_soundfont(Path(soundfont))
     try:
-        midi_seconds = mido.MidiFile(file=io.BytesIO(midi_data)).length
+        return float(mido.MidiFile(file=io.BytesIO(midi_data)).length)
     except (OSError, ValueError, EOFError) as exc:
         raise StageError(f"{name}: not a readable MIDI file ({exc})") from None
+
+
+def render_audio(midi_data: bytes, name: str, soundfont: Path, sample_rate: int, gain: float,
+                 samples: int) -> np.ndarray:
+    """One MIDI file's bytes rendered: float (channels, samples), exactly `samples` long, silence
+    allowed. FluidSynth reads and writes files, kept in a private temporary folder, so a job
+    needs nothing but its bytes and the SoundFont."""
+    check_soundfont(Path(soundfont))
     with tempfile.TemporaryDirectory(prefix="lofi-render-") as tmp:
         midi, raw = Path(tmp) / name, Path(tmp) / "fluidsynth.wav"
         midi.write_bytes(midi_data)
         FluidSynthRenderer(soundfont, sample_rate, gain).midi_to_audio(midi, raw)
         audio, sr = read_wav(raw)
-    audio = trim_release(audio, sr, midi_seconds + release_s)
+    if sr != sample_rate:
+        raise StageError(f"fluidsynth wrote {name} at {sr} Hz, not the {sample_rate} Hz asked for")
+    return fit_length(audio, samples, sr)
+
+
+def render_wav_bytes(midi_data: bytes, name: str, soundfont: Path, sample_rate: int = 44100,
+                     gain: float = 0.4, release_s: float = 0.75) -> tuple[bytes, dict]:
+    """Render one MIDI file's bytes: (float WAV bytes as long as the MIDI plus `release_s`,
+    {seconds, peak, channels}); fail on silence."""
+    samples = int(round((midi_seconds(midi_data, name) + release_s) * sample_rate))
+    audio = render_audio(midi_data, name, soundfont, sample_rate, gain, samples)
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     if peak < SILENCE_PEAK:
         raise StageError(f"rendering {name} with {soundfont} gave silence; "
                          "is the SoundFont a valid General MIDI .sf2/.sf3?")
     if not np.isfinite(audio).all():
         raise StageError(f"rendering {name} gave NaN or infinite samples")
-    return wav_bytes(audio, sr), {"seconds": round(audio.shape[1] / sr, 3), "peak": round(peak, 4),
-                                  "channels": audio.shape[0]}
+    return wav_bytes(audio, sample_rate), {"seconds": round(audio.shape[1] / sample_rate, 3),
+                                           "peak": round(peak, 4), "channels": audio.shape[0]}
 
 
 def render_midi(midi: Path, wav: Path, soundfont: Path, sample_rate: int = 44100,

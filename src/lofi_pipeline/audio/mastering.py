@@ -104,6 +104,21 @@ def surface_hiss(shape: tuple, sample_rate: int, level_db: float, rng: np.random
     return np.stack([noise, np.roll(noise, sample_rate // 3)])[: shape[0]]
 
 
+def vinyl_texture(samples: int, sample_rate: int, p, seed: int) -> np.ndarray | None:
+    """The crackle and hiss the master adds (stereo, `samples` long), or None when both are off.
+    Drawn from a generator of its own, so the texture stem is exactly what the mix got."""
+    if p.crackle_per_second <= 0 and p.hiss_db <= -120:
+        return None
+    rng = np.random.default_rng([seed, 1])
+    texture = np.zeros((2, samples), np.float32)
+    if p.crackle_per_second > 0:
+        clicks = vinyl_crackle(samples, sample_rate, p.crackle_per_second, p.crackle_db, rng)
+        texture += np.stack([clicks, 0.8 * clicks])
+    if p.hiss_db > -120:
+        texture += surface_hiss(texture.shape, sample_rate, p.hiss_db, rng)
+    return texture
+
+
 def master_audio(audio: np.ndarray, sample_rate: int, p, seed: int,
                  output_rate: int | None = None) -> tuple[np.ndarray, float, float]:
     """The whole chain on a (channels, samples) float array at `sample_rate`, delivered at
@@ -113,11 +128,9 @@ def master_audio(audio: np.ndarray, sample_rate: int, p, seed: int,
         audio = np.repeat(audio, 2, axis=0)
     audio = wow_flutter(audio.astype(np.float32), sample_rate, p.wow_cents, p.flutter_cents, rng)
     audio = effects_board(p, sample_rate)(audio, sample_rate)
-    if p.crackle_per_second > 0:
-        clicks = vinyl_crackle(audio.shape[-1], sample_rate, p.crackle_per_second, p.crackle_db, rng)
-        audio = audio + np.stack([clicks, 0.8 * clicks])
-    if p.hiss_db > -120:
-        audio = audio + surface_hiss(audio.shape, sample_rate, p.hiss_db, rng)
+    texture = vinyl_texture(audio.shape[-1], sample_rate, p, seed)
+    if texture is not None:
+        audio = audio + texture
     audio = lowpass(audio, sample_rate, p.lowpass_hz)
     audio, lufs = limit_to_loudness(audio, sample_rate, p.target_lufs, p.true_peak_db, p.lowpass_hz)
     if output_rate and output_rate != sample_rate:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from mutagen.id3 import COMM, ID3, TALB, TCON, TIT2, TPE1, TRCK, ID3NoHeaderError
+from mutagen.id3 import COMM, ID3, TALB, TBPM, TCON, TIT2, TKEY, TPE1, TRCK, ID3NoHeaderError
 from pedalboard.io import AudioFile
 
 from .audio_io import read_wav
@@ -30,7 +30,10 @@ def tagged_mp3_bytes(wav: bytes, bitrate_kbps: int, tags: dict) -> bytes:
         return mp3.read_bytes()
 
 
-def tag_mp3(path: Path, title: str, artist: str, album: str, track: int, total: int, comment: str) -> None:
+def tag_mp3(path: Path, title: str, artist: str, album: str, track: int, total: int, comment: str,
+            tempo_bpm: float | None = None, key: str | None = None) -> None:
+    """ID3v2.4 tags; TBPM is whole beats per minute and TKEY the key as ID3 spells it ("Dbm",
+    "F#"), each written when known, for DJ software and music libraries to sort by."""
     try:
         tags = ID3(path)
     except ID3NoHeaderError:
@@ -41,4 +44,8 @@ def tag_mp3(path: Path, title: str, artist: str, album: str, track: int, total: 
     tags.add(TRCK(encoding=3, text=f"{track}/{total}"))
     tags.add(TCON(encoding=3, text="Lo-fi"))
     tags.add(COMM(encoding=3, lang="eng", desc="lofi_pipeline", text=comment))
+    if tempo_bpm:
+        tags.add(TBPM(encoding=3, text=str(round(tempo_bpm))))
+    if key:
+        tags.add(TKEY(encoding=3, text=key))
     tags.save(path)

@@ -31,6 +31,18 @@ def atomic_path(path: str | Path):
             os.unlink(tmp)
 
 
+def link_or_copy(source: str | Path, path: str | Path) -> None:
+    """`path` as a hard link to `source` (the bytes once on disk) where both share a file
+    system, else as a copy; atomically either way. Safe because no artifact is ever changed in
+    place: a re-run writes new files and renames them over the old."""
+    with atomic_path(path) as tmp:
+        os.unlink(tmp)
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

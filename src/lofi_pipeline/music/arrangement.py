@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..core.errors import StageError
+from .chords import chord_symbol
 from .drums import drum_bar
 from .harmonise import Segment, chords_from_events, voice_chord
 from .harmony import MAX_HOLD_BARS
@@ -137,7 +138,7 @@ def arrange_events(events: list[Event], grid: int, band: Band, rng: np.random.Ge
     def bar_of(t: float) -> int:
         return int(t // beats)
 
-    keys = Part("Electric Piano", 0, cfg.keys_program)
+    keys = Part("Keys", 0, cfg.keys_program)
     lead = Part("Lead", 1, cfg.lead_program)
     bass = Part("Bass", 2, cfg.bass_program)
     drums = Part("Drums", 9, cfg.drum_kit)
@@ -178,7 +179,9 @@ def arrange_events(events: list[Event], grid: int, band: Band, rng: np.random.Ge
         if band.drums(b):
             variant = 0 if b % 4 < 2 else int(rng.integers(1, 4))
             drum_bar(drums, b * beats, variant, band.fill(b), rng, 1.0, beats, compound)
-    return {"parts": [keys, lead, bass, drums], "key": key, "transpose": shift, "length_beats": length / grid,
+    symbols = [(c.start / grid, chord_symbol((c.root + shift) % 12, c.quality)) for c in chords]
+    return {"parts": [keys, lead, bass, drums], "chord_symbols": symbols, "key": key, "transpose": shift,
+            "length_beats": length / grid,
             "minor": minor, "lead": lead_from, "harmonised_bars": round(filled_ticks / bar_len, 2),
             "harmony_changes": len(chords), "metre": metre}
 
@@ -201,7 +204,10 @@ def arrange_track(tokens: list, grid: int, bars: int | None, seed: int, cfg, tit
     arr = arrange_events(events, grid, Band(bars, tuple(tuple(s) for s in sections or ())), rng, cfg, data,
                          loop_bars)
     humanise(arr["parts"], tempo, cfg.swing, cfg.humanize_ms, cfg.velocity_jitter, rng)
-    midi = write_parts(arr["parts"], tempo, arr["key"], title, arr["length_beats"], arr["metre"])
+    beats_per_bar = bar_ticks(arr["metre"]) / grid
+    markers = [(start * beats_per_bar, label) for label, start, _ in sections or ()]
+    midi = write_parts(arr["parts"], tempo, arr["key"], title, arr["length_beats"], arr["metre"],
+                       arr["chord_symbols"], markers)
     info = {"key": arr["key"], "tempo_bpm": tempo, "bars": bars, "metre": arr["metre"],
             "seconds": round(float(mido.MidiFile(file=io.BytesIO(midi)).length), 3),
             "unknown_dropped": dropped, "events": len(events), "lead": arr["lead"],

@@ -20,6 +20,7 @@ from ..core.errors import StageError
 from ..core.runner import Artifact
 from ..model.form import Section, form_string
 from ..music.checks import DataProfile
+from ..music.part_files import tempo_and_key
 from ..music.piece import Piece
 from ..music.token_format import FIELDS, TARGETS, Vocabulary
 
@@ -41,6 +42,7 @@ MEMBERS, ENSEMBLE, MODEL_VOCABULARY, METRICS, METRICS_TABLE = _artifacts(
 TRACKS, ARRANGED_MIDI = _artifacts("arrange", "tracks.json", "track_*.mid")
 RENDERS, RENDERED = _artifacts("render", "renders.json", "*.wav")
 MASTERS, MASTERED = _artifacts("master", "masters.json", "*.wav")
+STEMS, STEM_FILES = _artifacts("stems", "stems.json", "*bpm*")  # sample-library names carry the tempo
 (EXPORTS,) = _artifacts("export", "exports.json")
 
 
@@ -297,8 +299,22 @@ def given_midi_files(path: Path) -> list[Path]:
 
 
 def given_midi_records(path: Path) -> list[tuple[TrackRecord, Path]]:
-    """A record for each file `--midi PATH` names (only what its name tells), with the file."""
-    return [(TrackRecord(index=i, stem=f.stem, title=f.stem), f) for i, f in enumerate(given_midi_files(path), 1)]
+    """A record for each file `--midi PATH` names (what its name, tempo and key signature tell), with the file."""
+    records = []
+    for i, f in enumerate(given_midi_files(path), 1):
+        try:
+            tempo, key = tempo_and_key(f.read_bytes())
+        except (OSError, ValueError, EOFError) as exc:
+            raise StageError(f"{f}: not a readable MIDI file ({exc})") from None
+        records.append((TrackRecord(index=i, stem=f.stem, title=f.stem, key=key, tempo_bpm=round(tempo)), f))
+    return records
+
+
+def track_midi_files(given: Path | None, arranged: Path | None) -> list[tuple[TrackRecord, Path]]:
+    """Each track's record and MIDI file: the files `--midi` gives, else the arranged ones."""
+    if given is not None:
+        return given_midi_records(given)
+    return [(r, arranged / midi_name(r)) for r in tracks.read(arranged)]
 
 
 # -- render, master ------------------------------------------------------------------------------
@@ -323,6 +339,27 @@ class Mastered:
     seed: int
 
 
+# -- stems ---------------------------------------------------------------------------------------
+@dataclass
+class StemSet:
+    """One track's files for a DAW, named as sample libraries name them: the whole arrangement's
+    MIDI (`midi`), and per part its MIDI and, with export.stems, its WAV (`parts`: {part,
+    channel, notes, midi, wav}); the vinyl-and-tape texture's WAV; the stems' length and rate,
+    and the gain (dB, 0 unless they had to come down to fit 24 bits) they all carry."""
+    index: int
+    stem: str
+    midi: str
+    parts: list
+    texture: str | None = None
+    seconds: float | None = None
+    sample_rate: int | None = None
+    gain_db: float = 0.0
+
+    def files(self) -> list[str]:
+        return [self.midi, *(f for p in self.parts for f in (p["midi"], p["wav"]) if f),
+                *([self.texture] if self.texture else [])]
+
+
 # -- export --------------------------------------------------------------------------------------
 @dataclass
 class Export:
@@ -332,9 +369,11 @@ class Export:
     title: str
     seconds: float
     extinf: str
+    stems: list = field(default_factory=list)  # the track's stems and MIDI files, under the outputs root
 
 
 tracks = RecordFile(TRACKS, TrackRecord)
 renders = RecordFile(RENDERS, Rendered)
 masters = RecordFile(MASTERS, Mastered)
+stem_sets = RecordFile(STEMS, StemSet)
 exports = RecordFile(EXPORTS, Export)

@@ -1,8 +1,10 @@
-"""export: MP3s with ID3 tags into outputs/tracks/, listed in outputs/playlist.m3u8.
+"""export: MP3s with ID3 tags (tempo and key among them) into outputs/tracks/, listed in
+outputs/playlist.m3u8, and each track's stems and MIDI into outputs/daw/<the MP3's name>/.
 
 MP3s are named by a digest of their own bytes and never replaced, so a playlist entry always
 points at a file, the same take gets the same name whatever code made it, and re-running
-appends new entries and never duplicates or drops one.
+appends new entries and never duplicates or drops one. A stems folder takes its MP3's name, so
+it too is never replaced; a file missing from it (stems switched on later) is added.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from ..core.hashing import path_digest, sha256_bytes
 from ..core.runner import Stage, StageContext
 from . import catalog
 
+DAW = "daw"  # outputs/daw/<track>/: a track's stems and MIDI, for a DAW
+
 
 def _export_job(bitrate_kbps: int, job) -> bytes:
     wav, tags = job
@@ -25,15 +29,15 @@ def _export_job(bitrate_kbps: int, job) -> bytes:
 
 class ExportStage(Stage):
     name = "export"
-    takes = (catalog.MASTERS, catalog.MASTERED, catalog.TRACKS)
+    takes = (catalog.MASTERS, catalog.MASTERED, catalog.STEMS, catalog.STEM_FILES, catalog.TRACKS)
     gives = (catalog.EXPORTS,)
     reads = ("export", "run.name", "run.seed", "render.midi")
-    owns = ("tracks", PLAYLIST)
-    help = "encode tagged MP3s and add them to outputs/playlist.m3u8"
+    owns = ("tracks", DAW, PLAYLIST)
+    help = "encode tagged MP3s, add them to outputs/playlist.m3u8, put each track's stems and MIDI in outputs/daw/"
 
     def inputs(self, params):
         # --midi: the records come from the given files' names, not from arrange
-        return self.takes[:2] if params.render.midi else self.takes
+        return self.takes[:4] if params.render.midi else self.takes
 
     def external_inputs(self, params, root):
         if not params.render.midi:
@@ -49,6 +53,7 @@ class ExportStage(Stage):
         else:
             records = catalog.tracks.read(ctx.source(catalog.TRACKS))
         by_stem = {r.stem: r for r in records}
+        stem_sets = {s.stem: s for s in catalog.stem_sets.read(ctx.source(catalog.STEMS))}
         library = ctx.outputs_root / "tracks"
         library.mkdir(parents=True, exist_ok=True)
         tracks = []
@@ -57,7 +62,8 @@ class ExportStage(Stage):
             comment = (f"seed={r.seed if r.seed is not None else run.seed} run_seed={run.seed} "
                        f"key={r.key or '?'} tempo={r.tempo_bpm or '?'}")
             tracks.append((m.file, r, {"title": r.title, "artist": p.artist, "album": run.name, "track": n,
-                                       "total": len(masters), "comment": comment}))
+                                       "total": len(masters), "comment": comment, "tempo_bpm": r.tempo_bpm,
+                                       "key": r.key}))
         # Each job carries a master's WAV bytes and hands back the MP3's; an MP3 is named by a digest
         # of its bytes, so an existing file of that name is already complete.
         jobs = (((mastered / wav).read_bytes(), tags) for wav, _, tags in tracks)
@@ -69,11 +75,23 @@ class ExportStage(Stage):
                 atomic.write_bytes(mp3, data)
             ctx.record_output(mp3)
             seconds = MP3(mp3).info.length
+            stems = self._copy_stems(ctx, stem_sets[record.stem], ctx.outputs_root / DAW / mp3.stem)
             exported.append(catalog.Export(record.index, f"tracks/{mp3.name}", tags["title"], round(seconds, 2),
-                                           f"#EXTINF:{round(seconds)},{p.artist} - {tags['title']}"))
+                                           f"#EXTINF:{round(seconds)},{p.artist} - {tags['title']}", stems))
             ctx.log(f"tracks/{mp3.name}: {tags['title']} ({seconds:.0f}s)")
         catalog.exports.write(ctx.out_dir, exported)
         return {"files": len(exported)}
+
+    @staticmethod
+    def _copy_stems(ctx: StageContext, stem_set: catalog.StemSet, folder: Path) -> list[str]:
+        """The track's stem and MIDI files in `folder`, hard-linked to the stems artifact's (those
+        already there are complete: links and copies are atomic); their paths under the outputs root."""
+        source = ctx.source(catalog.STEMS)
+        for name in stem_set.files():
+            if not (folder / name).exists():
+                atomic.link_or_copy(source / name, folder / name)
+            ctx.record_output(folder / name)
+        return [(folder / name).relative_to(ctx.outputs_root).as_posix() for name in stem_set.files()]
 
     def deliver(self, ctx: StageContext) -> None:
         """On every run: the playlist lists this take, and a music library gets its copies."""

@@ -3,12 +3,12 @@ the master low-passes at or below an eighth of it (audio/fluidsynth.py: render_r
 FluidSynth's version (`fluidsynth --version`) is part of the stage's key."""
 from __future__ import annotations
 
-from ..audio.fluidsynth import check_fluidsynth, check_soundfont, render_rate, render_wav_bytes
+from ..audio.fluidsynth import render_rate, render_wav_bytes
 from ..core import atomic
 from ..core.errors import StageError
-from ..core.hashing import path_digest
 from ..core.runner import Stage, StageContext
 from . import catalog
+from .fluidsynth_inputs import check_render, render_inputs
 
 
 def _render_job(shared, job) -> dict:
@@ -30,24 +30,15 @@ class RenderStage(Stage):
         return () if params.render.midi else self.takes  # --midi: the given files instead
 
     def external_inputs(self, params, root):
-        digests = {"soundfont": path_digest(root / params.render.soundfont)}
-        if params.render.midi:
-            digests["midi"] = ",".join(path_digest(f) for f in catalog.given_midi_files(root / params.render.midi))
-        return digests
+        return render_inputs(params, root)
 
     def check(self, params, root):
-        check_fluidsynth()
-        check_soundfont(root / params.render.soundfont)
-        if params.render.midi and not (root / params.render.midi).exists():
-            raise StageError(f"{params.render.midi}: MIDI file or folder not found (--midi / render.midi)")
+        check_render(params, root)
 
     def run(self, ctx: StageContext) -> dict:
         p = ctx.params.render
-        if p.midi:
-            files = [(r.stem, path) for r, path in catalog.given_midi_records(ctx.path(p.midi))]
-        else:
-            arranged = ctx.source(catalog.ARRANGED_MIDI)
-            files = [(r.stem, arranged / catalog.midi_name(r)) for r in catalog.tracks.read(arranged)]
+        files = [(r.stem, path) for r, path in catalog.track_midi_files(
+            ctx.path(p.midi) if p.midi else None, None if p.midi else ctx.source(catalog.ARRANGED_MIDI))]
         if not files:
             raise StageError(f"nothing to render in {p.midi or 'the arrange artifact'}")
         rate = render_rate(p.sample_rate, ctx.params.master.lowpass_hz)
