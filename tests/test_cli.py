@@ -22,7 +22,8 @@ def test_all_leaves_tracks_playlist_and_report(quick_run):
     mp3s = sorted((out / "tracks").glob("*.mp3"))
     assert len(mp3s) == 2
     assert [p for _, p in read_playlist(out / "playlist.m3u8")] == [f"tracks/{m.name}" for m in mp3s]
-    daw = re.findall(r"For a DAW: <a href='([^']+)'>the MIDI</a> and <a href='([^']+)'>", (out / "report.html").read_text())
+    report = (out / "report.html").read_text()
+    daw = re.findall(r"For a DAW: <a href='([^']+)'>the MIDI</a> and <a href='([^']+)'>", report)
     assert len(daw) == 2 and all((out / midi).is_file() and (out / folder).is_dir() for midi, folder in daw)
     stats = json.loads((out / "report" / "stats.json").read_text())
     assert set(stats["generated"]) >= {"pitch_class_entropy", "scale_consistency", "polyphony", "empty_beat_rate",
