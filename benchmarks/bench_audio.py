@@ -23,11 +23,11 @@ from pathlib import Path
 from lofi_pipeline.audio.fluidsynth import render_midi, render_rate
 from lofi_pipeline.audio.mastering import master_file
 from lofi_pipeline.audio.mp3 import write_mp3
+from lofi_pipeline.audio.stems import headroom_gain, pcm24_wav_bytes, render_stems, texture_stem
 from lofi_pipeline.core.config import load_config
 from lofi_pipeline.music.arrangement import arrange_track
+from lofi_pipeline.music.part_files import channel_parts, part_midi
 from lofi_pipeline.music.token_format import Event
-from lofi_pipeline.stages.catalog import TrackRecord
-from lofi_pipeline.stages.stems import make_stem_set
 
 
 def progression(bars: int) -> list[tuple[str, ...]]:
@@ -60,13 +60,21 @@ def chain(midi: Path, wav: Path, mastered: Path, mp3: Path, cfg, rate: int) -> t
     return r["seconds"], [t_render, t_master]
 
 
-def stems_seconds(midi: Path, rendered: Path, cfg, rate: int, info: dict) -> float:
-    """The faster of two runs of the stems stage's job on the track (its render gives the length)."""
+def stems_seconds(midi: Path, rendered: Path, cfg, rate: int) -> float:
+    """The faster of two rounds of what the stems stage does for the track with export.stems on:
+    split it into parts, render each alone, add the texture, write 24-bit WAVs."""
     from lofi_pipeline.audio.audio_io import read_wav
-    record = TrackRecord(index=1, stem="bench", title="bench", key=info["key"], tempo_bpm=info["tempo_bpm"])
-    job = (record, midi.read_bytes(), rendered.name, read_wav(rendered)[0].shape[1], 1)
-    shared = (Path(cfg.render.soundfont), rate, cfg.render.gain, cfg.render.sample_rate, cfg.master, True)
-    return min(timed(make_stem_set, shared, job)[1] for _ in range(2))
+
+    def stems() -> None:
+        data, samples = midi.read_bytes(), read_wav(rendered)[0].shape[1]
+        part_files = {p.name: part_midi(data, p.channel) for p in channel_parts(data)}
+        audio = render_stems(part_files, Path(cfg.render.soundfont), rate, cfg.render.gain, samples,
+                             cfg.render.sample_rate)
+        audio["texture"] = texture_stem(samples, rate, cfg.render.sample_rate, cfg.master, 1)
+        gain = headroom_gain(audio)
+        for stem in audio.values():
+            pcm24_wav_bytes(stem * gain, cfg.render.sample_rate)
+    return min(timed(stems)[1] for _ in range(2))
 
 
 def timed(fn, *a):
@@ -102,7 +110,7 @@ def main() -> int:
                 _, t_export = timed(write_mp3, mastered, mp3, cfg.export.bitrate_kbps)
                 best = rows.get(label, (seconds, [float("inf")] * 3))[1]
                 rows[label] = (seconds, [min(a, b) for a, b in zip(best, times + [t_export])])
-        t_stems = stems_seconds(midi, folder / f"{half}.wav", cfg, half, info)  # still on one core
+        t_stems = stems_seconds(midi, folder / f"{half}.wav", cfg, half)  # still on one core
         os.sched_setaffinity(0, cores)
         print(f"one core (pinned to CPU {min(cores)}), master.preset = {cfg.master.preset} "
               f"(low-pass {cfg.master.lowpass_hz:g} Hz); real-time factors:")

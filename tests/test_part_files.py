@@ -74,3 +74,29 @@ def test_sample_names_parse_back_to_tempo_and_key(title, tempo, key, part):
 def test_the_example_name_of_the_issue():
     assert sample_name("late night study 01", 82, "Dbm", "bass", "wav") == "late-night-study-01_82bpm_Dbm_bass.wav"
     assert parse_name("notes.txt") is None
+
+
+def test_a_tempo_map_outside_the_first_track_stays_with_every_part():
+    """Some files keep tempo and metre in the piano's track: the bass's file must keep them too."""
+    mf = mido.MidiFile(type=1, ticks_per_beat=96)
+    mf.tracks.append(mido.MidiTrack([mido.MetaMessage("track_name", name="Song", time=0)]))
+    piano = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(72), time=0),
+                            mido.MetaMessage("key_signature", key="Eb", time=0),
+                            mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(90), time=192)])
+    bass = mido.MidiTrack([mido.MetaMessage("track_name", name="Bass", time=0)])
+    for track, ch, note in ((piano, 0, 63), (bass, 1, 39)):
+        track += [mido.Message("note_on", channel=ch, note=note, velocity=90, time=0),
+                  mido.Message("note_off", channel=ch, note=note, velocity=0, time=384)]
+    mf.tracks += [piano, bass]
+    buffer = io.BytesIO()
+    mf.save(file=buffer)
+    whole = buffer.getvalue()
+    alone = part_midi(whole, 1)
+    assert notes_by_channel(alone) == {1: [(0, 39)]}
+    assert tempo_and_key(alone) == tempo_and_key(whole) == (pytest.approx(72), "Eb")
+    assert mido.MidiFile(file=io.BytesIO(alone)).length == pytest.approx(mido.MidiFile(file=io.BytesIO(whole)).length)
+
+
+def test_a_file_mido_cannot_read_is_a_value_error():
+    with pytest.raises(ValueError):
+        tempo_and_key(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01")

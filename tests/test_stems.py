@@ -2,13 +2,14 @@
 part, tempo and key in the tags and the names."""
 import shutil
 import wave
+from pathlib import Path
 
 import mido
 import numpy as np
 import pytest
 from mutagen.id3 import ID3
 
-from helpers import ROOT, quick_config
+from helpers import ROOT, midi_bytes, progression_notes, quick_config
 from lofi_pipeline.audio.audio_io import read_wav
 from lofi_pipeline.audio.loudness import resample
 from lofi_pipeline.audio.sample_names import parse_name
@@ -135,11 +136,43 @@ def test_stems_off_gives_midi_only(quick_run):
     assert not list((outputs / "stems").glob("*.wav")) and list((outputs / "stems").glob("*.mid"))
 
 
-def test_a_stem_set_is_the_same_bytes_twice(stems_run, tmp_path):
-    """Re-running the stems stage gives the same files (reproducible, so export stays fresh)."""
+def test_a_stem_set_is_the_same_bytes_twice_and_switching_stems_off_empties_the_daw_folders(stems_run):
+    """Re-running the stems stage gives the same files (reproducible, so export stays fresh);
+    with export.stems off again, the MP3s are the same takes and their folders lose the WAVs."""
     out, runner = stems_run
     before = {p.name: p.read_bytes() for p in (out / "stems").iterdir() if p.suffix == ".wav"}
     runner.run(["stems"], force=True)
     after = {p.name: p.read_bytes() for p in (out / "stems").iterdir() if p.suffix == ".wav"}
     assert before == after and before
     assert runner.plan(["export"]) == []
+    mp3s = sorted(p.name for p in (out / "tracks").iterdir())
+    args = runner.cfg.run.archive
+    off = Runner(quick_config(out, f'run.archive="{args}"', 'generate.form="intro:2 A:4"'), build_stages(),
+                 root=ROOT, log=lambda m: None)
+    off.run(["export"])
+    assert sorted(p.name for p in (out / "tracks").iterdir()) == mp3s  # the same takes, no new MP3
+    for export in catalog.exports.read(out / "export"):
+        folder = out / "daw" / (out / export.file).stem
+        assert sorted(p.name for p in folder.iterdir()) == sorted(Path(f).name for f in export.stems)
+        assert not list(folder.glob("*.wav")) and len(export.stems) == 5  # the whole MIDI and four parts
+
+
+def test_midi_files_with_the_same_name_get_stems_of_their_own(tmp_path, quick_cfg):
+    """--midi files whose names make the same slug ("Song", "song") and declare no tempo or key."""
+    folder = tmp_path / "given"
+    folder.mkdir()
+    for i, name in enumerate(("Song.mid", "song.mid")):
+        (folder / name).write_bytes(midi_bytes(progression_notes(57 + i, bars=2), tempo_events=False,
+                                               drums=[(b, 0.2, 36, 90) for b in range(8)]))
+    runner = Runner(quick_cfg(f'render.midi="{folder}"', "export.stems=true"), build_stages(), root=ROOT,
+                    log=lambda m: None)
+    runner.run(["export"])
+    out = tmp_path / "outputs"
+    sets = catalog.stem_sets.read(out / "stems")
+    assert [s.midi for s in sets] == ["song-01_120bpm.mid", "song-02_120bpm.mid"]
+    for stem_set in sets:
+        mix, _ = read_wav(out / "master" / f"{stem_set.stem}.wav")
+        assert [r["part"] for r in stem_set.parts] == ["ch1", "drums"]
+        for row in stem_set.parts:
+            assert read_wav(out / "stems" / row["wav"])[0].shape == mix.shape
+    assert len({f for e in catalog.exports.read(out / "export") for f in e.stems}) == 2 * 6

@@ -4,9 +4,10 @@ parts sum back to it; and the vinyl-and-tape texture the master adds. No master-
 (as mixing and sample-library practice expects); delivered as 24-bit WAV at the mix's rate, all
 starting at 0 and all as long as the mix.
 
-FluidSynth mixes voices by adding them, with its reverb and chorus off (as render runs it), so
-the sum of the parts' renders is the whole render up to float rounding; 24-bit quantisation
-adds at most half a step (6e-8) per stem.
+FluidSynth mixes voices by adding them, with its reverb and chorus off (as render runs it), but
+a voice slot it reuses carries a little state into the next note, so the parts' renders sum to
+the whole render to about 50 dB, not to the bit (docs/audio.md); 24-bit quantisation adds at
+most half a step (6e-8) per stem.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import io
 import numpy as np
 from pedalboard.io import AudioFile
 
-from ..music.part_files import PartChannel, part_midi
 from .fluidsynth import render_audio
 from .loudness import resample
 from .mastering import vinyl_texture
@@ -36,15 +36,15 @@ def deliver_rate(audio: np.ndarray, render_rate: int, output_rate: int) -> np.nd
     return audio if render_rate == output_rate else resample(audio, render_rate, output_rate)
 
 
-def render_stems(midi_data: bytes, name: str, parts: list[PartChannel], soundfont, render_rate: int,
-                 gain: float, samples: int, output_rate: int) -> dict[str, np.ndarray]:
-    """{part name: float (2, n) audio at `output_rate`}: each part rendered alone at `render_rate`,
-    `samples` long (the whole render's length), then resampled as the master resamples the mix."""
+def render_stems(part_files: dict[str, bytes], soundfont, render_rate: int, gain: float, samples: int,
+                 output_rate: int) -> dict[str, np.ndarray]:
+    """{part name: float (2, n) audio at `output_rate`} from {part name: its MIDI file's bytes}:
+    each rendered alone at `render_rate`, `samples` long (the whole render's length), then
+    resampled as the master resamples the mix."""
     stems = {}
-    for part in parts:
-        audio = render_audio(part_midi(midi_data, part.channel), f"{part.name}.mid", soundfont, render_rate,
-                             gain, samples)
-        stems[part.name] = deliver_rate(np.atleast_2d(audio), render_rate, output_rate)
+    for name, midi in part_files.items():
+        audio = render_audio(midi, f"{name}.mid", soundfont, render_rate, gain, samples)
+        stems[name] = deliver_rate(np.atleast_2d(audio), render_rate, output_rate)
     return stems
 
 

@@ -33,14 +33,21 @@ def atomic_path(path: str | Path):
 
 def link_or_copy(source: str | Path, path: str | Path) -> None:
     """`path` as a hard link to `source` (the bytes once on disk) where both share a file
-    system, else as a copy; atomically either way. Safe because no artifact is ever changed in
-    place: a re-run writes new files and renames them over the old."""
-    with atomic_path(path) as tmp:
+    system, else as a copy; atomically either way. The link is made under a temporary name and
+    renamed, touching nothing of the shared file (no fsync, no chmod). Safe because no artifact
+    is changed in place: a re-run writes new files and renames them over the old."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.link")
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
-        try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copyfile(source, tmp)
+    try:
+        os.link(source, tmp)
+    except OSError:  # another file system, or one without hard links
+        with atomic_path(path) as copy:
+            shutil.copyfile(source, copy)
+        return
+    os.replace(tmp, path)
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

@@ -8,8 +8,11 @@ import io
 import re
 from dataclasses import dataclass
 
+from .performance import DEFAULT_BPM
+
 DRUM_CHANNEL = 9
-DEFAULT_TEMPO_BPM = 120.0  # what a MIDI file without a tempo event plays at
+# Meta events that place every part in time: a part's file keeps the tracks that hold them.
+TIMING = {"set_tempo", "time_signature", "key_signature", "smpte_offset", "marker"}
 
 
 @dataclass(frozen=True)
@@ -21,8 +24,12 @@ class PartChannel:
 
 
 def _midi(data: bytes):
+    """The parsed file; anything mido cannot read (a bad key signature among it) is a ValueError."""
     import mido
-    return mido.MidiFile(file=io.BytesIO(data))
+    try:
+        return mido.MidiFile(file=io.BytesIO(data))
+    except (OSError, EOFError, mido.KeySignatureError) as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _word(text: str) -> str:
@@ -59,22 +66,23 @@ def channel_parts(data: bytes) -> list[PartChannel]:
 
 
 def part_midi(data: bytes, channel: int) -> bytes:
-    """The file with only `channel`'s part: every other channel's messages removed, and every
-    track then left without a channel message dropped, except the first (the conductor: tempo,
-    metre, key, markers, and the end that sets the file's length). Timing is kept to the tick."""
+    """The file with only `channel`'s part: every other channel's messages removed, then every
+    track dropped that is left with neither a channel message nor a tempo, metre, key or marker,
+    except the first (the conductor, whose end sets the file's length): so a file whose tempo map
+    sits in a piano track keeps it in the bass's file too. Timing is kept to the tick."""
     import mido
     source = _midi(data)
     out = mido.MidiFile(type=source.type, ticks_per_beat=source.ticks_per_beat)
     for t, track in enumerate(source.tracks):
-        kept, now, last, has_part = mido.MidiTrack(), 0, 0, False
+        kept, now, last, needed = mido.MidiTrack(), 0, 0, t == 0
         for m in track:
             now += m.time
             if hasattr(m, "channel") and m.channel != channel:
                 continue
-            has_part |= hasattr(m, "channel")
+            needed |= hasattr(m, "channel") or m.type in TIMING
             kept.append(m.copy(time=now - last))
             last = now
-        if t == 0 or has_part:
+        if needed:
             out.tracks.append(kept)
     buffer = io.BytesIO()
     out.save(file=buffer)
@@ -82,13 +90,16 @@ def part_midi(data: bytes, channel: int) -> bytes:
 
 
 def tempo_and_key(data: bytes) -> tuple[float, str | None]:
-    """The first tempo (BPM; 120 when the file has none) and key signature ("Dbm"; None) it declares."""
+    """The tempo (BPM; 120 when the file has none) and key signature ("Dbm"; None) it declares
+    first in time (the earliest track breaking a tie)."""
     import mido
-    tempo, key = None, None
-    for track in _midi(data).tracks:
+    tempos, keys = [], []
+    for t, track in enumerate(_midi(data).tracks):
+        now = 0
         for m in track:
-            if m.type == "set_tempo" and tempo is None:
-                tempo = mido.tempo2bpm(m.tempo)
-            elif m.type == "key_signature" and key is None:
-                key = m.key
-    return (tempo if tempo is not None else DEFAULT_TEMPO_BPM), key
+            now += m.time
+            if m.type == "set_tempo":
+                tempos.append((now, t, mido.tempo2bpm(m.tempo)))
+            elif m.type == "key_signature":
+                keys.append((now, t, m.key))
+    return (min(tempos)[2] if tempos else DEFAULT_BPM), (min(keys)[2] if keys else None)

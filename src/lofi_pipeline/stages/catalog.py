@@ -304,7 +304,9 @@ def given_midi_records(path: Path) -> list[tuple[TrackRecord, Path]]:
     for i, f in enumerate(given_midi_files(path), 1):
         try:
             tempo, key = tempo_and_key(f.read_bytes())
-        except (OSError, ValueError, EOFError) as exc:
+        except OSError as exc:
+            raise StageError(f"{f}: cannot read the MIDI file ({exc.strerror})") from None
+        except ValueError as exc:
             raise StageError(f"{f}: not a readable MIDI file ({exc})") from None
         records.append((TrackRecord(index=i, stem=f.stem, title=f.stem, key=key, tempo_bpm=round(tempo)), f))
     return records

@@ -3,8 +3,8 @@ outputs/playlist.m3u8, and each track's stems and MIDI into outputs/daw/<the MP3
 
 MP3s are named by a digest of their own bytes and never replaced, so a playlist entry always
 points at a file, the same take gets the same name whatever code made it, and re-running
-appends new entries and never duplicates or drops one. A stems folder takes its MP3's name, so
-it too is never replaced; a file missing from it (stems switched on later) is added.
+appends new entries and never duplicates or drops one. A track's folder in outputs/daw/ takes
+its MP3's name and always holds what the stems stage last made for that take.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from mutagen.mp3 import MP3
 from ..audio.mp3 import tagged_mp3_bytes
 from ..audio.playlist import PLAYLIST, copy_to_library, merge_playlist, slug
 from ..core import atomic
-from ..core.hashing import path_digest, sha256_bytes
+from ..core.hashing import file_digest, path_digest, sha256_bytes
 from ..core.runner import Stage, StageContext
 from . import catalog
 
@@ -84,14 +84,20 @@ class ExportStage(Stage):
 
     @staticmethod
     def _copy_stems(ctx: StageContext, stem_set: catalog.StemSet, folder: Path) -> list[str]:
-        """The track's stem and MIDI files in `folder`, hard-linked to the stems artifact's (those
-        already there are complete: links and copies are atomic); their paths under the outputs root."""
+        """`folder` holds exactly the track's stem and MIDI files, hard links to the stems
+        artifact's: a file there that is not the artifact's (stems made again, or from another
+        run) is replaced, one the set no longer has is removed. Their paths under the outputs root."""
         source = ctx.source(catalog.STEMS)
-        for name in stem_set.files():
-            if not (folder / name).exists():
-                atomic.link_or_copy(source / name, folder / name)
+        names = stem_set.files()
+        for stale in folder.glob("*") if folder.is_dir() else ():
+            if stale.name not in names:
+                stale.unlink()
+        for name in names:
+            there, made = folder / name, source / name
+            if not (there.exists() and (there.samefile(made) or file_digest(there) == file_digest(made))):
+                atomic.link_or_copy(made, there)
             ctx.record_output(folder / name)
-        return [(folder / name).relative_to(ctx.outputs_root).as_posix() for name in stem_set.files()]
+        return [(folder / name).relative_to(ctx.outputs_root).as_posix() for name in names]
 
     def deliver(self, ctx: StageContext) -> None:
         """On every run: the playlist lists this take, and a music library gets its copies."""

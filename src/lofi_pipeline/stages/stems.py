@@ -25,32 +25,37 @@ TEXTURE_KEYS = ("crackle_per_second", "crackle_db", "hiss_db")
 
 def make_stem_set(shared, job) -> dict:
     """One track's files: {"set": its StemSet, "files": {name: bytes}} (a worker's job)."""
-    soundfont, rate, gain, output_rate, texture, make_audio = shared
-    record, midi_data, wav_name, samples, seed = job
+    soundfont, rate, gain, output_rate, texture_params, make_audio = shared
+    record, title, midi_data, samples, seed = job
     parts = [p if p.name != TEXTURE else replace(p, name=f"{TEXTURE}-part") for p in channel_parts(midi_data)]
 
     def name(part, ext):
-        return sample_name(record.title, record.tempo_bpm, record.key, part, ext)
-    files = {name(None, "mid"): midi_data}
-    rows = []
-    for p in parts:
-        files[name(p.name, "mid")] = part_midi(midi_data, p.channel)
-        rows.append({"part": p.name, "channel": p.channel, "notes": p.notes, "midi": name(p.name, "mid"),
-                     "wav": name(p.name, "wav") if make_audio else None})
+        return sample_name(title, record.tempo_bpm, record.key, part, ext)
+    part_files = {p.name: part_midi(midi_data, p.channel) for p in parts}
+    files = {name(None, "mid"): midi_data, **{name(part, "mid"): data for part, data in part_files.items()}}
+    rows = [{"part": p.name, "channel": p.channel, "notes": p.notes, "midi": name(p.name, "mid"),
+             "wav": name(p.name, "wav") if make_audio else None} for p in parts]
     stem_set = catalog.StemSet(record.index, record.stem, name(None, "mid"), rows)
     if make_audio:
-        audio = render_stems(midi_data, wav_name, parts, soundfont, rate, gain, samples, output_rate)
-        gain = headroom_gain(audio)
-        for p in parts:
-            files[name(p.name, "wav")] = pcm24_wav_bytes(audio[p.name] * gain, output_rate)
-        vinyl = texture_stem(samples, rate, output_rate, texture, seed)
+        audio = render_stems(part_files, soundfont, rate, gain, samples, output_rate)
+        vinyl = texture_stem(samples, rate, output_rate, texture_params, seed)
         if vinyl is not None:
+            audio[TEXTURE] = vinyl
             stem_set.texture = name(TEXTURE, "wav")
-            files[stem_set.texture] = pcm24_wav_bytes(vinyl, output_rate)
-        stem_set.seconds = round(next(iter(audio.values())).shape[1] / output_rate, 3) if audio else None
+        headroom = headroom_gain(audio)
+        for part, stem in audio.items():
+            files[name(part, "wav")] = pcm24_wav_bytes(stem * headroom, output_rate)
+        stem_set.seconds = round(samples / rate, 3)
         stem_set.sample_rate = output_rate
-        stem_set.gain_db = round(20 * math.log10(gain), 2)
+        stem_set.gain_db = round(20 * math.log10(headroom), 2)
     return {"set": stem_set, "files": files}
+
+
+def unique_titles(records: list) -> dict[int, str]:
+    """Each track's title for its file names; titles that would name the same files (two --midi
+    files "Song" and "song") get their track number."""
+    words = [sample_name(r.title, 0, None, None, "x") for r in records]
+    return {r.index: r.title if words.count(w) == 1 else f"{r.title} {r.index:02d}" for r, w in zip(records, words)}
 
 
 class StemsStage(Stage):
@@ -79,11 +84,13 @@ class StemsStage(Stage):
         files = catalog.track_midi_files(ctx.path(p.midi) if p.midi else None,
                                          None if p.midi else ctx.source(catalog.ARRANGED_MIDI))
         rate = render_rate(p.sample_rate, master.lowpass_hz)
+        titles = unique_titles([r for r, _ in files])
         jobs = []
         for record, midi in files:
             wav = by_stem[record.stem].file
             samples = read_wav(rendered / wav)[0].shape[1] if make_audio else 0
-            jobs.append((record, midi.read_bytes(), wav, samples, texture_seed(ctx.params.run.seed, wav)))
+            jobs.append((record, titles[record.index], midi.read_bytes(), samples,
+                         texture_seed(ctx.params.run.seed, wav)))
         shared = (ctx.path(p.soundfont), rate, p.gain, p.sample_rate, master, make_audio)
         sets, total_bytes = [], 0
         for result in ctx.fan_out(make_stem_set, jobs, total=len(jobs), workers=p.workers, shared=shared):
