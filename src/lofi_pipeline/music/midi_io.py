@@ -14,6 +14,7 @@ import numpy as np
 
 NOTE_COLUMNS = ("onset", "duration", "pitch", "velocity")  # onset and duration in ticks
 PEDAL_DOWN = 64  # CC64 at or above this value holds the sustain pedal down
+DEFAULT_BPM = 120.0  # what the MIDI standard assumes when a file sets no tempo
 
 
 def midi_header_reason(data: bytes) -> str | None:

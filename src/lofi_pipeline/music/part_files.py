@@ -8,7 +8,7 @@ import io
 import re
 from dataclasses import dataclass
 
-from .performance import DEFAULT_BPM
+from .midi_io import DEFAULT_BPM
 
 DRUM_CHANNEL = 9
 # Meta events that place every part in time: a part's file keeps the tracks that hold them.

@@ -18,14 +18,13 @@ import numpy as np
 
 from .bars import beat_offset, metre_segments
 from .chords import QUALITY_NAMES, recognise
-from .midi_io import RawScore, RawTrack, UnusableMidi
+from .midi_io import DEFAULT_BPM, RawScore, RawTrack, UnusableMidi
 from .piece import GRID, MAJOR, MINOR, PITCH_NAMES, ChordChange, NoteEvent, Piece, transposition_to_reference
 from .token_format import bar_ticks
 
 MELODY_NAME = re.compile(r"melod|lead|vocal|voice|solo|sopran|tune|theme", re.I)
 BASS_NAME = re.compile(r"bass", re.I)
 BASS_PROGRAMS = range(32, 40)
-DEFAULT_BPM = 120.0  # what the MIDI standard assumes when a file sets no tempo
 SUBDIVISIONS = {4: "straight", 3: "triplet"}  # grid steps per beat the onsets may snap to
 
 

@@ -20,7 +20,6 @@ from ..core.errors import StageError
 from ..core.runner import Artifact
 from ..model.form import Section, form_string
 from ..music.checks import DataProfile
-from ..music.part_files import tempo_and_key
 from ..music.piece import Piece
 from ..music.token_format import FIELDS, TARGETS, Vocabulary
 
@@ -296,27 +295,6 @@ def midi_name(record: TrackRecord) -> str:
 def given_midi_files(path: Path) -> list[Path]:
     """The files `--midi PATH` (render.midi) names: the file itself, or a folder's .mid/.midi files."""
     return sorted(path.glob("*.mid*")) if path.is_dir() else [path]
-
-
-def given_midi_records(path: Path) -> list[tuple[TrackRecord, Path]]:
-    """A record for each file `--midi PATH` names (what its name, tempo and key signature tell), with the file."""
-    records = []
-    for i, f in enumerate(given_midi_files(path), 1):
-        try:
-            tempo, key = tempo_and_key(f.read_bytes())
-        except OSError as exc:
-            raise StageError(f"{f}: cannot read the MIDI file ({exc.strerror})") from None
-        except ValueError as exc:
-            raise StageError(f"{f}: not a readable MIDI file ({exc})") from None
-        records.append((TrackRecord(index=i, stem=f.stem, title=f.stem, key=key, tempo_bpm=round(tempo)), f))
-    return records
-
-
-def track_midi_files(given: Path | None, arranged: Path | None) -> list[tuple[TrackRecord, Path]]:
-    """Each track's record and MIDI file: the files `--midi` gives, else the arranged ones."""
-    if given is not None:
-        return given_midi_records(given)
-    return [(r, arranged / midi_name(r)) for r in tracks.read(arranged)]
 
 
 # -- render, master ------------------------------------------------------------------------------

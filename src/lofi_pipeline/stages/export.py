@@ -18,6 +18,7 @@ from ..core import atomic
 from ..core.hashing import file_digest, path_digest, sha256_bytes
 from ..core.runner import Stage, StageContext
 from . import catalog
+from .track_midi import given_midi_records
 
 DAW = "daw"  # outputs/daw/<track>/: a track's stems and MIDI, for a DAW
 
@@ -49,7 +50,7 @@ class ExportStage(Stage):
         mastered = ctx.source(catalog.MASTERED)
         masters = catalog.masters.read(mastered)
         if ctx.params.render.midi:
-            records = [r for r, _ in catalog.given_midi_records(ctx.path(ctx.params.render.midi))]
+            records = [r for r, _ in given_midi_records(ctx.path(ctx.params.render.midi))]
         else:
             records = catalog.tracks.read(ctx.source(catalog.TRACKS))
         by_stem = {r.stem: r for r in records}

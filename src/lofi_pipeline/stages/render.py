@@ -9,6 +9,7 @@ from ..core.errors import StageError
 from ..core.runner import Stage, StageContext
 from . import catalog
 from .fluidsynth_inputs import check_render, render_inputs
+from .track_midi import track_midi_files
 
 
 def _render_job(shared, job) -> dict:
@@ -37,7 +38,7 @@ class RenderStage(Stage):
 
     def run(self, ctx: StageContext) -> dict:
         p = ctx.params.render
-        files = [(r.stem, path) for r, path in catalog.track_midi_files(
+        files = [(r.stem, path) for r, path in track_midi_files(
             ctx.path(p.midi) if p.midi else None, None if p.midi else ctx.source(catalog.ARRANGED_MIDI))]
         if not files:
             raise StageError(f"nothing to render in {p.midi or 'the arrange artifact'}")

@@ -18,6 +18,7 @@ from ..core.runner import Stage, StageContext
 from ..music.part_files import channel_parts, part_midi
 from . import catalog
 from .fluidsynth_inputs import check_render, render_inputs
+from .track_midi import track_midi_files
 
 TEXTURE = "texture"
 TEXTURE_KEYS = ("crackle_per_second", "crackle_db", "hiss_db")
@@ -81,7 +82,7 @@ class StemsStage(Stage):
         make_audio = ctx.params.export.stems
         rendered = ctx.source(catalog.RENDERED)
         by_stem = {r.file.removesuffix(".wav"): r for r in catalog.renders.read(rendered)}
-        files = catalog.track_midi_files(ctx.path(p.midi) if p.midi else None,
+        files = track_midi_files(ctx.path(p.midi) if p.midi else None,
                                          None if p.midi else ctx.source(catalog.ARRANGED_MIDI))
         rate = render_rate(p.sample_rate, master.lowpass_hz)
         titles = unique_titles([r for r, _ in files])
