@@ -14,7 +14,7 @@ SF2 := /usr/share/sounds/sf2/FluidR3_GM.sf2
 DATASET := $(if $(ARCHIVE),,dataset/default.zip)
 STAGES := intake extract encode train generate arrange render master stems export
 
-.PHONY: all test setup system system-test venv ray soundfont dataset status clean report bench bench-scale base $(STAGES)
+.PHONY: serve all test setup system system-test venv ray soundfont dataset status clean report bench bench-scale base $(STAGES)
 
 all: setup $(DATASET)
 	$(LOFI) all $(ARGS)
@@ -26,6 +26,11 @@ test: setup system-test ray
 $(STAGES): setup $(DATASET)
 	$(LOFI) $@ $(ARGS)
 
+# The web app on http://127.0.0.1:8765/ (PORT=... for another port).
+serve: setup
+	$(BIN)/pip install -q -e '.[serve]'
+	$(LOFI) serve $(if $(PORT),--port $(PORT)) $(LOFI_ARGS)
+
 status report: setup
 	$(LOFI) $@ $(ARGS)
 
@@ -36,7 +41,7 @@ setup: system venv soundfont
 
 # What a run needs (make all) and what only the tests add (make test), each installed when missing.
 RUN_PACKAGES := fluidsynth:fluidsynth fluid-soundfont-gm:$(SF2)
-TEST_PACKAGES := chromium:chromium
+TEST_PACKAGES := chromium:chromium chromium-driver:chromedriver
 
 system:
 	@$(call apt_missing,$(RUN_PACKAGES))
@@ -74,7 +79,7 @@ ray: $(VENV)/.tested
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends util-linux iproute2; }
 
 $(VENV)/.tested: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[test,ray]'
+	$(BIN)/pip install -q -e '.[test,ray,serve]'
 	touch $@
 
 soundfont: system

@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "members' weights and a manifest of how they were built to the base folder.")
     p.add_argument("--to", metavar="DIR", help="where to write the base (default: train.base, i.e. the shipped one)")
     _common(p)
+    p = sub.add_parser("serve", help="a local web app: start a run, watch it, listen, tweak, download",
+                       description="Serve the web app on http://HOST:PORT/ (127.0.0.1 unless --host says "
+                       "otherwise). Every run it starts is `lofi all` with these options and the page's choices.")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only; anything else lets the network in)")
+    _common(p)
     p = sub.add_parser("dataset", help="build dataset/default.zip from music21's corpus (offline)")
     p.add_argument("--out", default="dataset/default.zip", help="where to write the zip")
     p.add_argument("--limit", type=int, default=0, help="only the first N corpus pieces")
@@ -189,6 +196,25 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    """The web app until Ctrl-C or SIGTERM; its run (if any) is stopped with it."""
+    import uvicorn
+
+    from .server import create_app
+    cfg = _config(args)
+    root = project_root(args)
+    outputs = Runner(cfg, build_stages(), root).outputs
+    base = [*(["--config", args.config] if args.config else []), "--outputs", str(outputs),
+            *(x for o in args.overrides for x in ("--set", o))]
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"lofi: warning: serving on {args.host}: anyone who can reach this address can start runs "
+              "and read the outputs", file=sys.stderr)
+    app = create_app(root, outputs, base, int(cfg.intake.max_read_mib * 2**20))
+    print(f"lofi serve: http://{args.host}:{args.port}/ (outputs in {outputs}); Ctrl-C stops it", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_base(args) -> int:
     from .model.base import base_folder
     from .pretrain import pretrain_base
@@ -244,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_evaluate(args)
         if args.command == "base":
             return cmd_base(args)
+        if args.command == "serve":
+            return cmd_serve(args)
         if args.command == "config":
             print(config_file_text(), end="")
             return 0

@@ -1,0 +1,208 @@
+"""`lofi serve`: a local web app (Starlette, served by uvicorn) to start a run, watch it, listen,
+tweak and download. Every run is the CLI in a subprocess (jobs.py), with the same config keys,
+cache and runner; the page only chooses the arguments. The page and its script ship in web/.
+Files are served only from the outputs folder, never through a symlink out of it."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from . import plots
+from .audio.playlist import PLAYLIST
+from .core import atomic
+from .jobs import PipelineJob
+from .report import section_marks
+from .stages import catalog
+
+WEB = Path(__file__).with_name("web")
+PROFILES = ("default", "quick")
+# What the page may change, and what a change re-runs (the runner decides; this is for the page).
+TWEAKS = {"master.preset": str, "master.lowpass_hz": float, "master.crackle_per_second": float,
+          "master.hiss_db": float, "master.reverb_wet": float, "master.wow_cents": float,
+          "master.target_lufs": float, "generate.temperature": float, "run.seed": int,
+          "generate.loop_bars": int, "generate.form": str}
+
+
+class App:
+    """The server's state: where outputs live, the arguments every run gets, the current run."""
+
+    def __init__(self, root: Path, outputs: Path, base_args: list[str], upload_limit_bytes: int):
+        self.root, self.outputs, self.base_args = root, outputs, base_args
+        self.upload_limit_bytes = upload_limit_bytes
+        self.job = PipelineJob(root)
+        self.choice: dict = {"archive": "", "profile": "default", "tweaks": {}}
+
+    def run_args(self) -> list[str]:
+        args = ["all", *self.base_args]
+        if self.choice["archive"]:
+            args += ["--archive", self.choice["archive"]]
+        if self.choice["profile"] != "default":
+            args += ["--profile", self.choice["profile"]]
+        for key, value in self.choice["tweaks"].items():
+            args += ["--set", f"{key}={json.dumps(value)}"]
+        return args
+
+    def tracks(self) -> list[dict]:
+        """The exported tracks of the last finished run, with what the page shows of each."""
+        try:
+            exports = catalog.exports.read(self.outputs / "export")
+        except Exception:  # noqa: BLE001 - no finished run yet (or one from another version)
+            return []
+        records = {}
+        if (self.outputs / "arrange" / catalog.TRACKS.pattern).exists():
+            records = {r.index: r for r in catalog.tracks.read(self.outputs / "arrange")}
+        out = []
+        for e in exports:
+            r = records.get(e.index)
+            out.append({"index": e.index, "title": e.title, "seconds": e.seconds, "mp3": e.file,
+                        "stems": e.stems, "key": r.key if r else None, "tempo_bpm": r.tempo_bpm if r else None,
+                        "form": r.form if r else "", "metre": r.metre if r else None,
+                        "midi": f"arrange/{catalog.midi_name(r)}" if r else None,
+                        "wav": f"master/{r.stem}.wav" if r else None, "seed": r.seed if r else None,
+                        "roll": f"/api/roll/{e.index}.png" if r else None})
+        return out
+
+    def safe_path(self, relative: str) -> Path | None:
+        """The file `relative` names under the outputs folder, or None: no `..`, no absolute path,
+        no symlink anywhere on the way, nothing outside."""
+        base = self.outputs.resolve()
+        candidate = (base / relative)
+        try:
+            resolved = candidate.resolve(strict=True)
+        except (OSError, RuntimeError):
+            return None
+        if not resolved.is_relative_to(base) or not resolved.is_file():
+            return None
+        walked = base
+        for part in Path(relative).parts:
+            walked = walked / part
+            if part in ("..", "") or walked.is_symlink():
+                return None
+        return resolved
+
+
+def create_app(root: Path, outputs: Path, base_args: list[str], upload_limit_bytes: int) -> Starlette:
+    app_state = App(root, outputs, base_args, upload_limit_bytes)
+
+    async def index(request: Request) -> Response:
+        return FileResponse(WEB / "index.html")
+
+    async def state(request: Request) -> Response:
+        return JSONResponse({"run": app_state.job.state.to_json(), "tracks": app_state.tracks(),
+                             "choice": app_state.choice})
+
+    async def events(request: Request) -> Response:
+        """Server-sent events: the whole state whenever it changes (a reloaded page gets it at once)."""
+        async def stream():
+            version = -1
+            while not await request.is_disconnected():
+                now = app_state.job.state.version
+                if now != version:
+                    version = now
+                    payload = {"run": app_state.job.state.to_json(), "tracks": app_state.tracks(),
+                               "choice": app_state.choice}
+                    yield f"data: {json.dumps(payload)}\n\n"
+                await asyncio.to_thread(app_state.job.wait_for_change, version, 1.0)
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})
+
+    async def upload(request: Request) -> Response:
+        """A zip of MIDI files, kept under outputs/uploads/ by its digest; intake checks it when a run starts."""
+        limit = app_state.upload_limit_bytes
+        if int(request.headers.get("content-length", "0")) > limit + 65536:
+            return JSONResponse({"error": f"upload too large: over {limit // 2**20} MiB (intake.max_read_mib)"},
+                                status_code=413)
+        form = await request.form(max_files=1, max_fields=4)
+        item = form.get("archive")
+        if item is None or not hasattr(item, "read"):
+            return JSONResponse({"error": "no file in the upload (field 'archive')"}, status_code=400)
+        data = await item.read(limit + 1)
+        if len(data) > limit:
+            return JSONResponse({"error": f"upload too large: over {limit // 2**20} MiB (intake.max_read_mib)"},
+                                status_code=413)
+        if not data.startswith(b"PK"):
+            return JSONResponse({"error": f"{item.filename}: not a zip archive"}, status_code=400)
+        path = app_state.outputs / "uploads" / f"{hashlib.sha256(data).hexdigest()[:16]}.zip"
+        atomic.write_bytes(path, data)
+        return JSONResponse({"archive": str(path), "name": item.filename, "bytes": len(data)})
+
+    async def start(request: Request) -> Response:
+        body = await request.json()
+        if app_state.job.running:
+            return JSONResponse({"error": "a run is going on; wait for it to finish (one run at a time)"},
+                                status_code=409)
+        profile = body.get("profile", "default")
+        if profile not in PROFILES:
+            return JSONResponse({"error": f"unknown profile {profile!r} ({', '.join(PROFILES)})"}, status_code=400)
+        archive = body.get("archive", "")
+        if archive and not Path(archive).resolve().is_relative_to((app_state.outputs / "uploads").resolve()):
+            return JSONResponse({"error": "choose the default set or upload an archive"}, status_code=400)
+        tweaks = dict(app_state.choice["tweaks"])
+        for key, value in (body.get("tweaks") or {}).items():
+            if key not in TWEAKS:
+                return JSONResponse({"error": f"{key} cannot be changed here"}, status_code=400)
+            tweaks[key] = TWEAKS[key](value)
+        app_state.choice = {"archive": archive, "profile": profile, "tweaks": tweaks}
+        app_state.job.start(app_state.run_args())
+        return JSONResponse({"started": app_state.job.state.command})
+
+    async def files(request: Request) -> Response:
+        path = app_state.safe_path(request.path_params["path"])
+        if path is None:
+            return JSONResponse({"error": "not a file of this run"}, status_code=404)
+        return FileResponse(path, filename=path.name if request.query_params.get("download") else None)
+
+    async def roll(request: Request) -> Response:
+        index = int(request.path_params["index"])
+        records = {r.index: r for r in catalog.tracks.read(app_state.outputs / "arrange")}
+        if index not in records:
+            return JSONResponse({"error": "no such track"}, status_code=404)
+        r = records[index]
+        midi = (app_state.outputs / "arrange" / catalog.midi_name(r)).read_bytes()
+        png = await asyncio.to_thread(plots.piano_roll, midi, f"{r.title}: {r.key}, {r.tempo_bpm} BPM",
+                                      section_marks(r))
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    async def download(request: Request) -> Response:
+        """Everything of the run as one zip: the MP3s, their stems and MIDI, the playlist, the report."""
+        tracks = app_state.tracks()
+        if not tracks:
+            return JSONResponse({"error": "nothing to download yet: start a run"}, status_code=404)
+        names = [t["mp3"] for t in tracks] + [f for t in tracks for f in t["stems"]]
+        names += [n for n in (PLAYLIST, "report.html") if (app_state.outputs / n).exists()]
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as z:
+            for name in names:
+                z.write(app_state.outputs / name, f"lofi/{name}")
+        return Response(buffer.getvalue(), media_type="application/zip",
+                        headers={"Content-Disposition": "attachment; filename=lofi-run.zip"})
+
+    async def stop(request: Request) -> Response:
+        await asyncio.to_thread(app_state.job.stop)
+        return JSONResponse({"stopped": True})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        await asyncio.to_thread(app_state.job.stop)  # the server stops: so does its run, workers and all
+
+    routes = [Route("/", index), Route("/api/state", state), Route("/api/events", events),
+              Route("/api/upload", upload, methods=["POST"]), Route("/api/run", start, methods=["POST"]),
+              Route("/api/stop", stop, methods=["POST"]), Route("/api/roll/{index:int}.png", roll),
+              Route("/api/download.zip", download), Route("/files/{path:path}", files),
+              Mount("/static", StaticFiles(directory=WEB), name="static")]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.lofi = app_state
+    return app
+

@@ -1,0 +1,106 @@
+// The page: the server pushes its whole state (server-sent events) whenever it changes, so a
+// reloaded page shows the run as it is. Tracks keep their player while a tweak re-renders: the
+// file is swapped in place when its name (a digest of its bytes) changes.
+"use strict";
+const $ = (sel) => document.querySelector(sel);
+let current = { tracks: [] };
+
+function say(text) { $("#message").textContent = text; }
+
+async function post(url, body) {
+  const response = await fetch(url, body instanceof FormData ? { method: "POST", body } :
+    { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
+  const data = await response.json();
+  if (!response.ok) throw new Error(data.error || response.statusText);
+  return data;
+}
+
+async function start(tweaks) {
+  try {
+    let archive = "";
+    if (document.querySelector("input[name=source]:checked").value === "upload") {
+      const file = $("#archive").files[0];
+      if (!file) { say("choose a zip of MIDI files first"); return; }
+      const form = new FormData();
+      form.append("archive", file);
+      say(`uploading ${file.name} ...`);
+      archive = (await post("/api/upload", form)).archive;
+    } else if (tweaks) {
+      archive = current.choice ? current.choice.archive : "";
+    }
+    await post("/api/run", { archive, profile: $("#profile").value, tweaks: tweaks || {} });
+    say("started");
+  } catch (err) { say(err.message); }
+}
+
+const moved = new Set();  // only the controls the listener touched: a preset's own values stay
+for (const el of document.querySelectorAll("[data-key]")) el.addEventListener("input", () => moved.add(el.dataset.key));
+
+function tweaks() {
+  const out = {};
+  for (const el of document.querySelectorAll("[data-key]")) if (moved.has(el.dataset.key)) out[el.dataset.key] = el.value;
+  return out;
+}
+
+function renderStages(run) {
+  const list = $("#stages");
+  for (const [name, info] of Object.entries(run.stages)) {
+    let li = list.querySelector(`li[data-stage=${name}]`);
+    if (!li) { li = document.createElement("li"); li.dataset.stage = name; li.textContent = name; list.append(li); }
+    li.dataset.state = info.state;
+    li.title = info.seconds !== undefined ? `${info.seconds} s` : "";
+  }
+  const t = run.training;
+  $("#training").textContent = t.checks ? `training: check ${t.checks} of at most ${t.of}, dev loss ` +
+    `${t.dev_loss[t.dev_loss.length - 1].toFixed(3)}` + (t.eta_s ? `, about ${t.eta_s} s left` : "") : "";
+  $("#error").textContent = run.status === "failed" ? run.error : "";
+  document.body.dataset.run = run.status;
+}
+
+function link(href, text) {
+  const a = document.createElement("a");
+  a.href = href; a.textContent = text; a.download = ""; return a;
+}
+
+function renderTracks(tracks) {
+  const box = $("#tracks");
+  for (const t of tracks) {
+    let div = box.querySelector(`.track[data-index="${t.index}"]`);
+    if (!div) {
+      div = document.createElement("div");
+      div.className = "track"; div.dataset.index = t.index;
+      div.innerHTML = "<h3></h3><p class=meta></p><audio controls preload=metadata></audio><p class=links></p><img alt='piano roll'>";
+      box.append(div);
+    }
+    div.querySelector("h3").textContent = t.title;
+    div.querySelector(".meta").textContent = [t.key && `key ${t.key}`, t.tempo_bpm && `${t.tempo_bpm} BPM`,
+      t.metre, `${Math.round(t.seconds)} s`, t.form, t.seed !== null && `seed ${t.seed}`].filter(Boolean).join(" · ");
+    const audio = div.querySelector("audio");
+    const src = `/files/${t.mp3}`;
+    if (audio.getAttribute("src") !== src) { audio.setAttribute("src", src); audio.load(); }
+    const links = div.querySelector(".links");
+    links.replaceChildren(link(`/files/${t.mp3}?download=1`, "MP3"), " · ",
+      ...(t.wav ? [link(`/files/${t.wav}?download=1`, "WAV"), " · "] : []),
+      ...(t.midi ? [link(`/files/${t.midi}?download=1`, "MIDI"), " · "] : []),
+      ...t.stems.filter((f) => f.endsWith(".wav")).map((f) => link(`/files/${f}?download=1`, f.split("_").pop())));
+    const img = div.querySelector("img");
+    if (t.roll && img.dataset.for !== t.mp3) { img.dataset.for = t.mp3; img.src = `${t.roll}?v=${encodeURIComponent(t.mp3)}`; }
+  }
+  for (const div of box.querySelectorAll(".track")) {
+    if (!tracks.some((t) => String(t.index) === div.dataset.index)) div.remove();
+  }
+}
+
+function connect() {
+  const source = new EventSource("/api/events");
+  source.onmessage = (event) => {
+    current = JSON.parse(event.data);
+    renderStages(current.run);
+    if (current.run.status !== "running") renderTracks(current.tracks);
+  };
+}
+
+$("#start").addEventListener("click", () => start());
+$("#apply").addEventListener("click", () => start(tweaks()));
+$("#stop").addEventListener("click", () => post("/api/stop").then(() => say("stopped"), (e) => say(e.message)));
+connect();
