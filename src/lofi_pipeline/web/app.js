@@ -79,10 +79,11 @@ function renderTracks(tracks) {
     const src = `/files/${t.mp3}`;
     if (audio.getAttribute("src") !== src) { audio.setAttribute("src", src); audio.load(); }
     const links = div.querySelector(".links");
-    links.replaceChildren(link(`/files/${t.mp3}?download=1`, "MP3"), " · ",
-      ...(t.wav ? [link(`/files/${t.wav}?download=1`, "WAV"), " · "] : []),
-      ...(t.midi ? [link(`/files/${t.midi}?download=1`, "MIDI"), " · "] : []),
-      ...t.stems.filter((f) => f.endsWith(".wav")).map((f) => link(`/files/${f}?download=1`, f.split("_").pop())));
+    const items = [link(`/files/${t.mp3}?download=1`, "MP3")];
+    if (t.wav) items.push(link(`/files/${t.wav}?download=1`, "WAV"));
+    if (t.midi) items.push(link(`/files/${t.midi}?download=1`, "MIDI"));
+    for (const f of t.stems.filter((name) => name.endsWith(".wav"))) items.push(link(`/files/${f}?download=1`, f.split("_").pop()));
+    links.replaceChildren(...items.flatMap((a, i) => (i ? [" · ", a] : [a])));
     const img = div.querySelector("img");
     if (t.roll && img.dataset.for !== t.mp3) { img.dataset.for = t.mp3; img.src = `${t.roll}?v=${encodeURIComponent(t.mp3)}`; }
   }
