@@ -107,3 +107,4 @@ bench: setup $(DATASET)
 	$(BIN)/python benchmarks/bench_generate.py
 	$(BIN)/python benchmarks/bench_audio.py
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_radio.py --default-outputs outputs

@@ -107,6 +107,31 @@ def test_upload_run_listen_tweak_and_download_in_a_real_browser(server, browser,
     assert "lofi/playlist.m3u8" in names and sum(n.endswith("_bass.mid") for n in names) == 2
 
 
+def test_the_radio_hands_over_from_one_track_to_the_next(server, browser):
+    """After the run above: the radio makes new tracks with the same models (no training), plays
+    the first, fades into the second, never makes more than two ahead, and stops making when the
+    page stops listening."""
+    from selenium.webdriver.common.by import By
+    url, outputs, base = server
+    browser.find_element(By.ID, "radio-on").click()
+    now = lambda d: int(d.find_element(By.ID, "now-playing").get_attribute("data-index"))  # noqa: E731
+    until(browser, lambda d: now(d) == 1, 300)
+    assert until(browser, lambda d: d.execute_script(
+        "return [...document.querySelectorAll('#radio-panel audio')].some(a => !a.paused && a.currentTime > 0)"), 60)
+    until(browser, lambda d: now(d) == 2, 300)  # the hand-over
+    browser.save_screenshot(str(base / "radio.png"))  # the README's picture of the radio
+    srcs = [a.get_attribute("src") for a in browser.find_elements(By.CSS_SELECTOR, "#radio-panel audio")]
+    assert len(set(srcs)) == 2 and all("/files/radio/tracks/" in s for s in srcs)
+    state = json.loads(get(f"{url}/api/radio")[1])
+    assert state["made"] - state["played"] <= 2 and not state["error"]
+    radio_train = (outputs / "radio" / "train" / "manifest.json").read_text()
+    assert radio_train == (outputs / "train" / "manifest.json").read_text()  # the same models, not retrained
+    browser.find_element(By.ID, "radio-off").click()
+    until(browser, lambda d: json.loads(get(f"{url}/api/radio")[1])["listeners"] == 0, 60)
+    state = json.loads(get(f"{url}/api/radio")[1])
+    assert state["made"] <= state["played"] + 2
+
+
 def test_downloads_serve_only_the_runs_files(server):
     url, outputs, _ = server
     (outputs / "leak.txt").symlink_to(ROOT / "README.md")

@@ -148,10 +148,11 @@ def cmd_clean(runner: Runner, wait: float) -> int:
     if not out.exists():
         print(f"nothing to clean: {out}/ does not exist")
         return 0
+    from .jobs import SERVE_PATHS
     from .report import REPORT_PATHS
     with OutputsLock(out, wait):
         removed = []
-        for name in [*runner.owned_paths(), *REPORT_PATHS]:
+        for name in [*runner.owned_paths(), *REPORT_PATHS, *SERVE_PATHS]:
             path = out / name
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
@@ -204,8 +205,7 @@ def cmd_serve(args) -> int:
     cfg = _config(args)
     root = project_root(args)
     outputs = Runner(cfg, build_stages(), root).outputs
-    base = [*(["--config", args.config] if args.config else []), "--outputs", str(outputs),
-            *(x for o in args.overrides for x in ("--set", o))]
+    base = [*(["--config", args.config] if args.config else []), *(x for o in args.overrides for x in ("--set", o))]
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"lofi: warning: serving on {args.host}: anyone who can reach this address can start runs "
               "and read the outputs", file=sys.stderr)

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 
 from .pipeline import STAGE_NAMES
 
+# What `lofi serve` writes under the outputs root (`lofi clean` removes these too): the uploads,
+# and the radio's own outputs folder.
+SERVE_PATHS = ("uploads", "radio")
 _STAGE = re.compile(r"^\[(\w+)\] (running|cached|done in ([\d.]+)s)")
 _EPOCH = re.compile(r"^Epoch (\d+)/(\d+)")
 _VAL_LOSS = re.compile(r"val_loss: ([\d.]+)")

@@ -22,6 +22,7 @@ from . import plots
 from .audio.playlist import PLAYLIST
 from .core import atomic
 from .jobs import PipelineJob
+from .radio import Radio
 from .report import section_marks
 from .stages import catalog
 
@@ -41,10 +42,12 @@ class App:
         self.root, self.outputs, self.base_args = root, outputs, base_args
         self.upload_limit_bytes = upload_limit_bytes
         self.job = PipelineJob(root)
+        self.radio: Radio | None = None
         self.choice: dict = {"archive": "", "profile": "default", "tweaks": {}}
 
     def run_args(self) -> list[str]:
-        args = ["all", *self.base_args]
+        """The options of a run as the page chose them (the radio's too, with its own outputs)."""
+        args = list(self.base_args)
         if self.choice["archive"]:
             args += ["--archive", self.choice["archive"]]
         if self.choice["profile"] != "default":
@@ -154,7 +157,7 @@ def create_app(root: Path, outputs: Path, base_args: list[str], upload_limit_byt
                 return JSONResponse({"error": f"{key} cannot be changed here"}, status_code=400)
             tweaks[key] = TWEAKS[key](value)
         app_state.choice = {"archive": archive, "profile": profile, "tweaks": tweaks}
-        app_state.job.start(app_state.run_args())
+        app_state.job.start(["all", "--outputs", str(app_state.outputs), *app_state.run_args()])
         return JSONResponse({"started": app_state.job.state.command})
 
     async def files(request: Request) -> Response:
@@ -192,15 +195,57 @@ def create_app(root: Path, outputs: Path, base_args: list[str], upload_limit_byt
         await asyncio.to_thread(app_state.job.stop)
         return JSONResponse({"stopped": True})
 
+    async def radio_start(request: Request) -> Response:
+        if app_state.radio is None:
+            app_state.radio = Radio(app_state.root, app_state.outputs, app_state.run_args())
+        try:
+            await asyncio.to_thread(app_state.radio.start)
+        except RuntimeError as exc:
+            app_state.radio = None
+            return JSONResponse({"error": str(exc)}, status_code=409)
+        return JSONResponse(app_state.radio.state())
+
+    async def radio_state(request: Request) -> Response:
+        return JSONResponse(app_state.radio.state() if app_state.radio else {"on": False})
+
+    async def radio_playing(request: Request) -> Response:
+        if app_state.radio is not None:
+            app_state.radio.started_playing(int((await request.json())["index"]))
+        return JSONResponse({"ok": True})
+
+    async def radio_events(request: Request) -> Response:
+        """The radio's queue while this page listens: an open stream is a listener."""
+        radio = app_state.radio
+        if radio is None:
+            return JSONResponse({"error": "the radio is off"}, status_code=409)
+
+        async def stream():
+            radio.listening(+1)
+            try:
+                sent = None
+                while not await request.is_disconnected():
+                    now = radio.state()
+                    if now != sent:
+                        sent = now
+                        yield f"data: {json.dumps(now)}\n\n"
+                    await asyncio.sleep(0.25)
+            finally:
+                radio.listening(-1)
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
         await asyncio.to_thread(app_state.job.stop)  # the server stops: so does its run, workers and all
+        if app_state.radio is not None:
+            await asyncio.to_thread(app_state.radio.stop)
 
     routes = [Route("/", index), Route("/api/state", state), Route("/api/events", events),
               Route("/api/upload", upload, methods=["POST"]), Route("/api/run", start, methods=["POST"]),
               Route("/api/stop", stop, methods=["POST"]), Route("/api/roll/{index:int}.png", roll),
               Route("/api/download.zip", download), Route("/files/{path:path}", files),
+              Route("/api/radio/start", radio_start, methods=["POST"]), Route("/api/radio/events", radio_events),
+              Route("/api/radio/playing", radio_playing, methods=["POST"]), Route("/api/radio", radio_state),
               Mount("/static", StaticFiles(directory=WEB), name="static")]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.lofi = app_state

@@ -71,7 +71,7 @@ class ExportStage(Stage):
         exported = []
         encoded = ctx.fan_out(_export_job, jobs, total=len(tracks), workers=p.workers, shared=p.bitrate_kbps)
         for (_, record, tags), data in zip(tracks, encoded, strict=True):
-            mp3 = library / f"{slug(run.name)}-{tags['track']:02d}-{sha256_bytes(data)[:8]}.mp3"
+            mp3 = library / f"{slug(run.name)}-{record.index:02d}-{sha256_bytes(data)[:8]}.mp3"
             if not mp3.exists():
                 atomic.write_bytes(mp3, data)
             ctx.record_output(mp3)

@@ -151,7 +151,8 @@ class GenerateStage(Stage):
         # Batches of tracks, in turn here or one Ray task each; a track's seed and numbers do not
         # depend on the batch it is in, so every executor gives the same takes.
         size = cfg.batch_tracks
-        batches = [list(range(i, min(i + size, cfg.tracks))) for i in range(0, cfg.tracks, size)]
+        first, last = cfg.first_track - 1, cfg.first_track - 1 + cfg.tracks  # 0-based track numbers
+        batches = [list(range(i, min(i + size, last))) for i in range(first, last, size)]
         chosen = []
         for result in ctx.fan_out(_batch_job, batches, total=len(batches), unit="batch", shared=kit,
                                   cpus=kit["threads"]):
@@ -163,7 +164,7 @@ class GenerateStage(Stage):
             seq = take["seq"]
             events, _ = vocab.decode_events(seq)
             takes.tracks.append(catalog.Take(
-                index=i + 1, seed=take["seed"], primer_events=take["primer_events"], draws=take["draws"],
+                index=cfg.first_track + i, seed=take["seed"], primer_events=take["primer_events"], draws=take["draws"],
                 checks=take["checks"], flagged=bool(take["checks"]["failed"]), ids=seq.tolist(),
                 tokens=[list(t) for t in vocab.decode(seq)], self_repetition=round(self_repetition(seq), 4),
                 distinct_events=len({tuple(r) for r in seq.tolist()}), chords=sum(e.is_chord for e in events),

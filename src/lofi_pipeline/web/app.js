@@ -101,6 +101,57 @@ function connect() {
   };
 }
 
+// The radio: two players, the next one fading in over the last seconds of the one playing.
+const FADE_S = 1.5;
+const radio = { queue: [], source: null, players: [$("#radio-a"), $("#radio-b")], active: 0, index: 0, fading: false };
+
+function radioNext() {
+  const next = radio.queue.find((t) => t.index > radio.index);
+  if (!next || radio.fading) return;
+  const from = radio.players[radio.active], to = radio.players[1 - radio.active];
+  to.src = `/files/${next.file}`; to.volume = 0; to.play();
+  radio.fading = true; radio.index = next.index; radio.active = 1 - radio.active;
+  $("#now-playing").dataset.index = next.index;
+  $("#now-playing").textContent = `now playing: ${next.title}`;
+  post("/api/radio/playing", { index: next.index }).catch(() => {});
+  const started = performance.now();
+  const ramp = setInterval(() => {
+    const x = Math.min(1, (performance.now() - started) / (FADE_S * 1000));
+    to.volume = x; if (!from.paused) from.volume = 1 - x;
+    if (x >= 1) { clearInterval(ramp); from.pause(); radio.fading = false; }
+  }, 50);
+}
+
+for (const player of radio.players) {
+  player.addEventListener("timeupdate", () => {
+    if (player === radio.players[radio.active] && player.duration - player.currentTime < FADE_S) radioNext();
+  });
+  player.addEventListener("ended", () => { if (player === radio.players[radio.active]) radioNext(); });
+}
+
+async function radioOn() {
+  try {
+    await post("/api/radio/start");
+    if (radio.source) radio.source.close();
+    radio.source = new EventSource("/api/radio/events");
+    radio.source.onmessage = (event) => {
+      const state = JSON.parse(event.data);
+      radio.queue = state.queue;
+      $("#radio-status").textContent = state.error || `${state.made} made, ${state.made - state.played} waiting`;
+      const active = radio.players[radio.active];
+      if (!radio.index || active.ended || active.paused) radioNext();
+    };
+  } catch (err) { $("#radio-status").textContent = err.message; }
+}
+
+function radioOff() {
+  if (radio.source) radio.source.close();
+  radio.source = null;
+  for (const player of radio.players) player.pause();
+}
+
+$("#radio-on").addEventListener("click", radioOn);
+$("#radio-off").addEventListener("click", radioOff);
 $("#start").addEventListener("click", () => start());
 $("#apply").addEventListener("click", () => start(tweaks()));
 $("#stop").addEventListener("click", () => post("/api/stop").then(() => say("stopped"), (e) => say(e.message)));
