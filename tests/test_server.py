@@ -150,6 +150,16 @@ def test_an_oversized_upload_is_refused_with_a_message(server):
     assert refused.value.code == 413 and "over 1 MiB" in json.loads(refused.value.read())["error"]
 
 
+def test_another_sites_page_cannot_start_a_run(server):
+    url, _, _ = server
+    request = urllib.request.Request(f"{url}/api/run", b'{"profile": "quick"}',
+                                     {"Content-Type": "text/plain", "Origin": "http://evil.example"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 403
+    assert get(f"{url}/files/%00")[0] == 404 and post_json(f"{url}/api/run", ["not", "an", "object"])[0] == 400
+
+
 def test_a_second_run_while_one_runs_is_refused(server):
     url, _, _ = server
     assert post_json(f"{url}/api/run", {"profile": "quick", "archive": "/etc/passwd"})[0] == 400

@@ -199,19 +199,29 @@ def cmd_evaluate(args) -> int:
 
 def cmd_serve(args) -> int:
     """The web app until Ctrl-C or SIGTERM; its run (if any) is stopped with it."""
+    import atexit
+
     import uvicorn
 
     from .server import create_app
     cfg = _config(args)
     root = project_root(args)
     outputs = Runner(cfg, build_stages(), root).outputs
-    base = [*(["--config", args.config] if args.config else []), *(x for o in args.overrides for x in ("--set", o))]
+    base = [*(["--config", str(Path(args.config).resolve())] if args.config else []),
+            *(["--profile", args.profile] if args.profile else []),
+            *(["--archive", str(Path(args.archive).resolve())] if args.archive else []),
+            *(x for o in args.overrides for x in ("--set", o))]
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"lofi: warning: serving on {args.host}: anyone who can reach this address can start runs "
               "and read the outputs", file=sys.stderr)
     app = create_app(root, outputs, base, int(cfg.intake.max_read_mib * 2**20))
     print(f"lofi serve: http://{args.host}:{args.port}/ (outputs in {outputs}); Ctrl-C stops it", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # Open event streams never end on their own: shut down after 2 s whatever is open, then
+    # the app's shutdown stops its run and the radio (and atexit, should that be skipped).
+    state = app.state.lofi
+    atexit.register(state.job.stop)
+    atexit.register(lambda: state.radio is not None and state.radio.stop())
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=2)
     return 0
 
 

@@ -53,26 +53,33 @@ class PipelineJob:
         self.state = RunState()
         self.changed = threading.Condition()
         self.proc: subprocess.Popen | None = None
+        self.reader: threading.Thread | None = None
 
     @property
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        """Until its output is read to the end, not only until the process has exited."""
+        return self.reader is not None and self.reader.is_alive()
 
     def start(self, args: list[str]) -> None:
         """Start `lofi ARGS`; the caller checks `running` first (the runner's lock is the last word)."""
-        self.state = RunState(status="running", command=["lofi", *args], started=time.monotonic(),
-                              version=self.state.version + 1)
+        state = RunState(status="running", command=["lofi", *args], started=time.monotonic())
+        with self.changed:
+            state.version = self.state.version + 1
+            self.state = state
+            self.changed.notify_all()
         self.proc = subprocess.Popen([sys.executable, "-m", "lofi_pipeline", *args], cwd=self.root,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env=self.env, start_new_session=True)
-        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        self.reader = threading.Thread(target=self._read, args=(self.proc, state), daemon=True)
+        self.reader.start()
 
-    def _read(self, proc: subprocess.Popen) -> None:
+    def _read(self, proc: subprocess.Popen, state: RunState) -> None:
+        """Reads one run's output into that run's state (never a later run's)."""
         for line in proc.stdout:
-            self._line(line.rstrip("\n"))
+            self._line(line.rstrip("\n"), state)
         code = proc.wait()
         with self.changed:
-            s = self.state
+            s = state
             if s.status == "running":
                 s.status = "done" if code == 0 else ("stopped" if code in (130, 143, -15) else "failed")
             for info in s.stages.values():
@@ -82,9 +89,8 @@ class PipelineJob:
                 s.error = next((x for x in reversed(s.log) if x.startswith("lofi:")), f"exited {code}")
             self._bump()
 
-    def _line(self, line: str) -> None:
+    def _line(self, line: str, s: RunState) -> None:
         with self.changed:
-            s = self.state
             s.log.append(line)
             del s.log[:-200]
             if (m := _STAGE.match(line)) and m.group(1) in s.stages:
@@ -112,7 +118,7 @@ class PipelineJob:
                 s.error = line
             self._bump()
 
-    def _bump(self) -> None:
+    def _bump(self) -> None:  # under self.changed
         self.state.version += 1
         self.changed.notify_all()
 
@@ -127,9 +133,11 @@ class PipelineJob:
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return
-        os.killpg(proc.pid, signal.SIGTERM)
         try:
+            os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(grace_s)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        except ProcessLookupError:
+            pass  # it ended on its own just now

@@ -8,7 +8,9 @@ run's own artifacts are never touched. At most `ahead` tracks wait unplayed; it 
 page listens and resumes when one does."""
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -55,7 +57,10 @@ class Radio:
                 if self.stopping:
                     return
                 number = (self.queue[-1]["index"] + 1) if self.queue else 1
-            made = self._make(number)
+            try:
+                made = self._make(number)
+            except Exception as exc:  # noqa: BLE001 - the page shows it; the thread stays up
+                self.error, made = f"the radio could not read its track: {exc}", None
             with self.lock:
                 if made:
                     self.queue.append(made)
@@ -66,8 +71,11 @@ class Radio:
     def _make(self, number: int) -> dict | None:
         args = [sys.executable, "-m", "lofi_pipeline", "export", *self.run_args, "--outputs", str(self.folder),
                 "--set", "generate.tracks=1", "--set", f"generate.first_track={number}"]
-        self.proc = subprocess.Popen(args, cwd=self.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, start_new_session=True)
+        with self.lock:
+            if self.stopping:  # stop() has run: start nothing it cannot see
+                return None
+            self.proc = subprocess.Popen(args, cwd=self.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                         text=True, start_new_session=True)
         _, err = self.proc.communicate()
         if self.proc.returncode != 0:
             if not self.stopping:
@@ -96,12 +104,12 @@ class Radio:
         with self.lock:
             self.stopping = True
             self.lock.notify_all()
-        proc = self.proc
+            proc = self.proc
         if proc is not None and proc.poll() is None:
-            import os
-            import signal
-            os.killpg(proc.pid, signal.SIGTERM)
             try:
+                os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -83,7 +84,7 @@ class App:
         candidate = (base / relative)
         try:
             resolved = candidate.resolve(strict=True)
-        except (OSError, RuntimeError):
+        except (OSError, RuntimeError, ValueError):  # missing, a loop, a NUL byte
             return None
         if not resolved.is_relative_to(base) or not resolved.is_file():
             return None
@@ -93,6 +94,29 @@ class App:
             if part in ("..", "") or walked.is_symlink():
                 return None
         return resolved
+
+
+class SameOrigin:
+    """Refuses a POST that another site's page sends (a browser adds its Origin): a page on the
+    web must not start runs on this machine; and any request whose Host is not this server's
+    name (DNS rebinding)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+            host = headers.get("host", "")
+            origin = headers.get("origin")
+            name = host.rsplit(":", 1)[0].strip("[]")
+            bad_host = name not in ("127.0.0.1", "localhost", "::1") and name != scope["server"][0]
+            bad_origin = scope["method"] == "POST" and origin is not None and origin.split("//", 1)[-1] != host
+            if bad_host or bad_origin:
+                await JSONResponse({"error": "requests from another site are refused"}, status_code=403)(
+                    scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(root: Path, outputs: Path, base_args: list[str], upload_limit_bytes: int) -> Starlette:
@@ -116,14 +140,17 @@ def create_app(root: Path, outputs: Path, base_args: list[str], upload_limit_byt
                     payload = {"run": app_state.job.state.to_json(), "tracks": app_state.tracks(),
                                "choice": app_state.choice}
                     yield f"data: {json.dumps(payload)}\n\n"
-                await asyncio.to_thread(app_state.job.wait_for_change, version, 1.0)
+                await asyncio.sleep(0.25)  # a version check is cheap; no thread waits per page
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})
 
     async def upload(request: Request) -> Response:
         """A zip of MIDI files, kept under outputs/uploads/ by its digest; intake checks it when a run starts."""
         limit = app_state.upload_limit_bytes
-        if int(request.headers.get("content-length", "0")) > limit + 65536:
+        length = request.headers.get("content-length", "")
+        if not length.isdigit():
+            return JSONResponse({"error": "an upload needs a Content-Length"}, status_code=411)
+        if int(length) > limit + 65536:  # the server reads no more than this: the limit holds before parsing
             return JSONResponse({"error": f"upload too large: over {limit // 2**20} MiB (intake.max_read_mib)"},
                                 status_code=413)
         form = await request.form(max_files=1, max_fields=4)
@@ -141,21 +168,30 @@ def create_app(root: Path, outputs: Path, base_args: list[str], upload_limit_byt
         return JSONResponse({"archive": str(path), "name": item.filename, "bytes": len(data)})
 
     async def start(request: Request) -> Response:
-        body = await request.json()
+        try:
+            body = await request.json()
+            assert isinstance(body, dict)
+        except (ValueError, AssertionError):
+            return JSONResponse({"error": "send a JSON object"}, status_code=400)
         if app_state.job.running:
             return JSONResponse({"error": "a run is going on; wait for it to finish (one run at a time)"},
                                 status_code=409)
         profile = body.get("profile", "default")
         if profile not in PROFILES:
             return JSONResponse({"error": f"unknown profile {profile!r} ({', '.join(PROFILES)})"}, status_code=400)
-        archive = body.get("archive", "")
-        if archive and not Path(archive).resolve().is_relative_to((app_state.outputs / "uploads").resolve()):
+        archive = body.get("archive") or ""
+        uploads = (app_state.outputs / "uploads").resolve()
+        if archive and not (isinstance(archive, str) and Path(archive).resolve().parent == uploads
+                            and Path(archive).suffix == ".zip" and Path(archive).is_file()):
             return JSONResponse({"error": "choose the default set or upload an archive"}, status_code=400)
         tweaks = dict(app_state.choice["tweaks"])
-        for key, value in (body.get("tweaks") or {}).items():
-            if key not in TWEAKS:
-                return JSONResponse({"error": f"{key} cannot be changed here"}, status_code=400)
-            tweaks[key] = TWEAKS[key](value)
+        try:
+            for key, value in dict(body.get("tweaks") or {}).items():
+                if key not in TWEAKS:
+                    return JSONResponse({"error": f"{key} cannot be changed here"}, status_code=400)
+                tweaks[key] = TWEAKS[key](value)
+        except (TypeError, ValueError) as exc:
+            return JSONResponse({"error": f"a tweak's value: {exc}"}, status_code=400)
         app_state.choice = {"archive": archive, "profile": profile, "tweaks": tweaks}
         app_state.job.start(["all", "--outputs", str(app_state.outputs), *app_state.run_args()])
         return JSONResponse({"started": app_state.job.state.command})
@@ -168,6 +204,8 @@ def create_app(root: Path, outputs: Path, base_args: list[str], upload_limit_byt
 
     async def roll(request: Request) -> Response:
         index = int(request.path_params["index"])
+        if not (app_state.outputs / "arrange" / catalog.TRACKS.pattern).exists():
+            return JSONResponse({"error": "no arranged tracks yet"}, status_code=404)
         records = {r.index: r for r in catalog.tracks.read(app_state.outputs / "arrange")}
         if index not in records:
             return JSONResponse({"error": "no such track"}, status_code=404)
@@ -196,6 +234,8 @@ def create_app(root: Path, outputs: Path, base_args: list[str], upload_limit_byt
         return JSONResponse({"stopped": True})
 
     async def radio_start(request: Request) -> Response:
+        if app_state.job.running:  # its train artifact may be mid-commit: copy a finished one only
+            return JSONResponse({"error": "a run is going on; the radio starts when it is done"}, status_code=409)
         if app_state.radio is None:
             app_state.radio = Radio(app_state.root, app_state.outputs, app_state.run_args())
         try:
@@ -210,7 +250,10 @@ def create_app(root: Path, outputs: Path, base_args: list[str], upload_limit_byt
 
     async def radio_playing(request: Request) -> Response:
         if app_state.radio is not None:
-            app_state.radio.started_playing(int((await request.json())["index"]))
+            try:
+                app_state.radio.started_playing(int((await request.json())["index"]))
+            except (ValueError, KeyError, TypeError):
+                return JSONResponse({"error": "send {\"index\": N}"}, status_code=400)
         return JSONResponse({"ok": True})
 
     async def radio_events(request: Request) -> Response:
@@ -247,7 +290,7 @@ def create_app(root: Path, outputs: Path, base_args: list[str], upload_limit_byt
               Route("/api/radio/start", radio_start, methods=["POST"]), Route("/api/radio/events", radio_events),
               Route("/api/radio/playing", radio_playing, methods=["POST"]), Route("/api/radio", radio_state),
               Mount("/static", StaticFiles(directory=WEB), name="static")]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SameOrigin)])
     app.state.lofi = app_state
     return app
 

@@ -18,6 +18,11 @@ async function post(url, body) {
 async function start(tweaks) {
   try {
     let archive = "";
+    if (tweaks && current.choice) {  // a tweak re-runs what is on the page, whatever the controls say now
+      await post("/api/run", { archive: current.choice.archive, profile: current.choice.profile, tweaks });
+      say("started");
+      return;
+    }
     if (document.querySelector("input[name=source]:checked").value === "upload") {
       const file = $("#archive").files[0];
       if (!file) { say("choose a zip of MIDI files first"); return; }
@@ -25,8 +30,6 @@ async function start(tweaks) {
       form.append("archive", file);
       say(`uploading ${file.name} ...`);
       archive = (await post("/api/upload", form)).archive;
-    } else if (tweaks) {
-      archive = current.choice ? current.choice.archive : "";
     }
     await post("/api/run", { archive, profile: $("#profile").value, tweaks: tweaks || {} });
     say("started");
