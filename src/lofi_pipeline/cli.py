@@ -1,4 +1,6 @@
-"""`lofi`: run the pipeline's stages, see what is fresh, clean up."""
+"""`lofi`: run the pipeline's stages, see what is fresh, clean up, evaluate, serve the web app.
+It is long because every subcommand's parser, options and help text live here, in the one
+place `lofi --help` is read from."""
 from __future__ import annotations
 
 import argparse
