@@ -122,12 +122,6 @@ class PipelineJob:
         self.state.version += 1
         self.changed.notify_all()
 
-    def wait_for_change(self, version: int, timeout_s: float) -> int:
-        """Block until the state's version passes `version` (or the timeout); the version now."""
-        with self.changed:
-            self.changed.wait_for(lambda: self.state.version != version, timeout_s)
-            return self.state.version
-
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM to the run's process group, SIGKILL if it has not ended within `grace_s`."""
         proc = self.proc
