@@ -244,7 +244,9 @@ def in_ray_cluster(script: str, folder: Path, timeout: float | None = 900, cpus_
     outside one, Ray binds to the machine's interface address whatever --node-ip-address
     says. Token authentication is on, as Ray 2.60 has it for clusters: both nodes and the
     driver read one token from a file. RAY_ADDRESS, LOFI (the command) and PYTHON are set for
-    the script; the cluster is stopped however it ends."""
+    the script; the cluster is stopped however it ends. The head marks a node dead only after
+    a minute without an answer to its health checks (Ray's default is 15 s): on two busy cores a
+    starved raylet is slow, not gone."""
     token = folder / "ray-token"
     token.write_text(os.urandom(32).hex())
     token.chmod(0o600)
@@ -254,6 +256,7 @@ def in_ray_cluster(script: str, folder: Path, timeout: float | None = 900, cpus_
     wrapper = f"""set -euo pipefail
 ip link set lo up
 export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={token} RAY_ADDRESS=127.0.0.1:{RAY_PORT}
+export RAY_health_check_period_ms=5000 RAY_health_check_timeout_ms=20000 RAY_health_check_failure_threshold=12
 export PYTHON="{sys.executable}" LOFI="{sys.executable} -m lofi_pipeline"
 trap '{ray} stop --force >/dev/null 2>&1 || true' EXIT
 {ray} start --head --port={RAY_PORT} --include-dashboard=false {node} >/dev/null
