@@ -11,6 +11,7 @@ import pytest
 
 from helpers import ROOT, lofi, lofi_process, metred_song, song_bytes, wait_for, write_zip
 from lofi_pipeline.audio.playlist import read_playlist
+from lofi_pipeline.music.rates import RATES
 from lofi_pipeline.stages import catalog
 
 pytestmark = pytest.mark.slow
@@ -202,7 +203,10 @@ def test_evaluate_runs_each_archive_in_its_own_folder_and_prints_one_table(quick
     table = run.stdout[run.stdout.index("\narchive "):]
     assert re.search(r"^archive +songs\.zip +my tunes$", table, re.M)
     for row in ("files kept / skipped", "events not representable", "test NLL/event: ensemble",
-                "test NLL/event: unigram", "ensemble < member < n-gram < unigram", "tracks inside the data's range",
+                "test NLL/event: unigram", "ensemble <= member < n-gram < unigram", "tracks inside the data's range",
+                "ensemble chosen on dev", "ensemble <= best member: dev / test", "events at the loudest velocity level",
+                "melody notes per bar", "chord changes per bar", "beats with no melody note sounding",
+                "A-section bars repeating the loop's harmony", "sampling temperatures (calibrated on dev)",
                 "longest unchanged harmony (bars)", "harmony changes per bar", "onsets per beat",
                 "distinct melody pitches per 4 bars", "train (s)", "all stages (s)", "models start from",
                 "test NLL/event: scratch ensemble", "test NLL/event: base alone", "fine-tuned < scratch",
@@ -218,6 +222,11 @@ def test_evaluate_runs_each_archive_in_its_own_folder_and_prints_one_table(quick
         assert r["init"] == "scratch" and r["nll"]["scratch ensemble"] is None and r["nll"]["base alone"] is None
         assert len(r["tracks"]) == 2 and all(set(t["figures"]) == set(r["checks_ranges"]) for t in r["tracks"])
         assert (Path(r["outputs"]) / "report.html").exists()
+        assert r["ensemble_within_best_member"]["dev"] is True and set(r["rates"]["ranges"]) <= set(RATES)
+        assert len(r["rates"]["tracks"]) == 2
+        # the quick tracks (4 bars each) give few segments: takes were made for the figure alone
+        assert r["realism"]["tracks"] > 2 and (Path(r["outputs"]) / "realism" / "generate").is_dir()
+        assert len(r["realism"]["per_seed"]) == (0 if r["realism"]["accuracy"] is None else 3)
     assert "[train] cached" in run.stdout and "[train] running" in run.stdout  # the first came from its cache
 
 

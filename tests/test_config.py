@@ -55,8 +55,9 @@ def test_master_preset_sets_levels_but_explicit_keys_win():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("generate.temperature=-1", r"generate\.temperature: -1\.0 is out of range \[0\.01, 10\.0\]"),
-    ("generate.top_p=1.5", r"generate\.top_p: 1\.5 is out of range"),
+    ("generate.temperature=-1", r"generate\.temperature: expected \"auto\" or a number in \[0\.01, 10\.0\], got -1"),
+    ("generate.variation=often", r"generate\.variation: expected \"loop\" or \"data\" or a number in \[0\.0, 1\.0\]"),
+    ("generate.top_p=1.5", r"generate\.top_p: expected \"auto\" or a number in \[0\.01, 1\.0\], got 1\.5"),
     ("arrange.tempo_min_bpm=0", r"arrange\.tempo_min_bpm: 0 is out of range \[40, 200\]"),
     ("train.max_steps=many", r"train\.max_steps: expected int, got 'many'"),
     ("train.epoch=3", r"unknown config key train\.epoch"),

@@ -138,8 +138,10 @@ def test_metrics_recompute_from_the_saved_weights(trained):
     encoded = read_encoded(runner.artifact_dir("encode"))
     vocab, data = encoded.vocab, encoded.arrays
     models, _, info = read_ensemble(runner.artifact_dir("train"), vocab)
+    calibration = info["calibration"]
     recomputed = evaluate({m["name"]: model for m, model in zip(info["members"], models)},
-                          vocab, data, cfg.train.ngram_order)
+                          vocab, data, cfg.train.ngram_order,
+                          combination=(calibration["combine"], calibration["weights"]))
     saved = read_metrics(runner.artifact_dir("train"))["test"]
     for name in saved:
         assert recomputed[name]["nll"] == pytest.approx(saved[name]["nll"], abs=2e-3)

@@ -193,7 +193,7 @@ def cmd_evaluate(args) -> int:
         scratch = None
         if runner.cfg.train.init == "base":  # what the base buys: the same run from scratch, through train
             scratch = scratch_figures(train_from_scratch(args, runner, outputs / "scratch"))
-        results.append(summarise(runner, archive, scratch))
+        results.append(summarise(runner, archive, scratch, takes_for_realism(args, runner, outputs / "realism")))
     path, table = write_evaluation(results, folder)
     print(f"\n{table}\n\nwritten: {path} (and evaluation.txt); each archive's report.html is in its folder")
     return 0
@@ -258,6 +258,34 @@ def train_from_scratch(args, runner: Runner, outputs: Path) -> Runner:
     alone = Runner(_config(mine), build_stages(), project_root(mine))
     alone.run(["train"], force=args.force, wait_s=args.wait)
     return alone
+
+
+def takes_for_realism(args, runner: Runner, outputs: Path) -> list:
+    """More takes from the run's models, for the realism figure alone, when the run's own tracks
+    give fewer than REALISM_SEGMENTS distinct segments: tracks numbered after the run's (seeds
+    of their own), in `outputs`, from a copy of the run's artifacts through train."""
+    import numpy as np
+
+    from .evaluate import MORE_TAKES_AT_MOST, REALISM_SEGMENTS, distinct_segments
+    from .stages import catalog
+    takes = catalog.read_takes(runner.artifact_dir("generate")).tracks
+    vocab = catalog.read_encoded(runner.artifact_dir("encode")).vocab
+    have = distinct_segments(takes, vocab)
+    if have >= REALISM_SEGMENTS or not takes:
+        return []
+    per_track = max(1.0, have / len(takes))
+    extra = min(MORE_TAKES_AT_MOST, int(np.ceil((REALISM_SEGMENTS - have) / per_track)) + 1)
+    print(f"== {have} distinct segments from {len(takes)} tracks: {extra} more takes for the realism figure "
+          f"-> {outputs}")
+    for stage in ("intake", "extract", "encode", "train"):
+        if not (outputs / stage).exists():
+            shutil.copytree(runner.artifact_dir(stage), outputs / stage)
+    mine = copy.copy(args)
+    mine.outputs = str(outputs)
+    mine.overrides = [*args.overrides, f"generate.tracks={extra}", f"generate.first_track={takes[-1].index + 1}"]
+    more = Runner(_config(mine), build_stages(), project_root(mine))
+    more.run(["generate"], force=args.force, wait_s=args.wait)
+    return catalog.read_takes(more.artifact_dir("generate")).tracks
 
 
 def _sigterm(signum, frame):

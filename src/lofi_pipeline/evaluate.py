@@ -8,7 +8,8 @@ from pathlib import Path
 
 from .core import atomic
 from .core.runner import Runner
-from .music.checks import CHECKS
+from .music.checks import CHECKS, loop_repeat_share
+from .music.rates import RATES, outside, rate_ranges, rates
 from .music.realism import realism
 from .stages import catalog
 
@@ -25,13 +26,45 @@ def slug(archive: Path, taken: set[str]) -> str:
     return name
 
 
-def realism_of(runner: Runner, takes: catalog.Takes) -> dict:
-    """The classifier two-sample test of the run's tracks against the dev and test pieces (never
-    the training pieces)."""
+REALISM_SEGMENTS = 40  # distinct generated segments the realism figure wants at least
+MORE_TAKES_AT_MOST = 16  # takes made for the figure alone, beyond the run's tracks
+
+
+def held_out_events(runner: Runner) -> list:
+    """The dev and test pieces as events (never the training pieces)."""
     encoded = catalog.read_encoded(runner.artifact_dir("encode"))
     decode = encoded.vocab.decode_events
-    real = [decode(ids)[0] for split in ("dev", "test") for ids in encoded.sequences(split)]
-    return realism([decode(t.ids)[0] for t in takes.tracks], real, seed=runner.cfg.run.seed)
+    return [decode(ids)[0] for split in ("dev", "test") for ids in encoded.sequences(split)]
+
+
+def realism_of(runner: Runner, takes: list[catalog.Take], vocab) -> dict:
+    """The classifier two-sample test of the run's takes (and any made for the figure alone)
+    against the dev and test pieces."""
+    return realism([vocab.decode_events(t.ids)[0] for t in takes], held_out_events(runner))
+
+
+def distinct_segments(takes: list[catalog.Take], vocab) -> int:
+    return realism([vocab.decode_events(t.ids)[0] for t in takes], [])["generated_segments"]
+
+
+def rates_of(runner: Runner, takes: list[catalog.Take]) -> dict:
+    """Every rate of music/rates.py for each track beside the training pieces' range."""
+    encoded = catalog.read_encoded(runner.artifact_dir("encode"))
+    vocab, bins = encoded.vocab, int(encoded.vocab.config.get("velocity_bins", 4))
+    train = [vocab.decode_events(ids)[0] for ids in encoded.sequences("train")]
+    ranges = rate_ranges(train, bins, runner.cfg.encode.checks_quantile)
+    tracks = [rates(vocab.decode_events(t.ids)[0], bins) for t in takes]
+    return {"ranges": ranges, "tracks": [{k: None if v is None else round(v, 4) for k, v in r.items()} for r in tracks],
+            "outside": [outside(r, ranges) for r in tracks]}
+
+
+def a_section_repeats(take: catalog.Take, vocab) -> float | None:
+    """The share of A-section bars (A, A', ...) whose harmony repeats the bar a loop earlier in
+    the same section."""
+    sections = [(start, start + bars) for label, start, bars in take.sections if label.rstrip("'") == "A"]
+    if not sections:
+        return None
+    return loop_repeat_share(vocab.decode_events(take.ids)[0], take.loop_bars, sections)
 
 
 def scratch_figures(runner: Runner) -> dict:
@@ -41,9 +74,11 @@ def scratch_figures(runner: Runner) -> dict:
             "train_seconds": round((runner.manifest("train") or {}).get("timings", {}).get("seconds", 0.0), 1)}
 
 
-def summarise(runner: Runner, archive: str, scratch: dict | None = None) -> dict:
+def summarise(runner: Runner, archive: str, scratch: dict | None = None,
+              more_takes: list[catalog.Take] | None = None) -> dict:
     """One archive's figures, from the manifests and artifacts of a finished run (and, for a
-    fine-tuned run, those of the same run from scratch)."""
+    fine-tuned run, those of the same run from scratch; `more_takes`, made for the realism
+    figure alone)."""
     def stats(stage: str) -> dict:
         return (runner.manifest(stage) or {}).get("stats", {})
     intake, extract, encode, train = stats("intake"), stats("extract"), stats("encode"), stats("train")
@@ -57,9 +92,14 @@ def summarise(runner: Runner, archive: str, scratch: dict | None = None) -> dict
     nll = {"ensemble": test["ensemble"]["nll"], "scratch ensemble": (scratch or {}).get("nll"),
            "base alone": test.get("base", {}).get("nll"), "best member": members[best],
            "n-gram": test[ngram]["nll"], "unigram": test["unigram"]["nll"]}
+    vocab = catalog.read_encoded(runner.artifact_dir("encode")).vocab
     tracks = [{"index": t.index, "takes": t.draws, "passed": not t.flagged, "failed": t.checks["failed"],
                "outside": t.checks["outside"], "figures": t.checks["figures"], "lead": r.lead,
-               "harmonised_bars": r.harmonised_bars, "form": t.form} for t, r in zip(takes.tracks, records)]
+               "harmonised_bars": r.harmonised_bars, "form": t.form, "a_section_repeats": a_section_repeats(t, vocab)}
+              for t, r in zip(takes.tracks, records)]
+    calibration = train.get("calibration", {})
+    dev = train.get("dev_nll", {})
+    best_dev = min((v for k, v in dev.items() if k.endswith(" alone")), default=None)
     return {
         "archive": archive, "outputs": str(runner.outputs),
         "files_kept": intake.get("files_kept", 0),
@@ -71,14 +111,20 @@ def summarise(runner: Runner, archive: str, scratch: dict | None = None) -> dict
                                    if k.startswith("unknown_share_")},
         "approximated": encode.get("approximated", {}),
         "nll": nll, "best_member": best, "ngram": ngram,
-        "ordering_holds": nll["ensemble"] < nll["best member"] < nll["n-gram"] < nll["unigram"],
+        "ordering_holds": nll["ensemble"] <= nll["best member"] < nll["n-gram"] < nll["unigram"],
+        "calibration": calibration, "dev_nll": dev,
+        "ensemble_within_best_member": {"dev": None if best_dev is None else calibration.get("dev_nll", 0) <= best_dev,
+                                        "test": nll["ensemble"] <= nll["best member"]},
+        "rates": rates_of(runner, takes.tracks),
         "finetuned_beats_scratch": None if scratch is None else nll["ensemble"] < nll["scratch ensemble"],
         "scratch_train_seconds": (scratch or {}).get("train_seconds"), "init": train.get("init", "scratch"),
         "steps": train.get("steps", {}),
         "dropped": {k: extract.get(k, 0) for k in ("melody_notes_below_the_top", "pitches_clipped", "notes_cropped")},
         "test": test, "checks_ranges": profile.ranges, "checks_quantile": profile.quantile,
         "training_pieces_inside": profile.pieces_inside, "loop_bars": profile.loop_bars,
-        "main_ticks": list(profile.main_ticks), "tracks": tracks, "realism": realism_of(runner, takes),
+        "main_ticks": list(profile.main_ticks), "tracks": tracks,
+        "realism": {**realism_of(runner, takes.tracks + list(more_takes or []), vocab),
+                    "tracks": len(takes.tracks) + len(more_takes or [])},
         "stage_seconds": {n: round((runner.manifest(n) or {}).get("timings", {}).get("seconds", 0.0), 1)
                           for n in runner.order},
     }
@@ -104,7 +150,16 @@ def format_table(results: list[dict]) -> str:
             + (f" ({r['best_member']})" if n == "best member" else ""))
     add("fine-tuned < scratch", lambda r: "-" if r["finetuned_beats_scratch"] is None else
         "yes" if r["finetuned_beats_scratch"] else "NO")
-    add("ensemble < member < n-gram < unigram", lambda r: "yes" if r["ordering_holds"] else "NO")
+    add("ensemble <= member < n-gram < unigram", lambda r: "yes" if r["ordering_holds"] else "NO")
+    add("ensemble chosen on dev", lambda r: "{} ({}, weights {})".format(
+        r["calibration"].get("chosen", "-"), r["calibration"].get("combine", "-"),
+        " ".join(f"{w:g}" for w in r["calibration"].get("weights", []))))
+    add("dev NLL/event: ensemble / best member", lambda r: "-" if not r["dev_nll"] else "{:.3f} / {:.3f}".format(
+        r["calibration"]["dev_nll"], min(v for k, v in r["dev_nll"].items() if k.endswith(" alone"))))
+    add("ensemble <= best member: dev / test", lambda r: " / ".join(
+        "-" if v is None else "yes" if v else "NO" for v in r["ensemble_within_best_member"].values()))
+    add("sampling temperatures (calibrated on dev)", lambda r: " ".join(
+        f"{f[:3]} {s['temperature']:g}" for f, s in r["calibration"].get("sampling", {}).items()) or "-")
     add("optimiser steps per member", lambda r: " ".join(str(v) for v in r["steps"].values()) or "-")
     add("training pieces inside that range", lambda r: f"{r['training_pieces_inside']:.0%}")
     add("tracks inside the data's range", lambda r: f"{sum(t['passed'] for t in r['tracks'])} of {len(r['tracks'])}"
@@ -114,11 +169,22 @@ def format_table(results: list[dict]) -> str:
             "checks_ranges"] else "(no range): ") + " ".join(
             ("-" if t["figures"].get(k) is None else f"{t['figures'][k]:.2f}") + ("!" if k in t["outside"] else "")
             for t in r["tracks"]))
+    add("tracks with every rate inside the data's range", lambda r: f"{sum(not o for o in r['rates']['outside'])} "
+        f"of {len(r['rates']['outside'])}")
+    for key, label in RATES.items():
+        add(f"  {label}", lambda r, k=key: ("{:.2f}-{:.2f}: ".format(*r["rates"]["ranges"][k]) if k in r["rates"][
+            "ranges"] else "(no range): ") + " ".join(
+            ("-" if t.get(k) is None else f"{t[k]:.2f}") + ("!" if k in o else "")
+            for t, o in zip(r["rates"]["tracks"], r["rates"]["outside"])))
+    add("A-section bars repeating the loop's harmony", lambda r: " ".join(
+        "-" if t["a_section_repeats"] is None else f"{t['a_section_repeats']:.2f}" for t in r["tracks"]))
     add("loop (bars) / main places in the beat", lambda r: f"{r['loop_bars']} / ticks {r['main_ticks']}")
     add("realism: classifier accuracy (50% = can't tell)", lambda r: "-" if r["realism"]["accuracy"] is None else
-        f"{r['realism']['accuracy']:.1%} +- {r['realism']['spread']:.1%}")
+        f"{r['realism']['accuracy']:.1%} +- {r['realism']['spread']:.1%} (seeds: "
+        + " ".join(f"{a:.1%}" for a in r["realism"]["per_seed"]) + ")")
     add("  segments per class (generated / real)", lambda r: f"{r['realism']['per_class']} "
-        f"({r['realism']['generated_segments']} / {r['realism']['real_segments']})")
+        f"({r['realism']['generated_segments']} from {r['realism']['tracks']} tracks / "
+        f"{r['realism']['real_segments']})")
     for k in range(3):
         add(f"  separating feature {k + 1}", lambda r, k=k: " ".join(
             f"{name} ({w:.3f})" for name, w in r["realism"]["separating"][k:k + 1]) or "-")

@@ -157,8 +157,27 @@ def _model_section(runner: Runner, folder: Path) -> str:
             "of the test pieces, which nothing else looks at (NLL in nats; an event's NLL is the sum "
             "of its fields'; lower is better; per field: NLL / top-1; every model is scored with the "
             "pairing rule the sampler draws with).</p>"
-            + _table(["model", "NLL per event"] + fields, rows)
+            + _table(["model", "NLL per event"] + fields, rows) + _sampling_paragraph(runner)
             + f"<img class=wide src='{curves}' alt='learning curves'></section>")
+
+
+def _sampling_paragraph(runner: Runner) -> str:
+    """Which combination and weights the dev pieces chose, and the temperatures drawn with."""
+    c = catalog.read_calibration(runner.artifact_dir("train"))
+    if not c:
+        return ""
+    alone = {k: v["dev_nll"] for k, v in c["candidates"].items() if k.endswith(" alone")}
+    matched = c.get("rate_matching") or {}
+    played = (f", then matched by playing {len(matched['trials']) - 1} variants from dev primers (the played "
+              f"music's figures lie {matched['distance']:.3f} from the dev pieces', {matched['distance_as_fitted']:.3f}"
+              " as fitted)") if matched else ""
+    return html.escape(
+        f"The ensemble row is the combination the {c['dev_events']} dev events chose: {c['chosen']} "
+        f"({c['combine']}, weights {', '.join(f'{w:g}' for w in c['weights'])}), dev NLL {c['dev_nll']:.3f} "
+        f"against {min(alone.values()):.3f} for the best member alone. Each field is drawn whole (no top-k or "
+        "top-p) at a temperature fitted to the dev NLL" + played + ": "
+        + ", ".join(f"{f} {s['temperature']:g}" for f, s in c["sampling"].items()) + ".").join(
+        ("<p>", "</p>"))
 
 
 def _statistics_section(stats: dict, folder: Path) -> str:

@@ -164,7 +164,8 @@ PROFILES = {
     "quick": {  # a tiny smoke run for tests and trying things: well under a minute end to end
         "intake": {"max_files": 24}, "encode": {"window": 12},
         "train": {"init": "scratch", "members": 2, "max_steps": 20, "check_every": 10, "batch_size": 64,
-                  "embed_dim": 16, "conv_filters": 16, "kernel_sizes": [3, 5], "lstm_units": [16, 24]},
+                  "embed_dim": 16, "conv_filters": 16, "kernel_sizes": [3, 5], "lstm_units": [16, 24],
+                  "rate_matching_tracks": 4},
         "generate": {"tracks": 2, "bars": 4}},
     "base": {  # pre-training the base ensemble (`lofi base`): from scratch, with a budget to match the corpus
         "train": {"init": "scratch", "max_steps": 2000, "check_every": 400, "patience": 2, "batch_size": 256,
@@ -182,12 +183,14 @@ assert SECTIONS == [f.name for f in dataclasses.fields(Config) if f.name != "pro
 
 
 def _check_value(key: str, f: dataclasses.Field, value: Any) -> Any:
-    if f.default == "auto" and f.metadata.get("lo") is not None:  # "auto", or a number in range
-        if value == "auto":
+    if isinstance(f.default, str) and f.metadata.get("lo") is not None:  # a named option, or a number in range
+        named = f.metadata.get("choices") or (f.default,)
+        if value in named:
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not f.metadata["lo"] <= value <= \
                 f.metadata["hi"]:
-            raise ConfigError(f"config key {key}: expected \"auto\" or a number in [{f.metadata['lo']}, "
+            options = " or ".join(f'"{n}"' for n in named)
+            raise ConfigError(f"config key {key}: expected {options} or a number in [{f.metadata['lo']}, "
                               f"{f.metadata['hi']}], got {value!r}")
         return float(value)
     expected = type(f.default) if f.default is not dataclasses.MISSING else type(f.default_factory())
@@ -312,7 +315,7 @@ def _toml_value(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }" if value else "{}"
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return json.dumps(value) if isinstance(value, str) else repr(value)

@@ -132,3 +132,26 @@ def write_base(folder: Path, models: list, specs: list[dict], vocab: Vocabulary,
         "vocab_version": VOCAB_VERSION, "vocabulary": vocab.fields, "window": window,
         "members": [{k: s[k] for k in ("name", "seed", *ARCHITECTURE, "dropout")} for s in specs], **built})
     atomic.replace_dir(tmp, folder)
+
+
+def melody_files(folder: Path, vocab: Vocabulary) -> tuple[dict[str, bytes], str]:
+    """(the base's files by name, "") when it can write melodies for this vocabulary, else ({},
+    why not). Any window will do: the melody's context is cut to the base's own."""
+    if not (folder / MANIFEST).exists():
+        return {}, f"no base ensemble in {folder}"
+    manifest = read_manifest(folder)
+    if manifest.get("vocab_version") != VOCAB_VERSION or manifest.get("vocabulary") != vocab.fields:
+        return {}, f"the base ensemble in {folder} has another vocabulary than this run ({vocab.fingerprint()})"
+    return {p.name: p.read_bytes() for p in [folder / MANIFEST, *weight_files(folder, manifest)]}, ""
+
+
+def load_base(folder: Path, vocab: Vocabulary) -> list:
+    """The base's members as Keras models, each with its own architecture and the base's window."""
+    manifest = read_manifest(folder)
+    sizes = dict(zip(FIELDS, vocab.sizes))
+    models = []
+    for spec, weights in zip(manifest["members"], weight_files(folder, manifest)):
+        model = build_like(spec, sizes, manifest["window"], name=f"base_{spec['name']}")
+        model.load_weights(weights)
+        models.append(model)
+    return models

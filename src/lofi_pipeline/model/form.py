@@ -12,6 +12,8 @@ from ..core.errors import StageError
 # The auto form cycles through these letters, one section each: the song form AABA, then a
 # second bridge.
 AUTO_LETTERS = ("A", "A", "B", "A", "C", "A", "B", "A")
+LOOPING_SHARE = 0.5  # the data loops where its loopier pieces repeat a loop's harmony at least this often
+LOFI_LOOP_BARS = (2, 4, 8)
 LABEL = re.compile(r"^(intro|outro|[A-Z]'*)(?::(\d+))?$")
 
 
@@ -38,6 +40,25 @@ def form_string(sections: list[Section]) -> str:
 def intro_bars(loop_bars: int) -> int:
     """An intro is half a loop, at least a bar and at most 4: a quote, not a section."""
     return min(max(1, loop_bars // 2), 4)
+
+
+def loop_length(data_loop_bars: int, data_repeat_share: float) -> int:
+    """A track's loop, in bars: the data's where its pieces loop (2, 4 or 8 bars: a one-bar loop
+    is played as two), else 4. Lo-fi is loop music whatever it learned from."""
+    if data_repeat_share < LOOPING_SHARE:
+        return 4
+    return min(max(data_loop_bars, LOFI_LOOP_BARS[0]), LOFI_LOOP_BARS[-1])
+
+
+def variation_share(setting: str | float, data_repeat_share: float) -> float:
+    """The share of a repeated loop's bars drawn afresh: none for "loop" (the harmony repeats,
+    the melody varies), as often as the data's loopier pieces do not repeat for "data", or the
+    number given."""
+    if setting == "loop":
+        return 0.0
+    if setting == "data":
+        return 1.0 - data_repeat_share
+    return float(setting)
 
 
 def _placed(labelled: list[tuple[str, int]]) -> list[Section]:

@@ -1,5 +1,5 @@
 """Scoring on a split: NLL per event (the sum over fields) and per field NLL and top-1, for
-each member, the ensemble (the mean of the members' probabilities per field), other ensembles
+each member, the ensemble (combined as calibration.py chose on dev), other ensembles
 (the base alone) and the baselines, all on the same events.
 
 Every model is scored with the factorisation the sampler draws with: a field paired with an
@@ -14,6 +14,7 @@ import numpy as np
 
 from ..music.token_format import FIELDS, NONE, PAIRED, TARGETS, UNK, Vocabulary
 from .baselines import NGramModel, UnigramModel, event_metrics
+from .ensemble import combine
 from .members import model_inputs
 
 
@@ -57,9 +58,11 @@ def apply_pairing(probs: dict[str, np.ndarray], masks: dict[str, np.ndarray]) ->
 
 
 def evaluate(models: dict, vocab: Vocabulary, data: dict, ngram_order: int, split: str = "test",
-             other_ensembles: dict | None = None) -> dict:
-    """Metrics on one split's windows for members, their average, other ensembles (name -> list
-    of models) and both baselines; the given fields (the metre) are inputs, not scored."""
+             other_ensembles: dict | None = None, combination: tuple[str, list[float]] | None = None) -> dict:
+    """Metrics on one split's windows for members, their ensemble (combined as `combination`,
+    (method, weights), chosen on dev; the equal mean beside it), other ensembles (name -> list
+    of models, their equal mean) and both baselines; the given fields (the metre) are inputs,
+    not scored."""
     x, y = data[f"x_{split}"], data[f"y_{split}"]
     scored = y[:, [FIELDS.index(f) for f in TARGETS]]
     masks = pairing_masks(vocab, y)
@@ -69,7 +72,11 @@ def evaluate(models: dict, vocab: Vocabulary, data: dict, ngram_order: int, spli
 
     probs = {name: predict_fields(m, x, y) for name, m in models.items()}
     metrics = {name: score(p) for name, p in probs.items()}
-    metrics["ensemble"] = score({f: np.mean([p[f] for p in probs.values()], axis=0) for f in TARGETS})
+    method, weights = combination or ("mean", [1.0] * len(probs))
+    metrics["ensemble"] = {**score(combine(list(probs.values()), method, weights)), "combine": method,
+                           "weights": list(weights)}
+    if combination:
+        metrics["equal mean"] = score({f: np.mean([p[f] for p in probs.values()], axis=0) for f in TARGETS})
     for name, members in (other_ensembles or {}).items():
         theirs = [predict_fields(m, x, y) for m in members]
         metrics[name] = score({f: np.mean([p[f] for p in theirs], axis=0) for f in TARGETS})

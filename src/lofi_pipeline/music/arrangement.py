@@ -78,9 +78,12 @@ def silent_bars(notes: list[Event], bars: int, beats_per_bar: float, at_least: i
     return silent
 
 
-def lead_source(notes: int, events: int, data) -> str:
+def lead_source(notes: int, events: int, data, melody_by: str = "") -> str:
     """Where the lead comes from: the learned melody when the data has one (judged by the take
-    itself when the data is unknown), else a line through the chord tones."""
+    itself when the data is unknown) or another model wrote one over the harmony (`melody_by`
+    "base"), else a line through the chord tones."""
+    if melody_by == "base" and notes:
+        return "learned melody (the base ensemble's, over the harmony)"
     data_has_melody = data.has_melody if data else notes >= 0.25 * max(1, events)
     if not data_has_melody:
         return "chord tones (the data has no melody)"
@@ -122,9 +125,10 @@ class Band:
 
 
 def arrange_events(events: list[Event], grid: int, band: Band, rng: np.random.Generator, cfg, data=None,
-                   loop_bars: int = 4) -> dict:
+                   loop_bars: int = 4, melody_by: str = "") -> dict:
     """The whole arrangement as parts of (beats) notes, before swing and humanising. `cfg` is
-    the [arrange] settings; `data` the training pieces' profile (melody share, hold limit)."""
+    the [arrange] settings; `data` the training pieces' profile (melody share, hold limit);
+    `melody_by` which model wrote the take's melody ("base": over the harmony)."""
     metre = events[0].metre
     bar_len = bar_ticks(metre)
     beats = bar_len / grid  # quarter notes a bar
@@ -158,8 +162,8 @@ def arrange_events(events: list[Event], grid: int, band: Band, rng: np.random.Ge
             if dur >= 1.5 and rng.random() < 0.3:
                 bass.add(end - 0.5, 0.4, bass_root - 1, 58)  # chromatic approach
     notes = [e for e in timeline if e.pitch is not None]
-    lead_from = lead_source(len(notes), len(timeline), data)
-    if lead_from == "learned melody":
+    lead_from = lead_source(len(notes), len(timeline), data, melody_by)
+    if lead_from.startswith("learned melody"):
         melody = [(e.onset, e.duration, e.pitch + shift) for e in notes]
         silent = silent_bars(notes, band.bars, beats)
         if silent:  # the lead would rest for bars on end: a chord-tone line there
@@ -187,7 +191,7 @@ def arrange_events(events: list[Event], grid: int, band: Band, rng: np.random.Ge
 
 
 def arrange_track(tokens: list, grid: int, bars: int | None, seed: int, cfg, title: str, data=None,
-                  sections: list | None = None, loop_bars: int = 4):
+                  sections: list | None = None, loop_bars: int = 4, melody_by: str = ""):
     """(MIDI bytes, parts, info) for one generated take (rows of field tokens) and its sections
     ((label, first bar, bars)); pure apart from its seed. Rows that write no event are dropped
     and counted."""
@@ -202,7 +206,7 @@ def arrange_track(tokens: list, grid: int, bars: int | None, seed: int, cfg, tit
     rng = np.random.default_rng(seed)
     tempo = int(rng.integers(cfg.tempo_min_bpm, cfg.tempo_max_bpm + 1))
     arr = arrange_events(events, grid, Band(bars, tuple(tuple(s) for s in sections or ())), rng, cfg, data,
-                         loop_bars)
+                         loop_bars, melody_by)
     humanise(arr["parts"], tempo, cfg.swing, cfg.humanize_ms, cfg.velocity_jitter, rng)
     beats_per_bar = bar_ticks(arr["metre"]) / grid
     markers = [(start * beats_per_bar, label) for label, start, _ in sections or ()]

@@ -77,33 +77,41 @@ def _distinct(vectors: list[np.ndarray]) -> np.ndarray:
     return np.array(out).reshape(-1, len(FEATURES))
 
 
-def realism(generated: list[list[Event]], real: list[list[Event]], seed: int = 0, top: int = 3) -> dict:
+def realism(generated: list[list[Event]], real: list[list[Event]], seeds: tuple[int, ...] = (0, 1, 2),
+            top: int = 3) -> dict:
     """The classifier two-sample test of generated against real sequences: cross-validated
-    accuracy (mean and spread over the folds) on as many segments of each, the sample sizes,
-    and the `top` features that separate them most."""
+    accuracy on as many distinct segments of each, its mean and spread over every fold of every
+    seed (each seed draws its own balanced sample, folds and forest), the sample sizes, and the
+    `top` features that separate them most."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.inspection import permutation_importance
     from sklearn.model_selection import StratifiedKFold
     fake, true = (_distinct([features(s) for seq in side for s in segments(seq)]) for side in (generated, real))
-    rng = np.random.default_rng(seed)
     n = min(len(fake), len(true))
     result = {"generated_segments": int(len(fake)), "real_segments": int(len(true)), "per_class": int(n),
-              "accuracy": None, "spread": None, "separating": []}
+              "accuracy": None, "spread": None, "per_seed": [], "separating": []}
     if n < 2 * FOLDS:
         return result
-    x = np.vstack([fake[rng.choice(len(fake), n, replace=False)], true[rng.choice(len(true), n, replace=False)]])
-    y = np.array([1] * n + [0] * n)
     accuracies, importance, impurity = [], np.zeros(len(FEATURES)), np.zeros(len(FEATURES))
-    for train, test in StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(x, y):
-        forest = RandomForestClassifier(200, min_samples_leaf=2, random_state=seed, n_jobs=1).fit(x[train], y[train])
-        accuracies.append(forest.score(x[test], y[test]))
-        importance += permutation_importance(forest, x[test], y[test], n_repeats=5, random_state=seed,
-                                             n_jobs=1).importances_mean
-        impurity += forest.feature_importances_
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        x = np.vstack([fake[rng.choice(len(fake), n, replace=False)], true[rng.choice(len(true), n, replace=False)]])
+        y = np.array([1] * n + [0] * n)
+        mine = []
+        for train, test in StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(x, y):
+            forest = RandomForestClassifier(200, min_samples_leaf=2, random_state=seed, n_jobs=1).fit(x[train],
+                                                                                                     y[train])
+            mine.append(forest.score(x[test], y[test]))
+            importance += permutation_importance(forest, x[test], y[test], n_repeats=5, random_state=seed,
+                                                 n_jobs=1).importances_mean
+            impurity += forest.feature_importances_
+        accuracies += mine
+        result["per_seed"].append(round(float(np.mean(mine)), 4))
     # Where several features each separate the classes alone, shuffling one costs nothing and
     # their permutation importances tie (at 0 when the separation is perfect): the forest's own
     # use of them (impurity decrease) breaks the tie.
     order = np.lexsort((-impurity, -np.round(importance, 6)))[:top]
+    runs = FOLDS * len(seeds)
     result.update(accuracy=round(float(np.mean(accuracies)), 4), spread=round(float(np.std(accuracies)), 4),
-                  separating=[(FEATURES[i], round(float(importance[i] / FOLDS), 4)) for i in order])
+                  separating=[(FEATURES[i], round(float(importance[i] / runs), 4)) for i in order])
     return result

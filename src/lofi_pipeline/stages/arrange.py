@@ -13,7 +13,7 @@ def _arrange_job(shared, take: dict) -> dict:
     grid, bars, cfg, name, profile = shared
     title = f"{name} {take['index']:02d}"
     midi, _, info = arrange_track(take["tokens"], grid, bars, take["seed"], cfg, title, profile, take["sections"],
-                                  take["loop_bars"])
+                                  take["loop_bars"], take["melody_by"])
     record = catalog.TrackRecord(index=take["index"], stem=f"track_{take['index']:02d}", title=title,
                                  seed=take["seed"], form=take["form"], **info)
     return {"record": record, "midi": midi}
@@ -32,7 +32,7 @@ class ArrangeStage(Stage):
         profile = catalog.read_profile(ctx.source(catalog.PROFILE))
         shared = (takes.grid, takes.bars, cfg, ctx.params.run.name, profile)
         jobs = [{"index": t.index, "seed": t.seed, "tokens": t.tokens, "sections": t.sections,
-                 "loop_bars": t.loop_bars, "form": t.form} for t in takes.tracks]
+                 "loop_bars": t.loop_bars, "form": t.form, "melody_by": t.melody_by} for t in takes.tracks]
         records = []
         for result in ctx.fan_out(_arrange_job, jobs, total=len(jobs), workers=cfg.workers, shared=shared):
             r = result["record"]

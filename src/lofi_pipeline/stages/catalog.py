@@ -176,11 +176,13 @@ def write_member(out_dir: Path, name: str, data: bytes) -> Path:
 
 
 def write_ensemble(out_dir: Path, vocab: Vocabulary, window: int, specs: list[dict],
-                   metrics: dict, test_events: int, histories: dict, table: str) -> None:
-    """What makes the members written before an ensemble: their vocabulary and specs; and the scores."""
+                   metrics: dict, test_events: int, histories: dict, table: str, calibration: dict) -> None:
+    """What makes the members written before an ensemble: their vocabulary and specs, how they
+    are combined and sampled (calibrated on dev); and the scores."""
     vocab.save(out_dir / MODEL_VOCABULARY.pattern)
     _write(out_dir / ENSEMBLE.pattern, {"window": window, "vocab_fingerprint": vocab.fingerprint(),
-                                        "field_sizes": dict(zip(FIELDS, vocab.sizes)), "members": specs})
+                                        "field_sizes": dict(zip(FIELDS, vocab.sizes)), "members": specs,
+                                        "calibration": calibration})
     _write(out_dir / METRICS.pattern, {"test": metrics, "test_events": test_events, "histories": histories})
     atomic.write_text(out_dir / METRICS_TABLE.pattern, table + "\n")
 
@@ -215,6 +217,11 @@ def read_ensemble(folder: Path, vocab: Vocabulary | None = None):
     return models, saved, info
 
 
+def read_calibration(folder: Path) -> dict | None:
+    """How the members are combined and sampled, as chosen on dev (None: models from before)."""
+    return _read(folder, ENSEMBLE).get("calibration")
+
+
 def read_metrics(folder: Path) -> dict:
     """{"test": {model: scores}, "test_events": n, "histories": {member: [epoch rows]}}."""
     return _read(folder, METRICS)
@@ -241,6 +248,7 @@ class Take:
     metre: str = "4/4"
     loop_bars: int = 4
     sections: list = field(default_factory=list)  # [label, first bar, bars]
+    melody_by: str = "ensemble"  # or "base": the base ensemble wrote the melody over the take's harmony
 
     @property
     def form(self) -> str:

@@ -12,9 +12,12 @@ import numpy as np
 from ..core.errors import StageError
 from ..core.hashing import path_digest
 from ..core.runner import Stage, StageContext
+from ..model import base
+from ..model.calibration import combination_settings, sampling_settings
 from ..model.compose import Composer, compose
-from ..model.ensemble import EnsembleSampler
-from ..model.form import parse_form, plan_form
+from ..model.ensemble import compiled_sampler
+from ..model.form import loop_length, parse_form, plan_form, variation_share
+from ..model.melody import MelodyOver, wants_melody
 from ..model.members import configure_tensorflow
 from ..model.sampling import FieldSampler
 from ..model.takes import dev_primer, draw_takes, primer_from_midi, take_report, track_seed
@@ -22,9 +25,10 @@ from ..music.statistics import self_repetition
 from ..music.token_format import FIELDS, NONE, TARGETS
 from . import catalog
 
+MELODY_BY = {"ensemble": "the melody the ensemble's", "base": "the melody the base ensemble's over the harmony"}
 SETTINGS = ("temperature", "top_k", "top_p", "repetition_penalty", "repetition_window", "fields", "combine",
             "weights", "primer", "primer_events", "redraws", "bars", "events", "form", "loop_bars", "variation",
-            "melody_variation")
+            "melody_variation", "melody")
 
 
 class _Session:
@@ -38,17 +42,20 @@ class _Session:
             for rel, data in kit["train"].items():
                 (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
                 (Path(tmp) / rel).write_bytes(data)
-            models, self.vocab, _ = catalog.read_ensemble(Path(tmp), kit["vocab"])
-        weights = list(cfg["weights"]) or None
-        self.sampler = EnsembleSampler(models, cfg["combine"], weights, jit_compile=True, batch=kit["batch"])
-        try:  # XLA about doubles the rate here (benchmarks/bench_generate.py)
-            zeros = np.zeros((kit["batch"], len(FIELDS)), np.int32)
-            self.sampler.field_probs(self.sampler.contexts(np.zeros((kit["batch"], self.sampler.window,
-                                                                     len(FIELDS)))), zeros)
-        except Exception as exc:  # an op XLA cannot compile on this build: plain graph mode
-            log(f"XLA unavailable ({type(exc).__name__}); using graph mode")
-            self.sampler = EnsembleSampler(models, cfg["combine"], weights, batch=kit["batch"])
-        self.field_sampler = FieldSampler(self.vocab, cfg)
+            models, self.vocab, info = catalog.read_ensemble(Path(tmp), kit["vocab"])
+        calibration = info.get("calibration")
+        combine, weights = combination_settings(cfg, calibration)
+        self.sampler = compiled_sampler(models, combine, weights, kit["batch"], log)
+        self.field_sampler = FieldSampler(self.vocab, sampling_settings(cfg, calibration))
+        self.melody_sampler = self.melody_field_sampler = None
+        if kit["base"]:  # the base ensemble, to write melodies over harmonies (model/melody.py)
+            with tempfile.TemporaryDirectory(prefix="lofi-base-") as tmp:
+                for name, data in kit["base"].items():
+                    (Path(tmp) / name).write_bytes(data)
+                melody_models = base.load_base(Path(tmp), self.vocab)
+            self.melody_sampler = compiled_sampler(melody_models, "mean", None, kit["batch"], log)
+            self.melody_field_sampler = FieldSampler(self.vocab, sampling_settings(
+                {**cfg, "temperature": "auto", "top_k": "auto", "top_p": "auto", "fields": {}}, None))
 
 
 _SESSIONS: dict[str, _Session] = {}
@@ -65,7 +72,7 @@ def _batch_job(kit: dict, indices: list[int]) -> dict:
     both_streams = profile.has_chords and profile.has_melody
     want = (vocab.index["root"][NONE], vocab.index["pitch"][NONE]) if both_streams else None
     loop_bars = kit["loop_bars"]
-    variation = 1.0 - profile.loop_repeat_target if cfg["variation"] == "auto" else float(cfg["variation"])
+    variation = variation_share(cfg["variation"], profile.loop_repeat_target)
     plan = plan_form(cfg["form"], cfg["bars"], loop_bars)
     seen = max(cfg["primer_events"], profile.context_events or 0) or None
 
@@ -87,8 +94,19 @@ def _batch_job(kit: dict, indices: list[int]) -> dict:
                                       cfg["melody_variation"], set(profile.grid_ticks), profile.hold_limit_ticks,
                                       cfg["events"] or None, seen, profile.advances))
         compose(session.sampler, session.field_sampler, composers)
-        return [{"seq": c.take(), "seed": seed, "primer_events": len(c.primer), "metre": c.metre}
-                for c, seed in zip(composers, seeds)]
+        takes = [{"seq": c.take(), "seed": seed, "primer_events": len(c.primer), "metre": c.metre,
+                  "melody_by": "ensemble"} for c, seed in zip(composers, seeds)]
+        if session.melody_sampler is not None and not cfg["events"]:
+            over = [k for k, t in enumerate(takes)
+                    if wants_melody(cfg["melody"], profile.has_melody, t["seq"], vocab, plan[-1].end)]
+            writers = [MelodyOver(takes[k]["seq"], plan[-1].end, metre=composers[k].metre, vocab=vocab,
+                                  primer=composers[k].primer, rng=composers[k].rng,
+                                  grid_ticks=set(profile.grid_ticks), hold_limit=None, advances=profile.advances)
+                       for k in over]
+            compose(session.melody_sampler, session.melody_field_sampler, writers)
+            for k, writer in zip(over, writers):
+                takes[k].update(seq=writer.take(), melody_by="base")
+        return takes
     sections = None if cfg["events"] else [(s.start, s.end) for s in plan]
     check = functools.partial(take_report, vocab=vocab, profile=profile, sections=sections)
     takes = draw_takes(sample, indices, cfg["redraws"], check, log.append)
@@ -102,15 +120,17 @@ class GenerateStage(Stage):
     takes = (catalog.VOCABULARY, catalog.SEQUENCES, catalog.PROFILE, catalog.MEMBERS, catalog.ENSEMBLE,
              catalog.MODEL_VOCABULARY)
     gives = (catalog.TAKES,)
-    reads = ("generate", "run.seed", "train.threads")
+    reads = ("generate", "run.seed", "train.threads", "train.base")
     help = "sample event sequences from the ensemble (temperature, top-k, top-p, primer, seed)"
 
     def external_inputs(self, params, root):
         # The primer is a mode or a MIDI file; a file counts by its bytes, never its path.
         primer = params.generate.primer
-        if primer in ("dev", "none"):
-            return {"primer": primer}
-        return {"primer": path_digest(root / primer)}
+        inputs = {"primer": primer if primer in ("dev", "none") else path_digest(root / primer)}
+        if params.generate.melody != "ensemble":  # the base ensemble may write melodies
+            folder = base.base_folder(params.train.base, root)
+            inputs["base"] = base.base_digest(folder) if (folder / base.MANIFEST).exists() else "none"
+        return inputs
 
     def check(self, params, root):
         unknown = sorted(set(params.generate.fields) - set(TARGETS))
@@ -124,6 +144,17 @@ class GenerateStage(Stage):
             raise StageError(f"primer {primer}: file not found (generate.primer is "
                              "'dev', 'none' or a MIDI file)")
 
+    @staticmethod
+    def _melody_base(ctx: StageContext, vocab) -> dict[str, bytes]:
+        """The base ensemble's files, for melodies over harmonies (none: no melody is written)."""
+        if ctx.params.generate.melody == "ensemble":
+            return {}
+        folder = base.base_folder(ctx.params.train.base, ctx.root)
+        files, why = base.melody_files(folder, vocab)
+        if why:
+            ctx.log(f"no melody can be written over the harmony: {why}")
+        return files
+
     def run(self, ctx: StageContext) -> dict:
         cfg = ctx.params.generate
         encoded = catalog.read_encoded(ctx.source(catalog.SEQUENCES))
@@ -135,12 +166,13 @@ class GenerateStage(Stage):
         if cfg.primer not in ("dev", "none"):
             midi_primer = primer_from_midi(ctx.path(cfg.primer), vocab, models_window)
         grid = int(vocab.config.get("grid", 12))
-        loop_bars = cfg.loop_bars or profile.loop_bars
+        loop_bars = cfg.loop_bars or loop_length(profile.loop_bars, profile.loop_repeat_target)
         if loop_bars > profile.longest_bars:
             ctx.log(f"a loop of {loop_bars} bars (generate.loop_bars) is longer than any training piece "
                     f"({profile.longest_bars} bars): the loops go past what the models saw")
         plan_form(cfg.form, cfg.bars, loop_bars)  # a bad form stops here, before any sampling
         kit = {"train": catalog.ensemble_files(train_dir), "vocab": vocab, "profile": profile,
+               "base": self._melody_base(ctx, vocab),
                "midi_primer": midi_primer, "grid": grid, "dev_pieces": encoded.sequences("dev"),
                "settings": {k: getattr(cfg, k) for k in SETTINGS},
                "batch": min(cfg.batch_tracks, cfg.tracks), "run_seed": ctx.params.run.seed, "loop_bars": loop_bars,
@@ -169,15 +201,16 @@ class GenerateStage(Stage):
                 tokens=[list(t) for t in vocab.decode(seq)], self_repetition=round(self_repetition(seq), 4),
                 distinct_events=len({tuple(r) for r in seq.tolist()}), chords=sum(e.is_chord for e in events),
                 melody_notes=sum(e.pitch is not None for e in events), metre=take["metre"],
-                loop_bars=loop_bars, sections=take["sections"]))
+                loop_bars=loop_bars, sections=take["sections"], melody_by=take["melody_by"]))
         catalog.write_takes(ctx.out_dir, takes)
         for t in takes.tracks:
             ctx.log(f"track {t.index}: {t.form or 'free'} ({t.metre}), {len(t.ids)} events ({t.chords} chords, "
-                    f"{t.melody_notes} melody notes), take {t.draws}")
+                    f"{t.melody_notes} melody notes, {MELODY_BY[t.melody_by]}), take {t.draws}")
         tracks = takes.tracks
         return {"tracks": len(tracks), "events": [len(t.ids) for t in tracks],
                 "self_repetition": [t.self_repetition for t in tracks],
                 "distinct_events": [t.distinct_events for t in tracks], "seeds": [t.seed for t in tracks],
                 "takes": [t.draws for t in tracks], "redraws": sum(t.draws - 1 for t in tracks),
+                "melody_by": [t.melody_by for t in tracks],
                 "flagged": [t.index for t in tracks if t.flagged],
                 "checks_failed": {t.index: t.checks["failed"] for t in tracks if t.flagged}}

@@ -1,6 +1,7 @@
 """train: fit the ensemble members (from the base ensemble or from scratch, early stopping on the
-dev pieces), then score them, their ensemble, the base alone and the baselines on the test
-pieces, which nothing else looks at."""
+dev pieces), calibrate how they are sampled on the dev pieces (the members' combination and
+weights, each field's temperature), then score them, their ensemble, the base alone and the
+baselines on the test pieces, which nothing else looks at."""
 from __future__ import annotations
 
 import shutil
@@ -10,12 +11,16 @@ from pathlib import Path
 from ..core import atomic
 from ..core.errors import StageError
 from ..core.runner import Stage, StageContext
-from ..model import base
+from ..model import base, rate_matching
+from ..model.calibration import calibrate
+from ..model.ensemble import compiled_sampler
 from ..model.members import configure_tensorflow
 from ..model.scoring import evaluate, format_table
-from ..model.training import member_specs, read_history, reproducible_keras, train_member
+from ..model.training import dev_sample, member_specs, read_history, reproducible_keras, train_member
 from ..music.token_format import FIELDS
 from . import catalog
+
+CALIBRATION_WINDOWS = 8192  # dev windows the calibration reads at most, evenly spaced
 
 
 def _member_job(shared: dict, spec: dict) -> dict:
@@ -42,7 +47,7 @@ def _member_job(shared: dict, spec: dict) -> dict:
 
 class TrainStage(Stage):
     name = "train"
-    takes = (catalog.VOCABULARY, catalog.SEQUENCES)
+    takes = (catalog.VOCABULARY, catalog.SEQUENCES, catalog.PROFILE)
     gives = (catalog.MEMBERS, catalog.ENSEMBLE, catalog.MODEL_VOCABULARY, catalog.METRICS, catalog.METRICS_TABLE)
     reads = ("train", "run.seed")
     help = "fine-tune the base ensemble (Conv1D -> BiLSTM -> attention, a head per field) or train it from scratch"
@@ -99,22 +104,46 @@ class TrainStage(Stage):
             path = catalog.write_member(ctx.out_dir, result["name"], result["keras"])
             models[result["name"]] = keras.saving.load_model(path)
             histories[result["name"]] = result["history"]
+        x_dev, y_dev = dev_sample(data["x_dev"], data["y_dev"], CALIBRATION_WINDOWS)
+        profile = catalog.read_profile(ctx.source(catalog.PROFILE))
+        dev_pieces = encoded.sequences("dev")
+
+        def play(combination: dict, temperatures: dict) -> dict:
+            sampler = compiled_sampler(list(models.values()), combination["combine"], combination["weights"],
+                                       cfg.rate_matching_tracks, ctx.log)
+            return rate_matching.match_rates(sampler, vocab, profile, dev_pieces, temperatures, ctx.params.run.seed,
+                                             cfg.rate_matching_tracks, ctx.log)
+        calibration = calibrate(list(models.values()), vocab, x_dev, y_dev, play if cfg.rate_matching_tracks else None)
+        ctx.log(f"calibrated on {calibration['dev_events']} dev events: {calibration['chosen']} "
+                f"({calibration['combine']}, weights {', '.join(f'{w:g}' for w in calibration['weights'])}; dev NLL "
+                + ", ".join(f"{n} {c['dev_nll']:.3f}" for n, c in calibration["candidates"].items())
+                + "); temperatures " + ", ".join(f"{f} {v['temperature']:g}"
+                                                 for f, v in calibration["sampling"].items()))
         if init:  # the weights the members started at, scored alone
             base_models = {"base": base.load_starting_points(folder, manifest, specs, vocab, encoded.window)}
-        metrics = evaluate(models, vocab, data, cfg.ngram_order, "test", other_ensembles=base_models)
+        metrics = evaluate(models, vocab, data, cfg.ngram_order, "test", other_ensembles=base_models,
+                           combination=(calibration["combine"], calibration["weights"]))
         table = format_table(metrics)
         test_events = int(len(data["y_test"]))
         ngram = metrics[f"{cfg.ngram_order}-gram"]["dev_weights"]
         ctx.log(f"test split ({test_events} events, used for nothing else), NLL in nats:\n" + table
                 + f"\nthe {cfg.ngram_order}-gram's weight against the unigram, chosen on the dev split: "
                 + ", ".join(f"{f} {w:g}" for f, w in ngram.items()))
-        catalog.write_ensemble(ctx.out_dir, vocab, encoded.window, specs, metrics, test_events, histories, table)
+        catalog.write_ensemble(ctx.out_dir, vocab, encoded.window, specs, metrics, test_events, histories, table,
+                               calibration)
         shutil.rmtree(work_root, ignore_errors=True)
         nll = {name: m["nll"] for name, m in metrics.items()}
         best_member = min(nll[s["name"]] for s in specs)
+        dev = calibration["candidates"]
+        best_dev = min(v["dev_nll"] for k, v in dev.items() if k.endswith(" alone"))
         return {"test": metrics, "test_events": test_events, "init": cfg.init,
+                "calibration": {k: calibration[k] for k in ("chosen", "combine", "weights", "dev_nll", "dev_events",
+                                                            "sampling", "teacher_forced")},
+                "dev_nll": {k: v["dev_nll"] for k, v in dev.items()},
+                "ensemble_within_best_member_on_dev": calibration["dev_nll"] <= best_dev,
+                "ensemble_within_best_member_on_test": nll["ensemble"] <= best_member,
                 "checks": {n: len(h) for n, h in histories.items()},
                 "steps": {n: len(h) * budget["check_every"] for n, h in histories.items()},
-                "ordering_holds": nll["ensemble"] < best_member < nll[f"{cfg.ngram_order}-gram"] < nll["unigram"],
+                "ordering_holds": nll["ensemble"] <= best_member < nll[f"{cfg.ngram_order}-gram"] < nll["unigram"],
                 "ensemble_beats_members": nll["ensemble"] < best_member,
                 "ensemble_beats_ngram": nll["ensemble"] < nll[f"{cfg.ngram_order}-gram"]}

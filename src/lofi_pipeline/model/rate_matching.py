@@ -1,0 +1,96 @@
+"""Sampling settings matched to the data's rates by playing, not only by scoring.
+
+A temperature fitted to the dev NLL (calibration.py) is right for one step given the true past;
+a take is hundreds of steps, each given the model's own past, and small leans add up (too many
+notes, too many leaps, a harmony that changes too often or too seldom). So, on the dev pieces:
+the models play short continuations of dev primers (the same seeds for every candidate, so
+candidates differ by their settings alone), and each group of fields (timing, harmony, melody,
+velocity) has its temperatures scaled where that brings the played segments' figures closer to
+the dev pieces': where onsets fall, chords a bar and their families, root motion, melody steps,
+density and range (the realism figure's features) and the velocity levels.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..music.realism import features, segments
+from ..music.token_format import NONE, TARGETS, Event
+from .calibration import TEMPERATURE_RANGE
+from .compose import Composer, compose
+from .form import Section
+from .sampling import FieldSampler
+from .takes import dev_primer
+
+GROUPS = {"timing": ("bar", "position"), "harmony": ("root", "quality"), "melody": ("pitch", "duration"),
+          "velocity": ("velocity",)}
+SCALES = (0.8, 1.25)  # each group's temperatures times these, against as they are
+BARS = 8  # bars each
+PRIMER_EVENTS = 8
+SPREAD_FLOOR = 0.05  # a figure that never varies in the data still has a scale for its distance
+assert {f for fields in GROUPS.values() for f in fields} == set(TARGETS)
+
+
+def figures(sequences: list[list[Event]], velocity_bins: int) -> np.ndarray:
+    """One row per two-bar segment: the realism figure's features, the mean velocity level (0 to 1)
+    and the share of onsets at the loudest level."""
+    rows = []
+    for events in sequences:
+        for segment in segments(events):
+            levels = np.array([e.velocity for e in segment]) / max(1, velocity_bins - 1)
+            rows.append(np.concatenate([features(segment), [levels.mean(), np.mean(levels >= 1.0)]]))
+    return np.array(rows).reshape(len(rows), -1)
+
+
+def distance(played: np.ndarray, data: np.ndarray) -> float:
+    """How far the played segments' mean figures lie from the data's, in the data's spreads."""
+    if not len(played) or not len(data):
+        return float("inf")
+    return float(np.mean(np.abs(played.mean(0) - data.mean(0)) / (data.std(0) + SPREAD_FLOOR)))
+
+
+def play(sampler, vocab, profile, dev_pieces: list[np.ndarray], temperatures: dict[str, float],
+         seed: int, tracks: int) -> list[list[Event]]:
+    """`tracks` continuations of BARS bars from dev primers, drawn whole (no truncation)."""
+    settings = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0, "repetition_window": 0,
+                "fields": {f: {"temperature": t} for f, t in temperatures.items()}}
+    both = profile.has_chords and profile.has_melody
+    want = (vocab.index["root"][NONE], vocab.index["pitch"][NONE]) if both else None
+    seen = max(PRIMER_EVENTS, profile.context_events or 0)
+    composers = []
+    for i in range(tracks):
+        rng = np.random.default_rng([seed, i])
+        primer = dev_primer(dev_pieces, rng, PRIMER_EVENTS, want)
+        metre = vocab.fields["metre"][primer[-1, 0]] if len(primer) else profile.metre
+        composers.append(Composer([Section("A", 0, BARS)], BARS, metre, vocab, primer, rng, 1.0, 0.0,
+                                  set(profile.grid_ticks), profile.hold_limit_ticks, None, seen, profile.advances))
+    compose(sampler, FieldSampler(vocab, settings), composers, progress=False)
+    return [vocab.decode_events(c.take())[0] for c in composers]
+
+
+def match_rates(sampler, vocab, profile, dev_pieces: list[np.ndarray], temperatures: dict[str, float],
+                seed: int, tracks: int, log=print) -> dict | None:
+    """The per-field temperatures after one pass over the groups of fields, each group scaled by
+    whichever of SCALES (or none) brings the played figures nearest the dev pieces', with every
+    trial's distance; None where the dev pieces give no segment to compare with."""
+    bins = int(vocab.config.get("velocity_bins", 4))
+    data = figures([vocab.decode_events(ids)[0] for ids in dev_pieces], bins)
+    if not len(data):
+        return None
+
+    def trial(temps: dict[str, float]) -> float:
+        return distance(figures(play(sampler, vocab, profile, dev_pieces, temps, seed, tracks), bins), data)
+    best = start = trial(temperatures)
+    trials = [{"group": "as fitted", "scale": 1.0, "distance": round(start, 4)}]
+    for group, fields in GROUPS.items():
+        chosen, chosen_scale = temperatures, 1.0
+        for scale in SCALES:
+            temps = {**temperatures, **{f: float(np.clip(temperatures[f] * scale, *TEMPERATURE_RANGE)) for f in fields}}
+            d = trial(temps)
+            trials.append({"group": group, "scale": scale, "distance": round(d, 4)})
+            if d < best - 1e-9:
+                best, chosen, chosen_scale = d, temps, scale
+        temperatures = chosen
+        log(f"played {tracks} x {BARS} bars from dev primers: {group} temperatures x{chosen_scale:g} "
+            f"(distance to the dev pieces {best:.3f})")
+    return {"temperatures": {f: round(t, 3) for f, t in temperatures.items()}, "trials": trials,
+            "distance": round(best, 4), "distance_as_fitted": round(start, 4), "dev_segments": int(len(data))}
