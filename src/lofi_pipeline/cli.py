@@ -262,19 +262,21 @@ def train_from_scratch(args, runner: Runner, outputs: Path) -> Runner:
 
 def takes_for_realism(args, runner: Runner, outputs: Path) -> list:
     """More takes from the run's models, for the realism figure alone, when the run's own tracks
-    give fewer than REALISM_SEGMENTS distinct segments: tracks numbered after the run's (seeds
-    of their own), in `outputs`, from a copy of the run's artifacts through train."""
+    are fewer than REALISM_TRACKS or give fewer than REALISM_SEGMENTS distinct segments: tracks
+    numbered after the run's (seeds of their own), in `outputs`, from a copy of the run's
+    artifacts through train."""
     import numpy as np
 
-    from .evaluate import MORE_TAKES_AT_MOST, REALISM_SEGMENTS, distinct_segments
+    from .evaluate import MORE_TAKES_AT_MOST, REALISM_SEGMENTS, REALISM_TRACKS, distinct_segments
     from .stages import catalog
     takes = catalog.read_takes(runner.artifact_dir("generate")).tracks
     vocab = catalog.read_encoded(runner.artifact_dir("encode")).vocab
     have = distinct_segments(takes, vocab)
-    if have >= REALISM_SEGMENTS or not takes:
+    if (have >= REALISM_SEGMENTS and len(takes) >= REALISM_TRACKS) or not takes:
         return []
     per_track = max(1.0, have / len(takes))
-    extra = min(MORE_TAKES_AT_MOST, int(np.ceil((REALISM_SEGMENTS - have) / per_track)) + 1)
+    extra = min(MORE_TAKES_AT_MOST, max(REALISM_TRACKS - len(takes),
+                                        int(np.ceil((REALISM_SEGMENTS - have) / per_track)) + 1))
     print(f"== {have} distinct segments from {len(takes)} tracks: {extra} more takes for the realism figure "
           f"-> {outputs}")
     for stage in ("intake", "extract", "encode", "train"):

@@ -27,6 +27,7 @@ def slug(archive: Path, taken: set[str]) -> str:
 
 
 REALISM_SEGMENTS = 40  # distinct generated segments the realism figure wants at least
+REALISM_TRACKS = 16  # and tracks, so that its folds (whole tracks each) hold several
 MORE_TAKES_AT_MOST = 16  # takes made for the figure alone, beyond the run's tracks
 
 
@@ -179,7 +180,8 @@ def format_table(results: list[dict]) -> str:
     add("A-section bars repeating the loop's harmony", lambda r: " ".join(
         "-" if t["a_section_repeats"] is None else f"{t['a_section_repeats']:.2f}" for t in r["tracks"]))
     add("loop (bars) / main places in the beat", lambda r: f"{r['loop_bars']} / ticks {r['main_ticks']}")
-    add("realism: classifier accuracy (50% = can't tell)", lambda r: "-" if r["realism"]["accuracy"] is None else
+    add("realism: balanced accuracy, folds of whole tracks (50% = can't tell)", lambda r: "-" if r["realism"][
+        "accuracy"] is None else
         f"{r['realism']['accuracy']:.1%} +- {r['realism']['spread']:.1%} (seeds: "
         + " ".join(f"{a:.1%}" for a in r["realism"]["per_seed"]) + ")")
     add("  segments per class (generated / real)", lambda r: f"{r['realism']['per_class']} "

@@ -14,7 +14,7 @@ from .core.runner import Runner
 from .music.checks import CHECKS
 from .music.piece import GRID
 from .music.statistics import compare
-from .music.token_format import bar_ticks
+from .music.token_format import TARGETS, bar_ticks
 from .stages import catalog
 
 STAT_ROWS = [("pitch_class_entropy", "pitch-class entropy (bits)"),
@@ -176,7 +176,7 @@ def _sampling_paragraph(runner: Runner) -> str:
         f"({c['combine']}, weights {', '.join(f'{w:g}' for w in c['weights'])}), dev NLL {c['dev_nll']:.3f} "
         f"against {min(alone.values()):.3f} for the best member alone. Each field is drawn whole (no top-k or "
         "top-p) at a temperature fitted to the dev NLL" + played + ": "
-        + ", ".join(f"{f} {s['temperature']:g}" for f, s in c["sampling"].items()) + ".").join(
+        + ", ".join(f"{f} {c['sampling'][f]['temperature']:g}" for f in TARGETS if f in c["sampling"]) + ".").join(
         ("<p>", "</p>"))
 
 

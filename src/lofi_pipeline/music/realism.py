@@ -6,7 +6,8 @@ onsets it has, its chord families and root motion, its melody's intervals and ra
 forest is trained to tell the two apart, and its cross-validated accuracy on balanced classes
 is the figure: 50 % means it cannot, 100 % that every segment gives itself away. Segments that
 are exact copies of one before them (a loop played again, unvaried) count once, on either side:
-a copy tells the classifier nothing new. The features that separate them most are named
+a copy tells the classifier nothing new; and the folds keep each track or piece whole. The
+features that separate them most are named
 (permutation importance on the held-out folds, ties broken by the forest's impurity decrease).
 """
 from __future__ import annotations
@@ -67,51 +68,66 @@ def features(segment: list[Event], bars: int = SEGMENT_BARS) -> np.ndarray:
                            [len(melody) / beats, (max(melody) - min(melody)) if melody else 0.0]])
 
 
-def _distinct(vectors: list[np.ndarray]) -> np.ndarray:
-    """The vectors, each exact repeat of one before it left out."""
-    seen, out = set(), []
-    for v in vectors:
-        if v.tobytes() not in seen:
-            seen.add(v.tobytes())
-            out.append(v)
-    return np.array(out).reshape(-1, len(FEATURES))
+def _distinct(side: list[list[Event]]) -> tuple[np.ndarray, np.ndarray]:
+    """The segments' feature vectors of one side, each exact repeat of one before it left out,
+    with the sequence each came from."""
+    seen, out, groups = set(), [], []
+    for g, sequence in enumerate(side):
+        for segment in segments(sequence):
+            v = features(segment)
+            if v.tobytes() not in seen:
+                seen.add(v.tobytes())
+                out.append(v)
+                groups.append(g)
+    return np.array(out).reshape(-1, len(FEATURES)), np.array(groups, np.int64)
 
 
 def realism(generated: list[list[Event]], real: list[list[Event]], seeds: tuple[int, ...] = (0, 1, 2),
             top: int = 3) -> dict:
     """The classifier two-sample test of generated against real sequences: cross-validated
-    accuracy on as many distinct segments of each, its mean and spread over every fold of every
-    seed (each seed draws its own balanced sample, folds and forest), the sample sizes, and the
-    `top` features that separate them most."""
+    balanced accuracy on as many distinct segments of each, its mean and spread over every fold of
+    every seed (each seed draws its own balanced sample, folds and forest), the sample sizes, and
+    the `top` features that separate them most.
+
+    The folds keep each sequence whole (grouped by track or piece): segments of one track share
+    its loops, and a forest tested on a track it was trained on would recognise the track, not
+    tell generated music from real."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.inspection import permutation_importance
-    from sklearn.model_selection import StratifiedKFold
-    fake, true = (_distinct([features(s) for seq in side for s in segments(seq)]) for side in (generated, real))
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import StratifiedGroupKFold
+    (fake, fake_groups), (true, true_groups) = _distinct(generated), _distinct(real)
     n = min(len(fake), len(true))
+    folds = min(FOLDS, len(set(fake_groups.tolist())), len(set(true_groups.tolist())))
     result = {"generated_segments": int(len(fake)), "real_segments": int(len(true)), "per_class": int(n),
-              "accuracy": None, "spread": None, "per_seed": [], "separating": []}
-    if n < 2 * FOLDS:
+              "folds": int(folds), "accuracy": None, "spread": None, "per_seed": [], "separating": []}
+    if n < 2 * FOLDS or folds < 2:
         return result
     accuracies, importance, impurity = [], np.zeros(len(FEATURES)), np.zeros(len(FEATURES))
     for seed in seeds:
         rng = np.random.default_rng(seed)
-        x = np.vstack([fake[rng.choice(len(fake), n, replace=False)], true[rng.choice(len(true), n, replace=False)]])
+        pick_fake, pick_true = rng.choice(len(fake), n, replace=False), rng.choice(len(true), n, replace=False)
+        x = np.vstack([fake[pick_fake], true[pick_true]])
         y = np.array([1] * n + [0] * n)
+        groups = np.concatenate([fake_groups[pick_fake], len(generated) + true_groups[pick_true]])
         mine = []
-        for train, test in StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(x, y):
+        for train, test in StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(x, y, groups):
+            if len(set(y[test].tolist())) < 2:  # a fold with one side only says nothing of telling them apart
+                continue
             forest = RandomForestClassifier(200, min_samples_leaf=2, random_state=seed, n_jobs=1).fit(x[train],
                                                                                                      y[train])
-            mine.append(forest.score(x[test], y[test]))
-            importance += permutation_importance(forest, x[test], y[test], n_repeats=5, random_state=seed,
-                                                 n_jobs=1).importances_mean
+            mine.append(balanced_accuracy_score(y[test], forest.predict(x[test])))
+            importance += permutation_importance(forest, x[test], y[test], n_repeats=5, random_state=seed, n_jobs=1,
+                                                 scoring="balanced_accuracy").importances_mean
             impurity += forest.feature_importances_
         accuracies += mine
-        result["per_seed"].append(round(float(np.mean(mine)), 4))
+        result["per_seed"].append(round(float(np.mean(mine)), 4) if mine else None)
+    if not accuracies:
+        return result
     # Where several features each separate the classes alone, shuffling one costs nothing and
     # their permutation importances tie (at 0 when the separation is perfect): the forest's own
     # use of them (impurity decrease) breaks the tie.
     order = np.lexsort((-impurity, -np.round(importance, 6)))[:top]
-    runs = FOLDS * len(seeds)
     result.update(accuracy=round(float(np.mean(accuracies)), 4), spread=round(float(np.std(accuracies)), 4),
-                  separating=[(FEATURES[i], round(float(importance[i] / runs), 4)) for i in order])
+                  separating=[(FEATURES[i], round(float(importance[i] / len(accuracies)), 4)) for i in order])
     return result
