@@ -25,7 +25,7 @@ from ..music.statistics import self_repetition
 from ..music.token_format import FIELDS, NONE, TARGETS
 from . import catalog
 
-MELODY_BY = {"ensemble": "the melody the ensemble's", "base": "the melody the base ensemble's over the harmony"}
+MELODY_BY = {"ensemble": "melody by the ensemble", "base": "melody by the base ensemble, over the harmony"}
 SETTINGS = ("temperature", "top_k", "top_p", "repetition_penalty", "repetition_window", "fields", "combine",
             "weights", "primer", "primer_events", "redraws", "bars", "events", "form", "loop_bars", "variation",
             "melody_variation", "melody")
@@ -177,8 +177,11 @@ class GenerateStage(Stage):
                "settings": {k: getattr(cfg, k) for k in SETTINGS},
                "batch": min(cfg.batch_tracks, cfg.tracks), "run_seed": ctx.params.run.seed, "loop_bars": loop_bars,
                "threads": ctx.params.train.threads}
-        kit["digest"] = hashlib.sha256(b"".join(kit["train"][k] for k in sorted(kit["train"])) + repr(
-            (kit["settings"], kit["batch"], kit["threads"])).encode()).hexdigest()
+        # A worker keeps a kit's models loaded between batches: the digest tells kits apart, the
+        # base's bytes too (a rebuilt base is another kit).
+        models = b"".join(files[k] for files in (kit["train"], kit["base"]) for k in sorted(files))
+        settings = repr((kit["settings"], kit["batch"], kit["threads"])).encode()
+        kit["digest"] = hashlib.sha256(models + settings).hexdigest()
         del encoded
         # Batches of tracks, in turn here or one Ray task each; a track's seed and numbers do not
         # depend on the batch it is in, so every executor gives the same takes.
