@@ -82,7 +82,7 @@ def test_a_temperature_fitted_on_dev_undoes_an_over_or_under_confident_model(pow
     rng = np.random.default_rng(3)
     truth = true_distributions(4000, rng)
     y = drawn(truth, rng)
-    fitted = fit_temperatures(sharpened(truth, power), VOCAB, y)
+    fitted = fit_temperatures(sharpened(truth, power), y, {})
     for f in ("pitch", "velocity", "position"):
         assert low <= fitted[f]["temperature"] <= high, (f, fitted[f])
         assert fitted[f]["dev_nll"] < fitted[f]["dev_nll_at_1"]
@@ -91,7 +91,7 @@ def test_a_temperature_fitted_on_dev_undoes_an_over_or_under_confident_model(pow
 def test_a_temperature_fitted_on_a_few_events_stays_near_one():
     rng = np.random.default_rng(4)
     truth = true_distributions(30, rng)
-    fitted = fit_temperatures(sharpened(truth, 3.0), VOCAB, drawn(truth, rng))
+    fitted = fit_temperatures(sharpened(truth, 3.0), drawn(truth, rng), {})
     assert all(abs(np.log(v["temperature"])) < abs(np.log(v["fitted"])) for v in fitted.values())
     assert all(0.8 <= v["temperature"] <= 1.25 for v in fitted.values()), fitted
 

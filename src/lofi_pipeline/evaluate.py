@@ -31,29 +31,23 @@ REALISM_TRACKS = 16  # and tracks, so that its folds (whole tracks each) hold se
 MORE_TAKES_AT_MOST = 16  # takes made for the figure alone, beyond the run's tracks
 
 
-def held_out_events(runner: Runner) -> list:
-    """The dev and test pieces as events (never the training pieces)."""
-    encoded = catalog.read_encoded(runner.artifact_dir("encode"))
-    decode = encoded.vocab.decode_events
-    return [decode(ids)[0] for split in ("dev", "test") for ids in encoded.sequences(split)]
-
-
-def realism_of(runner: Runner, takes: list[catalog.Take], vocab) -> dict:
+def realism_of(encoded, takes: list[catalog.Take]) -> dict:
     """The classifier two-sample test of the run's takes (and any made for the figure alone)
-    against the dev and test pieces."""
-    return realism([vocab.decode_events(t.ids)[0] for t in takes], held_out_events(runner))
+    against the dev and test pieces (never the training pieces)."""
+    decode = encoded.vocab.decode_events
+    real = [decode(ids)[0] for split in ("dev", "test") for ids in encoded.sequences(split)]
+    return realism([decode(t.ids)[0] for t in takes], real)
 
 
 def distinct_segments(takes: list[catalog.Take], vocab) -> int:
     return realism([vocab.decode_events(t.ids)[0] for t in takes], [])["generated_segments"]
 
 
-def rates_of(runner: Runner, takes: list[catalog.Take]) -> dict:
+def rates_of(encoded, takes: list[catalog.Take], quantile: float) -> dict:
     """Every rate of music/rates.py for each track beside the training pieces' range."""
-    encoded = catalog.read_encoded(runner.artifact_dir("encode"))
     vocab, bins = encoded.vocab, int(encoded.vocab.config.get("velocity_bins", 4))
     train = [vocab.decode_events(ids)[0] for ids in encoded.sequences("train")]
-    ranges = rate_ranges(train, bins, runner.cfg.encode.checks_quantile)
+    ranges = rate_ranges(train, bins, quantile)
     tracks = [rates(vocab.decode_events(t.ids)[0], bins) for t in takes]
     return {"ranges": ranges, "tracks": [{k: None if v is None else round(v, 4) for k, v in r.items()} for r in tracks],
             "outside": [outside(r, ranges) for r in tracks]}
@@ -93,14 +87,12 @@ def summarise(runner: Runner, archive: str, scratch: dict | None = None,
     nll = {"ensemble": test["ensemble"]["nll"], "scratch ensemble": (scratch or {}).get("nll"),
            "base alone": test.get("base", {}).get("nll"), "best member": members[best],
            "n-gram": test[ngram]["nll"], "unigram": test["unigram"]["nll"]}
-    vocab = catalog.read_encoded(runner.artifact_dir("encode")).vocab
+    encoded = catalog.read_encoded(runner.artifact_dir("encode"))
+    vocab = encoded.vocab
     tracks = [{"index": t.index, "takes": t.draws, "passed": not t.flagged, "failed": t.checks["failed"],
                "outside": t.checks["outside"], "figures": t.checks["figures"], "lead": r.lead,
                "harmonised_bars": r.harmonised_bars, "form": t.form, "a_section_repeats": a_section_repeats(t, vocab)}
               for t, r in zip(takes.tracks, records)]
-    calibration = train.get("calibration", {})
-    dev = train.get("dev_nll", {})
-    best_dev = min((v for k, v in dev.items() if k.endswith(" alone")), default=None)
     return {
         "archive": archive, "outputs": str(runner.outputs),
         "files_kept": intake.get("files_kept", 0),
@@ -113,10 +105,10 @@ def summarise(runner: Runner, archive: str, scratch: dict | None = None,
         "approximated": encode.get("approximated", {}),
         "nll": nll, "best_member": best, "ngram": ngram,
         "ordering_holds": nll["ensemble"] <= nll["best member"] < nll["n-gram"] < nll["unigram"],
-        "calibration": calibration, "dev_nll": dev,
-        "ensemble_within_best_member": {"dev": None if best_dev is None else calibration.get("dev_nll", 0) <= best_dev,
+        "calibration": train.get("calibration", {}), "dev_nll": train.get("dev_nll", {}),
+        "ensemble_within_best_member": {"dev": train.get("ensemble_within_best_member_on_dev"),
                                         "test": nll["ensemble"] <= nll["best member"]},
-        "rates": rates_of(runner, takes.tracks),
+        "rates": rates_of(encoded, takes.tracks, runner.cfg.encode.checks_quantile),
         "finetuned_beats_scratch": None if scratch is None else nll["ensemble"] < nll["scratch ensemble"],
         "scratch_train_seconds": (scratch or {}).get("train_seconds"), "init": train.get("init", "scratch"),
         "steps": train.get("steps", {}),
@@ -124,7 +116,7 @@ def summarise(runner: Runner, archive: str, scratch: dict | None = None,
         "test": test, "checks_ranges": profile.ranges, "checks_quantile": profile.quantile,
         "training_pieces_inside": profile.pieces_inside, "loop_bars": profile.loop_bars,
         "main_ticks": list(profile.main_ticks), "tracks": tracks,
-        "realism": {**realism_of(runner, takes.tracks + list(more_takes or []), vocab),
+        "realism": {**realism_of(encoded, takes.tracks + list(more_takes or [])),
                     "tracks": len(takes.tracks) + len(more_takes or [])},
         "stage_seconds": {n: round((runner.manifest(n) or {}).get("timings", {}).get("seconds", 0.0), 1)
                           for n in runner.order},

@@ -69,17 +69,16 @@ def _tempered_nll(p: np.ndarray, allowed: np.ndarray, targets: np.ndarray, tempe
     return float(-np.mean(logp[np.arange(len(targets)), targets] - norm))
 
 
-def fit_temperatures(probs: dict[str, np.ndarray], vocab: Vocabulary, y: np.ndarray) -> dict[str, dict]:
+def fit_temperatures(probs: dict[str, np.ndarray], y: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, dict]:
     """Each field's temperature that gives the dev events the lowest NLL, over what the sampler may
-    draw (never padding or <unk>, within the pairing rule), with the NLL at 1 and at the fit.
-    Events whose true value is <unk> are left out: the sampler can never draw them."""
+    draw (never padding or <unk>, within the pairing rule's `masks`: scoring.pairing_masks), with
+    the NLL at 1 and at the fit. Events whose true value is <unk> are left out: the sampler can
+    never draw them."""
     out = {}
     for j, f in ((FIELDS.index(f), f) for f in TARGETS):
         targets = y[:, j]
-        allowed = np.ones_like(probs[f], bool)
+        allowed = masks[f].copy() if f in masks else np.ones_like(probs[f], bool)
         allowed[:, [PAD, UNK]] = False
-        if f in ("quality", "duration"):
-            allowed &= np.stack([vocab.pair_mask(f, row) for row in y])
         keep = (targets != UNK) & allowed[np.arange(len(targets)), targets]
         if not keep.any():
             out[f] = {"temperature": 1.0, "dev_nll_at_1": None, "dev_nll": None}
@@ -129,7 +128,7 @@ def calibrate(models: list, vocab: Vocabulary, x_dev: np.ndarray, y_dev: np.ndar
     targets = y_dev[:, [FIELDS.index(f) for f in TARGETS]]
     combination = fit_combination(member_probs, masks, targets)
     combined = combine(member_probs, combination["combine"], combination["weights"])
-    fields = fit_temperatures(combined, vocab, y_dev)
+    fields = fit_temperatures(combined, y_dev, masks)
     temperatures = {f: v["temperature"] for f, v in fields.items()}
     matched = play(combination, temperatures) if play else None
     if matched:
