@@ -12,9 +12,9 @@ ARGS := $(if $(ARCHIVE),--archive "$(ARCHIVE)") $(if $(PROFILE),--profile $(PROF
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 SF2 := /usr/share/sounds/sf2/FluidR3_GM.sf2
 DATASET := $(if $(ARCHIVE),,dataset/default.zip)
-STAGES := intake extract encode train generate arrange render master stems export
+STAGES := intake extract encode train generate drums arrange render master stems export
 
-.PHONY: serve all test setup system system-test venv ray soundfont dataset status clean report bench bench-scale base $(STAGES)
+.PHONY: serve all test setup system system-test venv ray soundfont dataset status clean report bench bench-scale base base-drums $(STAGES)
 
 all: setup $(DATASET)
 	$(LOFI) all $(ARGS)
@@ -89,6 +89,12 @@ soundfont: system
 # change to the token format or the members' code; about 33 minutes on two cores (docs/model.md).
 base: setup
 	$(LOFI) base $(LOFI_ARGS)
+	$(LOFI) base-drums $(LOFI_ARGS)
+
+# Pre-train the shipped base drum model again (src/lofi_pipeline/model/base_drums) on the vendored
+# Groove MIDI Dataset: needed after a change to the drum format or the drum members; about 6 minutes.
+base-drums: setup
+	$(LOFI) base-drums $(LOFI_ARGS)
 
 dataset: dataset/default.zip
 

@@ -332,3 +332,40 @@ def metred_song(numerator: int = 4, denominator: int = 4, swing: bool = False, b
         bar_start += beats
     return midi_bytes(notes, tempo_bpm=tempo_bpm, time_signature=(numerator, denominator), melody=melody,
                       signature_changes=changes)
+
+
+def groove_file(bars: int = 2, bpm: float = 92.0, channel: int = 9, name: str = "", late_snare_ms: float = 25.0,
+                roll: bool = True, stray_note: bool = True) -> bytes:
+    """A drum file as the Groove MIDI Dataset's are: drums alone, a tempo and 4/4, hats on the
+    TD-11's edge note (22) as well as 42, a snare played late on 2 and 4, a kick on 1 and the
+    "and" of 3, a roll (three snares inside one 16th) at the end, and a note outside the GM map (15)."""
+    beat_s = 60 / bpm
+    hits = []
+    for bar in range(bars):
+        at = 4.0 * bar
+        for eighth in range(8):
+            hits.append((at + eighth / 2, 0.1, 22 if eighth % 2 else 42, 70 if eighth % 2 else 90))
+        for beat in (0.0, 2.5):
+            hits.append((at + beat, 0.1, 36, 100))
+        for beat in (1.0, 3.0):
+            hits.append((at + beat + late_snare_ms / 1000 / beat_s, 0.1, 38, 110))
+    if roll:
+        end = 4.0 * bars - 0.25
+        hits += [(end + k * 0.06, 0.05, 38, 60 + 10 * k) for k in range(3)]
+    if stray_note:
+        hits.append((0.0, 0.1, 15, 80))
+    mf = mido.MidiFile(type=1, ticks_per_beat=480)
+    meta = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0),
+                           mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0)])
+    track = mido.MidiTrack([mido.MetaMessage("track_name", name=name, time=0)] if name else [])
+    msgs = sorted([(round(s * 480), 1, p, v) for s, d, p, v in hits] + [(round((s + d) * 480), 0, p, 0)
+                                                                      for s, d, p, v in hits])
+    now = 0
+    for tick, on, pitch, vel in msgs:
+        track.append(mido.Message("note_on" if on else "note_off", channel=channel, note=pitch, velocity=vel,
+                                  time=tick - now))
+        now = tick
+    mf.tracks += [meta, track]
+    buf = io.BytesIO()
+    mf.save(file=buf)
+    return buf.getvalue()

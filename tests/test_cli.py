@@ -12,6 +12,7 @@ import pytest
 from helpers import ROOT, lofi, lofi_process, metred_song, song_bytes, wait_for, write_zip
 from lofi_pipeline.audio.playlist import read_playlist
 from lofi_pipeline.music.rates import RATES
+from lofi_pipeline.pipeline import STAGE_NAMES
 from lofi_pipeline.stages import catalog
 
 pytestmark = pytest.mark.slow
@@ -35,16 +36,16 @@ def test_second_run_is_all_cache_hits(quick_run):
     args, out, _ = quick_run
     again = lofi("all", *args)
     lines = [line for line in again.stdout.splitlines() if line.startswith("[")]
-    assert all(line.endswith(")") and " cached (" in line for line in lines) and len(lines) == 10
+    assert all(line.endswith(")") and " cached (" in line for line in lines) and len(lines) == len(STAGE_NAMES)
     status = lofi("status", *args).stdout
-    assert status.count(" fresh ") == 10
+    assert status.count(" fresh ") == len(STAGE_NAMES)
 
 
 def test_changing_a_sampling_setting_reruns_from_generate(quick_run, tmp_path):
     args, out = copy_run(quick_run, tmp_path)
     run = lofi("all", *args, "--set", "generate.temperature=0.7")
     ran = re.findall(r"^\[(\w+)\] running", run.stdout, re.M)
-    assert ran == ["generate", "arrange", "render", "master", "stems", "export"]
+    assert ran == ["generate", "drums", "arrange", "render", "master", "stems", "export"]
     assert len(read_playlist(out / "playlist.m3u8")) == 4  # two new takes, nothing dropped
 
 
@@ -116,6 +117,25 @@ def test_ctrl_c_stops_cleanly_with_status_130(tmp_path):
     assert (out / "encode" / "manifest.json").exists()  # finished stages are kept
 
 
+def test_the_drums_are_learned_from_the_archive_and_the_pattern_is_there_on_request(quick_run, tmp_path):
+    import mido
+    args, out = copy_run(quick_run, tmp_path)
+    extract = json.loads((out / "extract" / "manifest.json").read_text())["stats"]
+    assert extract["pieces_with_drums"] == 12 and extract["drum_bars"] >= 32  # the quick archive's drum tracks
+    parts = catalog.drum_parts.read(out / "drums")
+    records = catalog.tracks.read(out / "arrange")
+    assert len(parts) == 2 and all(p.source.startswith("fine-tuned on the archive's") for p in parts)
+    assert [r.drums for r in records] == [p.source for p in parts]
+    assert [r.tempo_bpm for r in records] == [p.tempo_bpm for p in parts]  # played at the track's tempo
+    for part, record in zip(parts, records):
+        midi = mido.MidiFile(out / "arrange" / catalog.midi_name(record))
+        hits = sum(1 for t in midi.tracks for m in t if m.type == "note_on" and m.channel == 9 and m.velocity)
+        assert hits == sum(len(h) for _, h in part.bars) > 0
+    pattern = lofi("all", *args, "--set", 'arrange.drums="pattern"')
+    assert ran(pattern.stdout) == ["arrange", "render", "master", "stems", "export"]  # no drum model needed
+    assert all(r.drums.startswith("pattern") for r in catalog.tracks.read(out / "arrange"))
+
+
 def copy_run(quick_run, folder):
     args, out, _ = quick_run
     copy = folder / "outputs"
@@ -133,13 +153,13 @@ def test_editing_a_stage_source_reruns_it_and_what_its_output_changes(quick_run,
     shutil.copytree(ROOT / "src" / "lofi_pipeline", src / "lofi_pipeline",
                     ignore=shutil.ignore_patterns("__pycache__"))
     env = {"PYTHONPATH": str(src)}  # this copy of the package, ahead of the installed one
-    assert lofi("status", *args, env=env).stdout.count(" fresh ") == 10
+    assert lofi("status", *args, env=env).stdout.count(" fresh ") == len(STAGE_NAMES)
     master = src / "lofi_pipeline" / "stages" / "master.py"
     master.write_text(master.read_text() + "\n# a comment changes the code, not the sound\n")
     status = lofi("status", *args, env=env).stdout
     assert re.search(r"^master +stale .* code changed: stages/master\.py$", status, re.M)
     assert re.search(r"^export +stale .* upstream stale: master$", status, re.M)
-    assert status.count(" fresh ") == 8
+    assert status.count(" fresh ") == len(STAGE_NAMES) - 2
     run = lofi("export", *args, env=env)
     assert ran(run.stdout) == ["master"] and "[export] cached" in run.stdout  # same WAV bytes
     loudness = src / "lofi_pipeline" / "audio" / "loudness.py"
@@ -150,7 +170,7 @@ def test_editing_a_stage_source_reruns_it_and_what_its_output_changes(quick_run,
     shared.write_text(shared.read_text() + "\n# shared by render, master, stems and export\n")
     status = lofi("status", *args, env=env).stdout
     assert re.search(r"^render +stale .* code changed: audio/audio_io\.py$", status, re.M)
-    assert status.count(" fresh ") == 6
+    assert status.count(" fresh ") == len(STAGE_NAMES) - 4  # render, master, stems, export
 
 
 def test_a_new_run_name_retitles_the_mp3s(quick_run, tmp_path):

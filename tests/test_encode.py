@@ -4,12 +4,13 @@ import pytest
 
 from helpers import performed_song
 from lofi_pipeline.core.errors import StageError
+from lofi_pipeline.model.training import make_windows
 from lofi_pipeline.music.midi_io import key_profiles, read_midi
 from lofi_pipeline.music.performance import analyse
 from lofi_pipeline.music.piece import ChordChange, NoteEvent, Piece
 from lofi_pipeline.music.token_format import FIELDS, MAX_STEPS, PAD, piece_to_events
 from lofi_pipeline.stages.catalog import read_encoded, read_pieces
-from lofi_pipeline.stages.encode import grouped_split, make_windows, name_key, near_duplicate_groups
+from lofi_pipeline.stages.encode import grouped_split, name_key, near_duplicate_groups
 
 
 def performed_piece(name="p.mid", **options):

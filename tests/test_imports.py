@@ -1,5 +1,6 @@
 """The import graph has layers: core at the bottom; music and audio on it; the models on music;
-the stages (and their catalog) on all of those; the app (the CLI, the pipeline list, the report,
+the stages (and their catalog) on all of those; the corpora the base models learn from on music;
+the app (the CLI, the pipeline list, the report,
 `lofi evaluate`) on top. Nothing imports upward, a stage imports no other stage, and only the
 CLI and the pipeline list import stages."""
 import ast
@@ -14,6 +15,7 @@ MAY_IMPORT = {
     "music": {"core", "music"},
     "audio": {"core", "audio"},
     "model": {"core", "music", "model"},
+    "corpora": {"core", "music", "corpora"},
     "stages": {"core", "music", "audio", "model", "stages"},
 }
 STAGE_IMPORTERS = {"cli", "pipeline"}

@@ -11,7 +11,7 @@ from lofi_pipeline.core.errors import StageError
 from lofi_pipeline.core.parallel import Executor, process_map
 from lofi_pipeline.stages.catalog import read_pieces
 
-STAGES = ["intake", "extract", "encode", "train", "generate", "arrange", "render", "master", "stems", "export"]
+STAGES = ["intake", "extract", "encode", "train", "generate", "drums", "arrange", "render", "master", "stems", "export"]
 
 
 def _add(offset, x):

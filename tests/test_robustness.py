@@ -21,7 +21,7 @@ from lofi_pipeline.music.archive import Limits, read_archive
 from lofi_pipeline.music.arrangement import arrange_track
 from lofi_pipeline.stages.catalog import read_metrics
 
-STAGES = ["intake", "extract", "encode", "train", "generate", "arrange", "render", "master", "stems", "export"]
+STAGES = ["intake", "extract", "encode", "train", "generate", "drums", "arrange", "render", "master", "stems", "export"]
 
 
 def artifact_digest(stage_dir):

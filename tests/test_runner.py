@@ -14,6 +14,7 @@ from lofi_pipeline.core.config import INPUT, MASTER_PRESETS, PARAM, RUNTIME, SEC
 from lofi_pipeline.core.lock import LockedError, OutputsLock
 from lofi_pipeline.core.runner import Runner, artifact_digest
 from lofi_pipeline.model import base as base_ensemble
+from lofi_pipeline.model import drum_model
 from lofi_pipeline.pipeline import STAGE_NAMES, build_stages
 from lofi_pipeline.stages.catalog import PIECES
 
@@ -71,6 +72,11 @@ def own_parts(runner: Runner) -> dict:
     return {n: runner.own_parts(n) for n in STAGE_NAMES}
 
 
+# Keys that name a base folder: (the shipped folder, a weights file in it).
+BASE_FOLDERS = {("train", "base"): (base_ensemble.SHIPPED, "member_0.weights.h5"),
+                ("drums", "base"): (drum_model.SHIPPED, "drums_0.weights.h5")}
+
+
 @pytest.mark.parametrize("section, field", config_fields(), ids=lambda v: getattr(v, "name", v))
 def test_changing_a_config_key_rekeys_exactly_the_stages_that_read_it(tmp_path, section, field):
     role = field.metadata["role"]
@@ -79,15 +85,16 @@ def test_changing_a_config_key_rekeys_exactly_the_stages_that_read_it(tmp_path, 
     make = lambda *o: Runner(quick_config(tmp_path / "outputs", *context, *o), build_stages(),  # noqa: E731
                              root=tmp_path)
     base = own_parts(make())
-    if (section, field.name) == ("train", "base"):
+    if (section, field.name) in BASE_FOLDERS:  # a folder of weights: their bytes count
+        shipped, weights_file = BASE_FOLDERS[section, field.name]
         one, same, two = (tmp_path / name for name in ("one", "same", "two"))
         for folder in (one, same, two):
-            shutil.copytree(base_ensemble.SHIPPED, folder)
-        weights = two / "member_0.weights.h5"
+            shutil.copytree(shipped, folder)
+        weights = two / weights_file
         weights.write_bytes(weights.read_bytes() + b"\0")
-        first = own_parts(make(f"train.base={toml_value(str(one))}"))
-        assert own_parts(make(f"train.base={toml_value(str(same))}")) == first
-        second = own_parts(make(f"train.base={toml_value(str(two))}"))
+        first = own_parts(make(f"{section}.{field.name}={toml_value(str(one))}"))
+        assert own_parts(make(f"{section}.{field.name}={toml_value(str(same))}")) == first
+        second = own_parts(make(f"{section}.{field.name}={toml_value(str(two))}"))
         assert {n for n in STAGE_NAMES if first[n] != second[n]} == readers(section, field.name) != set()
         changed = second  # the first is the shipped base's bytes: the default's key
     elif role == INPUT:  # a path: its bytes count, never the path itself

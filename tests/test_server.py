@@ -10,6 +10,7 @@ import zipfile
 import pytest
 
 from helpers import ROOT, lofi_process, quick_archive, wait_for
+from lofi_pipeline.pipeline import STAGE_NAMES
 
 
 def free_port() -> int:
@@ -86,7 +87,7 @@ def test_upload_run_listen_tweak_and_download_in_a_real_browser(server, browser,
     until(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-run") == "done")
     states = {li.get_attribute("data-stage"): li.get_attribute("data-state")
               for li in browser.find_elements(By.CSS_SELECTOR, "#stages li")}
-    assert set(states.values()) == {"done"} and len(states) == 10
+    assert set(states.values()) == {"done"} and len(states) == len(STAGE_NAMES)
     until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".track audio")) == 2, 60)
     duration = until(browser, lambda d: d.execute_script(
         "const a = document.querySelector('.track audio'); return a.duration > 0 ? a.duration : null;"), 60)

@@ -39,7 +39,7 @@ def stems_run(quick_run, tmp_path_factory):
     archive = args[args.index("--archive") + 1]
     runner = Runner(quick_config(out, f'run.archive="{archive}"', 'generate.form="intro:2 A:4"', "export.stems=true"),
                     build_stages(), root=ROOT, log=lambda m: None)
-    assert runner.plan(["export"]) == ["generate", "arrange", "render", "master", "stems", "export"]
+    assert runner.plan(["export"]) == ["generate", "drums", "arrange", "render", "master", "stems", "export"]
     runner.run(["export"])
     return out, runner
 

@@ -20,8 +20,8 @@ from .pipeline import STAGE_NAMES, build_stages
 CONFIG_FILE = "lofi.toml"
 
 EPILOG = """\
-stages, in order: intake -> extract -> encode -> train -> generate -> arrange -> render -> master -> stems
-  -> export
+stages, in order: intake -> extract -> encode -> train -> generate -> drums -> arrange -> render -> master
+  -> stems -> export
 Asking for a stage first runs whatever is stale before it, as make does; fresh stages print "cached".
 
 examples:
@@ -92,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "works), train the ensemble on it from scratch with the \"base\" profile, and write the "
                        "members' weights and a manifest of how they were built to the base folder.")
     p.add_argument("--to", metavar="DIR", help="where to write the base (default: train.base, i.e. the shipped one)")
+    _common(p)
+    p = sub.add_parser("base-drums", help="pre-train the base drum model on the Groove MIDI Dataset (make base-drums)",
+                       description="Read the Groove MIDI Dataset (dataset/groove/groove_midi.zip, CC BY 4.0), train "
+                       "the drum members on its train split (beats and fills, 4/4, 60-130 BPM; early stopping on its "
+                       "validation split), score them on its test split against a drum n-gram and unigram, and write "
+                       "their weights and a manifest to the base drum folder (drums.base).")
+    p.add_argument("--to", metavar="DIR", help="where to write it (default: drums.base, i.e. the shipped one)")
+    p.add_argument("--corpus", metavar="ZIP", help="the Groove MIDI Dataset's zip (default: the vendored one)")
     _common(p)
     p = sub.add_parser("serve", help="a local web app: start a run, watch it, listen, tweak, download",
                        description="Serve the web app on http://HOST:PORT/ (127.0.0.1 unless --host says "
@@ -193,7 +201,7 @@ def cmd_evaluate(args) -> int:
         scratch = None
         if runner.cfg.train.init == "base":  # what the base buys: the same run from scratch, through train
             scratch = scratch_figures(train_from_scratch(args, runner, outputs / "scratch"))
-        results.append(summarise(runner, archive, scratch, takes_for_realism(args, runner, outputs / "realism")))
+        results.append(summarise(runner, archive, scratch, *takes_for_realism(args, runner, outputs / "realism")))
     path, table = write_evaluation(results, folder)
     print(f"\n{table}\n\nwritten: {path} (and evaluation.txt); each archive's report.html is in its folder")
     return 0
@@ -246,6 +254,25 @@ def cmd_base(args) -> int:
     return 0
 
 
+def cmd_base_drums(args) -> int:
+    from .corpora.groove import VENDORED
+    from .model import drum_model
+    from .pretrain import pretrain_drums
+    root = project_root(args)
+    cfg = _config(args)
+    folder = Path(args.to).resolve() if args.to else (root / cfg.drums.base if cfg.drums.base else drum_model.SHIPPED)
+    corpus = Path(args.corpus).resolve() if args.corpus else root / VENDORED
+    if not corpus.is_file():
+        raise StageError(f"{corpus}: the Groove MIDI Dataset's zip is not there; give --corpus ZIP")
+    work = root / (args.outputs or cfg.run.outputs) / "base-drums"
+    built = pretrain_drums(corpus, folder, work)
+    nll = built["test_nll"]
+    print(f"wrote the base drum model to {folder}: {built['corpus']['events']['train']} training events, test NLL "
+          f"{nll['ensemble']:.3f} per event (3-gram {nll['3-gram']:.3f}, unigram {nll['unigram']:.3f}), "
+          f"trained in {built['train_seconds']} s")
+    return 0
+
+
 def train_from_scratch(args, runner: Runner, outputs: Path) -> Runner:
     """The same run with train.init = "scratch", in `outputs`, through train; it starts from a copy
     of the run's intake, extract and encode, which it finds fresh (the same settings and inputs)."""
@@ -260,11 +287,11 @@ def train_from_scratch(args, runner: Runner, outputs: Path) -> Runner:
     return alone
 
 
-def takes_for_realism(args, runner: Runner, outputs: Path) -> list:
-    """More takes from the run's models, for the realism figure alone, when the run's own tracks
-    are fewer than REALISM_TRACKS or give fewer than REALISM_SEGMENTS distinct segments: tracks
-    numbered after the run's (seeds of their own), in `outputs`, from a copy of the run's
-    artifacts through train."""
+def takes_for_realism(args, runner: Runner, outputs: Path) -> tuple[list, list]:
+    """More takes from the run's models, and their drum parts, for the realism figures alone,
+    when the run's own tracks are fewer than REALISM_TRACKS or give fewer than REALISM_SEGMENTS
+    distinct segments: tracks numbered after the run's (seeds of their own), in `outputs`, from
+    a copy of the run's artifacts through train."""
     import numpy as np
 
     from .evaluate import MORE_TAKES_AT_MOST, REALISM_SEGMENTS, REALISM_TRACKS, distinct_segments
@@ -273,7 +300,7 @@ def takes_for_realism(args, runner: Runner, outputs: Path) -> list:
     vocab = catalog.read_encoded(runner.artifact_dir("encode")).vocab
     have = distinct_segments(takes, vocab)
     if (have >= REALISM_SEGMENTS and len(takes) >= REALISM_TRACKS) or not takes:
-        return []
+        return [], []
     per_track = max(1.0, have / len(takes))
     extra = min(MORE_TAKES_AT_MOST, max(REALISM_TRACKS - len(takes),
                                         int(np.ceil((REALISM_SEGMENTS - have) / per_track)) + 1))
@@ -286,8 +313,8 @@ def takes_for_realism(args, runner: Runner, outputs: Path) -> list:
     mine.outputs = str(outputs)
     mine.overrides = [*args.overrides, f"generate.tracks={extra}", f"generate.first_track={takes[-1].index + 1}"]
     more = Runner(_config(mine), build_stages(), project_root(mine))
-    more.run(["generate"], force=args.force, wait_s=args.wait)
-    return catalog.read_takes(more.artifact_dir("generate")).tracks
+    more.run(["drums"], force=args.force, wait_s=args.wait)
+    return catalog.read_takes(more.artifact_dir("generate")).tracks, catalog.drum_parts.read(more.artifact_dir("drums"))
 
 
 def _sigterm(signum, frame):
@@ -312,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_evaluate(args)
         if args.command == "base":
             return cmd_base(args)
+        if args.command == "base-drums":
+            return cmd_base_drums(args)
         if args.command == "serve":
             return cmd_serve(args)
         if args.command == "config":

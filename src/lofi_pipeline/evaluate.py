@@ -62,6 +62,46 @@ def a_section_repeats(take: catalog.Take, vocab) -> float | None:
     return loop_repeat_share(vocab.decode_events(take.ids)[0], take.loop_bars, sections)
 
 
+# The real drums the generated drums are told apart from: GMD's test beats in the styles lo-fi
+# draws on, at its tempos (the drum model never trained on them).
+DRUM_STYLES, DRUM_TEMPO_BPM = ("hiphop", "soul", "funk", "jazz"), (60, 100)
+
+
+def drum_realism_of(runner: Runner, takes: list[catalog.Take], parts: list[catalog.DrumPart]) -> dict:
+    """The classifier two-sample test on two-bar drum segments, for the drum model's parts and,
+    measured the same way on the same takes, for the pattern (arrange.drums = "pattern"): each
+    read back from the notes arrange writes (swing included) against GMD's test beats."""
+    from .corpora.groove import VENDORED, read_groove
+    from .music.arrangement import arrange_track
+    from .music.drum_format import bars_from_hits
+    from .music.realism import drum_realism
+    pieces, _ = read_groove(runner.root / VENDORED, *DRUM_TEMPO_BPM)
+    real = [p.bars for p in pieces if p.split == "test" and p.beat_type == "beat"
+            and p.style.split("/")[0] in DRUM_STYLES]
+    profile = catalog.read_profile(runner.artifact_dir("encode"))
+    grid = catalog.read_takes(runner.artifact_dir("generate")).grid
+    by_index = {p.index: p for p in parts}
+    played: dict[str, list] = {"learned": [], "pattern": []}
+    for take in takes:
+        for kind, drums in (("learned", by_index.get(take.index)), ("pattern", None)):
+            if kind == "learned" and drums is None:
+                continue
+            _, band, info = arrange_track(take.tokens, grid, None, take.seed, runner.cfg.arrange, "", profile,
+                                          take.sections, take.loop_bars, take.melody_by,
+                                          drums.drum_bars() if drums else None)
+            notes = band[3].notes
+            played[kind].append(bars_from_hits([n[0] for n in notes], [n[2] for n in notes], [n[3] for n in notes],
+                                               info["metre"]))
+    return {kind: {**drum_realism(bars, real), "tracks": len(bars)} for kind, bars in played.items() if bars}
+
+
+def drum_scores(runner: Runner) -> dict:
+    """The base drum model's test NLL on GMD's test split beside its n-gram and unigram."""
+    from .model import drum_model
+    folder = runner.root / runner.cfg.drums.base if runner.cfg.drums.base else drum_model.SHIPPED
+    return drum_model.read_manifest(folder).get("test_nll", {})
+
+
 def scratch_figures(runner: Runner) -> dict:
     """The test NLL and train time of the same run trained from scratch (its own outputs folder)."""
     test = catalog.read_metrics(runner.artifact_dir("train"))["test"]
@@ -70,7 +110,7 @@ def scratch_figures(runner: Runner) -> dict:
 
 
 def summarise(runner: Runner, archive: str, scratch: dict | None = None,
-              more_takes: list[catalog.Take] | None = None) -> dict:
+              more_takes: list[catalog.Take] | None = None, more_drums: list[catalog.DrumPart] | None = None) -> dict:
     """One archive's figures, from the manifests and artifacts of a finished run (and, for a
     fine-tuned run, those of the same run from scratch; `more_takes`, made for the realism
     figure alone)."""
@@ -118,6 +158,11 @@ def summarise(runner: Runner, archive: str, scratch: dict | None = None,
         "main_ticks": list(profile.main_ticks), "tracks": tracks,
         "realism": {**realism_of(encoded, takes.tracks + list(more_takes or [])),
                     "tracks": len(takes.tracks) + len(more_takes or [])},
+        "drum_nll": drum_scores(runner),
+        "drums": [r.drums for r in records],
+        "drum_realism": drum_realism_of(runner, takes.tracks + list(more_takes or []),
+                                        catalog.drum_parts.read(runner.artifact_dir("drums")) + list(more_drums or []))
+        if runner.manifest("drums") else {},
         "stage_seconds": {n: round((runner.manifest(n) or {}).get("timings", {}).get("seconds", 0.0), 1)
                           for n in runner.order},
     }
@@ -182,6 +227,16 @@ def format_table(results: list[dict]) -> str:
     for k in range(3):
         add(f"  separating feature {k + 1}", lambda r, k=k: " ".join(
             f"{name} ({w:.3f})" for name, w in r["realism"]["separating"][k:k + 1]) or "-")
+    add("drum test NLL/event on GMD: model / 3-gram / unigram", lambda r: " / ".join(
+        f"{r['drum_nll'].get(k, float('nan')):.3f}" for k in ("ensemble", "3-gram", "unigram")))
+    add("drums from", lambda r: "; ".join(sorted(set(r["drums"]))))
+    for kind in ("learned", "pattern"):
+        add(f"drum realism vs GMD test beats: {kind}", lambda r, k=kind: "-" if not r["drum_realism"].get(k, {}).get(
+            "accuracy") else "{:.1%} +- {:.1%} ({} segments a class from {} tracks)".format(
+            r["drum_realism"][k]["accuracy"], r["drum_realism"][k]["spread"], r["drum_realism"][k]["per_class"],
+            r["drum_realism"][k]["tracks"]))
+    add("  separating drum feature", lambda r: " ".join(
+        f"{name} ({w:.3f})" for name, w in r["drum_realism"].get("learned", {}).get("separating", [])[:2]) or "-")
     add("lead from the learned melody", lambda r: f"{sum(t['lead'].startswith('learned') for t in r['tracks'])} "
         f"of {len(r['tracks'])}")
     add("bars harmonised from the melody", lambda r: " ".join(f"{t['harmonised_bars']:g}" for t in r["tracks"]))

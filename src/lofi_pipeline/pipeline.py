@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .core.runner import Stage
 from .stages.arrange import ArrangeStage
+from .stages.drums import DrumsStage
 from .stages.encode import EncodeStage
 from .stages.export import ExportStage
 from .stages.extract import ExtractStage
@@ -16,7 +17,7 @@ from .stages.train import TrainStage
 
 def build_stages() -> list[Stage]:
     return [IntakeStage(), ExtractStage(), EncodeStage(), TrainStage(), GenerateStage(),
-            ArrangeStage(), RenderStage(), MasterStage(), StemsStage(), ExportStage()]
+            DrumsStage(), ArrangeStage(), RenderStage(), MasterStage(), StemsStage(), ExportStage()]
 
 
 STAGE_NAMES = [s.name for s in build_stages()]

@@ -6,6 +6,7 @@ import io
 
 import numpy as np
 
+from .music.drum_format import CLASSES, drum_class
 from .music.midi_io import read_with_symusic
 from .music.piece import PITCH_NAMES
 from .music.statistics import DURATION_BINS_BEATS
@@ -28,23 +29,40 @@ def _png(fig) -> bytes:
 
 
 def piano_roll(midi: bytes, title: str, marks: list[tuple[float, str]] = ()) -> bytes:
-    """Every track of a MIDI file as bars over time (seconds; drums at their GM keys), with a
-    line and a label where each of `marks` (seconds, label: the sections) starts."""
+    """Every pitched track of a MIDI file as bars over time (seconds), and below it a kit lane:
+    each drum hit on its class's row, so a fill, the drop and a groove's repeats show; a line
+    and a label where each of `marks` (seconds, label: the sections) starts."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     raw = read_with_symusic(midi)
     seconds_per_tick = 60.0 / (raw.tempos[0, 1] if len(raw.tempos) else 120.0) / raw.ticks_per_beat
-    fig, ax = _figure(11, 4)
-    for i, track in enumerate(t for t in raw.tracks if len(t.notes)):
+    tracks = [t for t in raw.tracks if len(t.notes)]
+    kit = [t for t in tracks if t.is_drum]
+    fig, (ax, lane) = plt.subplots(2, 1, figsize=(11, 5.6), dpi=100, sharex=True,
+                                   gridspec_kw={"height_ratios": [3, 1.3]})
+    for i, track in enumerate(tracks):
         onset, duration, pitch = track.notes[:, 0], track.notes[:, 1], track.notes[:, 2]
+        if track.is_drum:
+            rows = np.array([CLASSES.index(drum_class(int(p)) or "other") for p in pitch])
+            lane.scatter(onset * seconds_per_tick, rows, s=6 + track.notes[:, 3] / 8, color=f"C{i}", marker="|")
+            continue
         ax.barh(pitch, np.maximum(duration * seconds_per_tick, 0.03), left=onset * seconds_per_tick, height=0.8,
                 color=f"C{i}", alpha=0.8, label=track.name or f"track {i + 1}")
     for seconds, label in marks:
-        ax.axvline(seconds, color="#555", linewidth=0.8, linestyle=":")
+        for axis in (ax, lane):
+            axis.axvline(seconds, color="#555", linewidth=0.8, linestyle=":")
         ax.text(seconds, 1.0, f" {label}", transform=ax.get_xaxis_transform(), va="bottom", fontsize=8)
-    ax.set_xlabel("seconds")
-    ax.set_ylabel("MIDI pitch (drums: GM keys)")
+    ax.set_ylabel("MIDI pitch")
     ax.set_title(title, pad=14 if marks else 6)
-    ax.legend(loc="upper right", fontsize=8, ncol=4)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper right", fontsize=8, ncol=4)
     ax.grid(alpha=0.2)
+    lane.set_yticks(range(len(CLASSES)), [c.replace("_", " ") for c in CLASSES], fontsize=7)
+    lane.set_ylim(-0.6, len(CLASSES) - 0.4)
+    lane.set_ylabel("kit" if kit else "kit (no drums)", fontsize=8)
+    lane.set_xlabel("seconds")
+    lane.grid(alpha=0.2)
     return _png(fig)
 
 

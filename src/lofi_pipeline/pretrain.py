@@ -52,3 +52,56 @@ def write_from_run(runner: Runner, corpus_zip: Path, folder: Path) -> dict:
     }
     base.write_base(folder, models, info["members"], vocab, encoded.window, built)
     return built
+
+
+# The drums' base: the Groove MIDI Dataset's beats and fills in 4/4 at these tempos (lo-fi's and
+# the neighbours it borrows from), GMD's own train/validation split for training and early
+# stopping, its test split for the scores alone.
+DRUM_TEMPO_BPM = (60, 130)
+DRUM_BUDGET = {"batch_size": 64, "check_every": 200, "checks": 24, "patience": 3, "dev_windows": 4096}
+DRUM_LEARNING_RATE = 3e-3
+# The grooves a track's drums start from (context only, never played): two-bar stretches of GMD's
+# validation beats in the styles lo-fi draws on (never its test beats, which score the drums).
+PRIMER_STYLES = ("hiphop", "soul", "funk", "jazz")
+PRIMERS_PER_FILE = 4
+
+
+def pretrain_drums(corpus_zip: Path, folder: Path, work: Path, budget: dict | None = None, log=print) -> dict:
+    """Train the drum members on the Groove MIDI Dataset in `work` and write them to `folder`,
+    with a manifest of what they were built from and their test scores."""
+    from .corpora.groove import read_groove
+    from .model import drum_model
+    from .model.members import configure_tensorflow
+    from .music.drum_format import DrumVocabulary
+    from .music.drum_stats import backbeat, onset_shares
+    configure_tensorflow()
+    started = time.time()
+    pieces, dropped = read_groove(corpus_zip, *DRUM_TEMPO_BPM)
+    vocab = DrumVocabulary()
+    data = drum_model.split_data({s: [p.ids(vocab) for p in pieces if p.split == s] for s in ("train", "dev", "test")})
+    log(f"drum corpus: {len(pieces)} files, {len(data['y_train'])} training events; left out: {dict(dropped)}")
+    budget = {**DRUM_BUDGET, **(budget or {})}
+    train_bars = [b for p in pieces if p.split == "train" and p.beat_type == "beat" for b in p.bars]
+    models = drum_model.train(data, work, budget, DRUM_LEARNING_RATE, log)
+    scores = drum_model.score(models, data, "test")
+    built = {
+        "built_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "corpus": {"name": "Groove MIDI Dataset (Gillick et al. 2019), CC BY 4.0", "file": str(corpus_zip.name),
+                   "digest": path_digest(corpus_zip), "tempo_bpm": list(DRUM_TEMPO_BPM), "metres": ["4/4"],
+                   "files": {s: sum(p.split == s for p in pieces) for s in ("train", "dev", "test")},
+                   "bars": {s: sum(len(p.bars) for p in pieces if p.split == s) for s in ("train", "dev", "test")},
+                   "events": {s: int(len(data[f"y_{s}"])) for s in ("train", "dev", "test")},
+                   "left_out": dict(dropped),
+                   # Where the corpus's drummers put each class in the bar: the report's "data" column.
+                   "onset_shares": onset_shares(train_bars), "backbeat": backbeat(train_bars)},
+        "budget": budget, "learning_rate": DRUM_LEARNING_RATE,
+        "train_seconds": round(time.time() - started, 1),
+        "test_nll": {k: v["nll"] for k, v in scores.items() if isinstance(v, dict)},
+        "test_events": scores["events"],
+    }
+    primers = [[p.bpm, bars] for p in pieces if p.split == "dev" and p.beat_type == "beat"
+               and p.style.split("/")[0] in PRIMER_STYLES
+               for bars in drum_model.primer_stretches(p.bars, PRIMERS_PER_FILE)]
+    built["primers"] = {"from": f"GMD validation beats, styles {', '.join(PRIMER_STYLES)}", "count": len(primers)}
+    drum_model.write_base(folder, models, built, primers)
+    return built

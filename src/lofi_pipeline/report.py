@@ -6,6 +6,8 @@ import html
 import re
 from pathlib import Path
 
+import numpy as np
+
 from . import plots
 from .core import atomic
 from .core.errors import StageError
@@ -128,7 +130,8 @@ def _tracks_section(runner: Runner, folder: Path) -> str:
             marks = section_marks(r)
             src = _figure(folder, "roll", [sha256_bytes(midi), marks], lambda: plots.piano_roll(midi, title, marks))
             roll = f"<img src='{src}' alt='piano roll of {html.escape(e.title)}'>"
-            about = f"key {r.key}, {r.metre} at {r.tempo_bpm} BPM, {e.seconds:.0f} s, seed {r.seed}; lead: {r.lead}"
+            about = (f"key {r.key}, {r.metre} at {r.tempo_bpm} BPM, {e.seconds:.0f} s, seed {r.seed}; lead: {r.lead}"
+                     + (f"; drums: {r.drums}" if r.drums else ""))
             form = f"<p class=form>{html.escape(r.form)}</p>" if r.form else ""
             if r.harmonised_bars:
                 about += f"; {r.harmonised_bars:g} bars harmonised from the melody"
@@ -213,6 +216,37 @@ def _dataset_section(runner: Runner) -> str:
     return "<section><h2>Dataset</h2>" + _table(["", "value"], rows) + "</section>"
 
 
+def _drums_section(runner: Runner) -> str:
+    """Where the drums came from, what the form did in each track, and where each class falls in
+    the bar: in the data the drum model learned from and in what it played."""
+    manifest = runner.manifest("drums") or {}
+    stats = manifest.get("stats", {})
+    if not stats.get("tracks"):
+        return ""
+    parts = catalog.drum_parts.read(runner.artifact_dir("drums"))
+    rows = [[p.index, sum(len(h) for _, h in p.bars), p.stats.get("fills", 0), p.stats.get("varied", 0),
+             p.stats.get("drop_bars", 0), "; ".join(p.checks) or "ok"] for p in parts]
+    onsets = stats["onsets"]
+
+    def where(shares: list[float] | None) -> str:
+        if not shares:
+            return "-"
+        top = np.argsort(shares)[::-1][:4]
+        return ", ".join(f"{k + 1}/16 {shares[k]:.0%}" for k in top if shares[k] > 0)
+    classes = [c for c in onsets["generated"] if c in onsets["data"]] + [
+        c for c in onsets["generated"] if c not in onsets["data"]]
+    where_rows = [[c.replace("_", " "), where(onsets["data"].get(c)), where(onsets["generated"].get(c))]
+                  for c in classes]
+    head = [[k, onsets["data_backbeat"].get(k, "-"), onsets["generated_backbeat"].get(k, "-")]
+            for k in ("kick on 1", "snare on 2 and 4")]
+    return ("<section><h2>Drums</h2>"
+            f"<p class=meta>{html.escape(stats['source'])}</p>"
+            + _table(["track", "hits", "fills", "varied bars", "drop bars", "drum checks"], rows)
+            + "<p>Where each class falls in the bar (its commonest 16ths, 1/16 is the downbeat): "
+            f"{html.escape(onsets['data_label'])} beside the generated drums.</p>"
+            + _table(["", onsets["data_label"], "generated"], head + where_rows) + "</section>")
+
+
 def write_report(runner: Runner) -> Path:
     out = runner.outputs
     if runner.manifest("export") is None:
@@ -226,6 +260,8 @@ def write_report(runner: Runner) -> Path:
     if runner.manifest("generate") is not None and runner.manifest("encode") is not None:
         parts.append(music_checks_section(catalog.read_takes(runner.artifact_dir("generate")),
                                           catalog.read_profile(runner.artifact_dir("encode"))))
+    if runner.manifest("drums") is not None:
+        parts.append(_drums_section(runner))
     if runner.manifest("train") is not None:
         parts.append(_model_section(runner, folder))
     stats = music_statistics(runner)

@@ -48,8 +48,8 @@ def _section_class(name: str):
     return cls
 
 
-RunConfig, IntakeConfig, ExtractConfig, EncodeConfig, TrainConfig, GenerateConfig, ArrangeConfig, RenderConfig, \
-    MasterConfig, ExportConfig = (_section_class(name) for name in SPEC)
+RunConfig, IntakeConfig, ExtractConfig, EncodeConfig, TrainConfig, GenerateConfig, DrumsConfig, ArrangeConfig, \
+    RenderConfig, MasterConfig, ExportConfig = (_section_class(name) for name in SPEC)
 
 
 @dataclass
@@ -60,6 +60,7 @@ class Config:
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    drums: DrumsConfig = field(default_factory=DrumsConfig)
     arrange: ArrangeConfig = field(default_factory=ArrangeConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     master: MasterConfig = field(default_factory=MasterConfig)
@@ -166,7 +167,7 @@ PROFILES = {
         "train": {"init": "scratch", "members": 2, "max_steps": 20, "check_every": 10, "batch_size": 64,
                   "embed_dim": 16, "conv_filters": 16, "kernel_sizes": [3, 5], "lstm_units": [16, 24],
                   "rate_matching_tracks": 4},
-        "generate": {"tracks": 2, "bars": 4}},
+        "generate": {"tracks": 2, "bars": 4}, "drums": {"finetune_steps": 10}},
     "base": {  # pre-training the base ensemble (`lofi base`): from scratch, with a budget to match the corpus
         "train": {"init": "scratch", "max_steps": 2000, "check_every": 400, "patience": 2, "batch_size": 256,
                   "dev_check_windows": 0}},

@@ -34,7 +34,7 @@ class EnsembleSampler:
     so far; the members' distributions are combined per field."""
 
     def __init__(self, models: list, combine: str = "mean", weights: list[float] | None = None,
-                 jit_compile: bool = False, batch: int = 0):
+                 jit_compile: bool = False, batch: int = 0, targets: tuple = TARGETS):
         import tensorflow as tf
         self.models = models
         w = np.array(weights if weights else [1.0] * len(models), np.float32)
@@ -43,6 +43,7 @@ class EnsembleSampler:
         w = w / w.sum()
         self.window = int(models[0].get_layer("trunk").input_shape[1])
         self.batch = batch  # 0: the first call's size
+        self.targets = targets
         trunks = [m.get_layer("trunk") for m in models]
         heads = [m.get_layer("heads") for m in models]
 
@@ -54,7 +55,7 @@ class EnsembleSampler:
         def field_probs(ctxs, given):
             outs = [h([c, given], training=False) for h, c in zip(heads, ctxs)]
             combined = {}
-            for f in TARGETS:
+            for f in targets:
                 if combine == "product":
                     logp = tf.add_n([wi * tf.math.log(o[f] + EPSILON) for wi, o in zip(w, outs)])
                     combined[f] = tf.nn.softmax(logp, axis=-1)
@@ -80,17 +81,19 @@ class EnsembleSampler:
         """Every field's combined distribution per window, given the fields already in `rows`
         (a field's head only reads the fields before it)."""
         out = self._field_probs(contexts, self._padded(rows))
-        return {f: out[f].numpy()[:len(rows)] for f in TARGETS}
+        return {f: out[f].numpy()[:len(rows)] for f in self.targets}
 
 
-def compiled_sampler(models: list, combine: str, weights, batch: int, log=print) -> EnsembleSampler:
+def compiled_sampler(models: list, combine: str, weights, batch: int, log=print,
+                     fields: tuple = FIELDS, targets: tuple = TARGETS) -> EnsembleSampler:
     """An EnsembleSampler compiled with XLA (about twice the rate here: benchmarks/bench_generate.py),
-    or in plain graph mode where XLA cannot compile an op on this build."""
-    sampler = EnsembleSampler(models, combine, weights, jit_compile=True, batch=batch)
+    or in plain graph mode where XLA cannot compile an op on this build. `fields` and `targets`:
+    the format's (the melody's by default)."""
+    sampler = EnsembleSampler(models, combine, weights, jit_compile=True, batch=batch, targets=targets)
     try:
-        zeros = np.zeros((batch, len(FIELDS)), np.int32)
-        sampler.field_probs(sampler.contexts(np.zeros((batch, sampler.window, len(FIELDS)))), zeros)
+        zeros = np.zeros((batch, len(fields)), np.int32)
+        sampler.field_probs(sampler.contexts(np.zeros((batch, sampler.window, len(fields)))), zeros)
         return sampler
     except Exception as exc:
         log(f"XLA unavailable ({type(exc).__name__}); using graph mode")
-        return EnsembleSampler(models, combine, weights, batch=batch)
+        return EnsembleSampler(models, combine, weights, batch=batch, targets=targets)

@@ -12,8 +12,24 @@ from pathlib import Path
 import numpy as np
 
 from ..core import atomic
-from ..music.token_format import FIELDS, GIVEN, TARGETS
+from ..music.token_format import FIELDS, GIVEN, PAD
 from .members import build_member, compile_member, model_inputs
+
+
+def make_windows(sequences: list[np.ndarray], window: int, stride: int = 1):
+    """Every `stride`-th event is a target; its context is the `window` events before it,
+    left-padded, so a piece's first events are targets too (and generation can start cold).
+    x: (n, window, fields), y: (n, fields)."""
+    n_fields = sequences[0].shape[1] if len(sequences) else len(FIELDS)
+    xs, ys = [], []
+    for seq in sequences:
+        padded = np.concatenate([np.full((window, n_fields), PAD, np.int32), seq])
+        idx = np.arange(0, len(seq), stride)
+        xs.append(padded[idx[:, None] + np.arange(window)[None, :]])
+        ys.append(seq[idx])
+    if not xs:
+        return np.zeros((0, window, n_fields), np.int32), np.zeros((0, n_fields), np.int32)
+    return np.concatenate(xs).astype(np.int32), np.concatenate(ys).astype(np.int32)
 
 
 def member_specs(cfg) -> list[dict]:
@@ -66,8 +82,8 @@ def read_history(path: Path) -> list[dict]:
     return [{k: float(v) for k, v in rows[e].items()} for e in sorted(rows)]
 
 
-def _targets(y: np.ndarray) -> dict:
-    return {f: y[:, FIELDS.index(f)] for f in TARGETS}
+def _targets(y: np.ndarray, fields: tuple = FIELDS, given: tuple = GIVEN) -> dict:
+    return {f: y[:, fields.index(f)] for f in fields if f not in given}
 
 
 def dev_sample(x: np.ndarray, y: np.ndarray, at_most: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,7 +96,7 @@ def dev_sample(x: np.ndarray, y: np.ndarray, at_most: int) -> tuple[np.ndarray, 
 
 
 def train_member(spec: dict, field_sizes: dict[str, int], window: int, data: dict, work: Path,
-                 budget: dict, log=print) -> None:
+                 budget: dict, log=print, given: tuple = GIVEN) -> None:
     """Train one member in `work`, resuming from its last check if a run was interrupted; the
     best model (by dev loss) is left in work/best.keras.
 
@@ -89,7 +105,8 @@ def train_member(spec: dict, field_sizes: dict[str, int], window: int, data: dic
     `patience` checks without a better one. Steps, not
     epochs: a hundred loops and a thousand songs both get enough updates and no more. With
     `init` (a base member's .weights.h5) the member starts from those weights and adapts the
-    layers `adapt` names at `learning_rate`."""
+    layers `adapt` names at `learning_rate`. `given`: the fields every head reads and none
+    predicts (the melody format's by default; `field_sizes` lists the fields in order)."""
     import keras
     import tensorflow as tf
 
@@ -98,7 +115,8 @@ def train_member(spec: dict, field_sizes: dict[str, int], window: int, data: dic
     # slate, so it gets the same names (and bytes) whether or not another member came before.
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec["seed"])
-    model = build_member(field_sizes, window, given_fields=GIVEN, name=spec["name"],
+    fields = tuple(field_sizes)
+    model = build_member(field_sizes, window, given_fields=given, name=spec["name"],
                          **{k: spec[k] for k in ("embed_dim", "conv_filters", "kernel_size", "lstm_units",
                                                  "attention_heads", "dropout", "learning_rate")})
     if budget.get("init"):
@@ -109,11 +127,11 @@ def train_member(spec: dict, field_sizes: dict[str, int], window: int, data: dic
         log(f"{spec['name']}: resuming after check {len(done)}")
     check_every, checks = budget["check_every"], budget["checks"]
     train_ds = (tf.data.Dataset.from_tensor_slices((model_inputs(data["x_train"], data["y_train"]),
-                                                    _targets(data["y_train"])))
+                                                    _targets(data["y_train"], fields, given)))
                 .shuffle(len(data["y_train"]), seed=spec["seed"], reshuffle_each_iteration=True)
                 .repeat().batch(budget["batch_size"]).prefetch(tf.data.AUTOTUNE))
     x_dev, y_dev = dev_sample(data["x_dev"], data["y_dev"], budget.get("dev_windows", 0))
-    val_ds = (tf.data.Dataset.from_tensor_slices((model_inputs(x_dev, y_dev), _targets(y_dev)))
+    val_ds = (tf.data.Dataset.from_tensor_slices((model_inputs(x_dev, y_dev), _targets(y_dev, fields, given)))
               .batch(1024).prefetch(tf.data.AUTOTUNE))
     best = _persistent_best_callback(work, budget["patience"])
     stopped_early = best.state["epoch"] >= 0 and len(done) - 1 - best.state["epoch"] >= budget["patience"]
@@ -141,7 +159,7 @@ def train_member(spec: dict, field_sizes: dict[str, int], window: int, data: dic
             log(f"{spec['name']}: its checkpoint was damaged by the interruption "
                 f"({type(exc).__name__}); training it from the start")
             shutil.rmtree(work)
-            return train_member(spec, field_sizes, window, data, work, budget, log)
+            return train_member(spec, field_sizes, window, data, work, budget, log, given)
     if not (work / "best.keras").exists():
         if not model.optimizer.built:  # resumed with nothing left to train: the file holds Adam's state too
             model.optimizer.build(model.trainable_variables)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..core.errors import StageError
 from .chords import chord_symbol
+from .drum_format import DrumBar, bar_notes
 from .drums import drum_bar
 from .harmonise import Segment, chords_from_events, voice_chord
 from .harmony import MAX_HOLD_BARS
@@ -124,11 +125,17 @@ class Band:
         return 1.0 if label != "outro" else max(0.35, 1 - 0.65 * (bar - start) / max(bars, 1))
 
 
+def draw_tempo(rng: np.random.Generator, cfg) -> int:
+    """A track's tempo: the first draw from its seed's generator (the drums stage plays at it too)."""
+    return int(rng.integers(cfg.tempo_min_bpm, cfg.tempo_max_bpm + 1))
+
+
 def arrange_events(events: list[Event], grid: int, band: Band, rng: np.random.Generator, cfg, data=None,
-                   loop_bars: int = 4, melody_by: str = "") -> dict:
+                   loop_bars: int = 4, melody_by: str = "", drum_bars: list[DrumBar] | None = None) -> dict:
     """The whole arrangement as parts of (beats) notes, before swing and humanising. `cfg` is
     the [arrange] settings; `data` the training pieces' profile (melody share, hold limit);
-    `melody_by` which model wrote the take's melody ("base": over the harmony)."""
+    `melody_by` which model wrote the take's melody ("base": over the harmony); `drum_bars` the
+    drum model's part, bar by bar (None: the pattern, with the band's form)."""
     metre = events[0].metre
     bar_len = bar_ticks(metre)
     beats = bar_len / grid  # quarter notes a bar
@@ -145,7 +152,7 @@ def arrange_events(events: list[Event], grid: int, band: Band, rng: np.random.Ge
     keys = Part("Keys", 0, cfg.keys_program)
     lead = Part("Lead", 1, cfg.lead_program)
     bass = Part("Bass", 2, cfg.bass_program)
-    drums = Part("Drums", 9, cfg.drum_kit)
+    drums = Part("Drums", 9, cfg.drum_kit, performed=drum_bars is not None)
     hold = data.hold_limit_ticks if data and data.hold_limit_ticks else int(MAX_HOLD_BARS * bar_len)
     chords, filled_ticks = chords_from_events(events, length, hold, bar_len)
     for chord in chords:
@@ -180,7 +187,10 @@ def arrange_events(events: list[Event], grid: int, band: Band, rng: np.random.Ge
                 pitch -= 12
             lead.add(start, dur * 0.9, pitch, (60 + 6 * rng.random()) * band.fade(start / beats))
     for b in range(band.bars):
-        if band.drums(b):
+        if drum_bars is not None:
+            for note in bar_notes(drum_bars[b], b * beats, metre, band.fade(b)) if b < len(drum_bars) else ():
+                drums.add(*note)
+        elif band.drums(b):
             variant = 0 if b % 4 < 2 else int(rng.integers(1, 4))
             drum_bar(drums, b * beats, variant, band.fill(b), rng, 1.0, beats, compound)
     symbols = [(c.start / grid, chord_symbol((c.root + shift) % 12, c.quality)) for c in chords]
@@ -191,10 +201,11 @@ def arrange_events(events: list[Event], grid: int, band: Band, rng: np.random.Ge
 
 
 def arrange_track(tokens: list, grid: int, bars: int | None, seed: int, cfg, title: str, data=None,
-                  sections: list | None = None, loop_bars: int = 4, melody_by: str = ""):
+                  sections: list | None = None, loop_bars: int = 4, melody_by: str = "",
+                  drum_bars: list[DrumBar] | None = None):
     """(MIDI bytes, parts, info) for one generated take (rows of field tokens) and its sections
-    ((label, first bar, bars)); pure apart from its seed. Rows that write no event are dropped
-    and counted."""
+    ((label, first bar, bars)), with the drum model's part (`drum_bars`) or the pattern; pure
+    apart from its seed. Rows that write no event are dropped and counted."""
     import mido
     events, dropped = tokens_to_events([tuple(r) for r in tokens])
     if not events:
@@ -204,9 +215,9 @@ def arrange_track(tokens: list, grid: int, bars: int | None, seed: int, cfg, tit
     elif bars is None:
         bars = max(1, events[-1].bar + 1)
     rng = np.random.default_rng(seed)
-    tempo = int(rng.integers(cfg.tempo_min_bpm, cfg.tempo_max_bpm + 1))
+    tempo = draw_tempo(rng, cfg)
     arr = arrange_events(events, grid, Band(bars, tuple(tuple(s) for s in sections or ())), rng, cfg, data,
-                         loop_bars, melody_by)
+                         loop_bars, melody_by, drum_bars)
     humanise(arr["parts"], tempo, cfg.swing, cfg.humanize_ms, cfg.velocity_jitter, rng)
     beats_per_bar = bar_ticks(arr["metre"]) / grid
     markers = [(start * beats_per_bar, label) for label, start, _ in sections or ()]

@@ -15,6 +15,7 @@ class Part:
     channel: int
     program: int
     notes: list = field(default_factory=list)
+    performed: bool = False  # timing and velocities as played (a drum model's): swung, never jittered
 
     def add(self, start: float, duration: float, pitch: int, velocity: float) -> None:
         self.notes.append((float(start), float(duration), int(pitch), int(np.clip(velocity, 1, 127))))

@@ -18,6 +18,7 @@ import numpy as np
 
 from .bars import beat_offset, metre_segments
 from .chords import QUALITY_NAMES, recognise
+from .drum_format import is_drum_track
 from .midi_io import DEFAULT_BPM, RawScore, RawTrack, UnusableMidi
 from .piece import GRID, MAJOR, MINOR, PITCH_NAMES, ChordChange, NoteEvent, Piece, transposition_to_reference
 from .token_format import bar_ticks
@@ -147,7 +148,7 @@ def _monophonic(notes: np.ndarray) -> float:
 def assign_roles(tracks: list[RawTrack], quantised: list[np.ndarray]) -> tuple[dict, str]:
     """Track indices for melody, bass and harmony (pitched tracks only), and where the melody
     came from."""
-    pitched = [i for i, t in enumerate(tracks) if not t.is_drum and len(quantised[i])]
+    pitched = [i for i, t in enumerate(tracks) if not is_drum_track(t.is_drum, t.name) and len(quantised[i])]
     named_melody = [i for i in pitched if MELODY_NAME.search(tracks[i].name or "")]
     bass = [i for i in pitched if BASS_NAME.search(tracks[i].name or "") or tracks[i].program in BASS_PROGRAMS]
     melody: list[int] = []
@@ -258,15 +259,16 @@ def analyse(raw: RawScore, name: str, sha256: str, profiles: tuple[np.ndarray, n
     tempo = TempoMap(raw.tempos, tpb, params.min_tempo_bpm, params.max_tempo_bpm)
     stats = {"reader": raw.reader, "tempo_missing": tempo.missing, "tempos_ignored": tempo.ignored}
     cleaned, dropped, extended = [], 0, 0
-    for track in raw.tracks:
+    drum_track = [is_drum_track(t.is_drum, t.name) for t in raw.tracks]
+    for track, is_drums in zip(raw.tracks, drum_track):
         notes, d = clean_notes(track.notes)
         notes = with_key_durations(notes)
-        if not track.is_drum:
+        if not is_drums:
             notes, e = apply_pedal(notes, track.pedals)
             extended += e
         cleaned.append(notes)
         dropped += d
-    pitched = [n for n, t in zip(cleaned, raw.tracks) if not t.is_drum and len(n)]
+    pitched = [n for n, is_drums in zip(cleaned, drum_track) if not is_drums and len(n)]
     if not pitched:
         raise UnusableMidi("no pitched notes" + (" (every track is drums)" if any(len(n) for n in cleaned) else ""))
     limit = params.max_beats * tpb
@@ -339,8 +341,13 @@ def analyse(raw: RawScore, name: str, sha256: str, profiles: tuple[np.ndarray, n
     bar = bar_ticks(metre[0][1])
     own_bar_line = signatures[0][0] - moved_beat if signatures else 0  # the file's, on the moved beat
     downbeat_moved = len(metre) == 1 and metre[0][0] % bar != own_bar_line % bar
-    drums = np.concatenate([quantised[i][:, :4] for i, t in enumerate(raw.tracks) if t.is_drum] or
+    drums = np.concatenate([quantised[i][:, :4] for i, is_drums in enumerate(drum_track) if is_drums] or
                            [np.zeros((0, 4), np.int64)])
+    # The drums as played (the grid's beats, not snapped): their micro-timing is the groove.
+    performed = np.concatenate([n[n[:, 0] < limit] for n, is_drums in zip(cleaned, drum_track) if is_drums] or
+                               [np.zeros((0, 5), np.int64)])
+    performed = performed[np.argsort(performed[:, 0], kind="stable")]
+    drum_beats = performed[:, 0] / tpb - phase + moved_beat / GRID - metre[0][0] / GRID
     n_notes = int(sum(len(n) for n in cleaned))
     stats.update({
         "notes": n_notes, "onsets": int(len(onset_ticks)), "chord_onsets": int(labels[-1] + 1) if len(labels) else 0,
@@ -352,4 +359,6 @@ def analyse(raw: RawScore, name: str, sha256: str, profiles: tuple[np.ndarray, n
     return Piece(sha256=sha256, name=name, grid=GRID, subdivision=sub, tonic=PITCH_NAMES[tonic], mode=mode,
                  transpose=shift, tempo_bpm=round(tempo.mean_bpm(float(min(all_notes[:, 0].max(), limit))), 3),
                  time_signature=raw.time_signature, metre=metre, melody=melody_events, harmony=_to_events(harmony),
-                 bass=_to_events(bass), drums=_to_events(drums), chords=chords, stats=stats)
+                 bass=_to_events(bass), drums=_to_events(drums), chords=chords, stats=stats,
+                 drum_hits=[[round(float(b), 4), int(p), int(v)] for b, p, v in
+                            zip(drum_beats, performed[:, 2], performed[:, 3])])

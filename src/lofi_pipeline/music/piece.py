@@ -51,6 +51,8 @@ class Piece:
     drums: list[NoteEvent] = field(default_factory=list)
     chords: list[ChordChange] = field(default_factory=list)
     stats: dict = field(default_factory=dict)  # what reading and quantising did, for the manifest
+    # The drums as played: [beats from the first bar line (not snapped to the grid), note, velocity].
+    drum_hits: list = field(default_factory=list)
 
     def to_json(self) -> dict:
         # Field by field: dataclasses.asdict deep-copies every note and cost more than reading the file.

@@ -68,18 +68,29 @@ def features(segment: list[Event], bars: int = SEGMENT_BARS) -> np.ndarray:
                            [len(melody) / beats, (max(melody) - min(melody)) if melody else 0.0]])
 
 
-def _distinct(side: list[list[Event]]) -> tuple[np.ndarray, np.ndarray]:
+def _distinct(side: list, cut=segments, describe=features, width: int = len(FEATURES)) -> tuple[np.ndarray,
+                                                                                               np.ndarray]:
     """The segments' feature vectors of one side, each exact repeat of one before it left out,
     with the sequence each came from."""
     seen, out, groups = set(), [], []
     for g, sequence in enumerate(side):
-        for segment in segments(sequence):
-            v = features(segment)
+        for segment in cut(sequence):
+            v = describe(segment)
             if v.tobytes() not in seen:
                 seen.add(v.tobytes())
                 out.append(v)
                 groups.append(g)
-    return np.array(out).reshape(-1, len(FEATURES)), np.array(groups, np.int64)
+    return np.array(out).reshape(-1, width), np.array(groups, np.int64)
+
+
+def drum_realism(generated: list[list], real: list[list], seeds: tuple[int, ...] = (0, 1, 2), top: int = 3) -> dict:
+    """The same test on drum parts (lists of drum_format.DrumBar): two-bar drum segments, the
+    features of music/drum_stats.py."""
+    from . import drum_stats
+    cut = drum_stats.segments
+    fake = _distinct(generated, cut, drum_stats.features, len(drum_stats.FEATURES))
+    true = _distinct(real, cut, drum_stats.features, len(drum_stats.FEATURES))
+    return two_sample(fake, true, len(generated), drum_stats.FEATURES, seeds, top)
 
 
 def realism(generated: list[list[Event]], real: list[list[Event]], seeds: tuple[int, ...] = (0, 1, 2),
@@ -92,24 +103,31 @@ def realism(generated: list[list[Event]], real: list[list[Event]], seeds: tuple[
     The folds keep each sequence whole (grouped by track or piece): segments of one track share
     its loops, and a forest tested on a track it was trained on would recognise the track, not
     tell generated music from real."""
+    return two_sample(_distinct(generated), _distinct(real), len(generated), FEATURES, seeds, top)
+
+
+def two_sample(fake_side: tuple, true_side: tuple, n_generated: int, names: list[str], seeds: tuple[int, ...],
+               top: int) -> dict:
+    """The test on feature vectors and groups of each side (the generated sequences numbered
+    first, `n_generated` of them)."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.inspection import permutation_importance
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.model_selection import StratifiedGroupKFold
-    (fake, fake_groups), (true, true_groups) = _distinct(generated), _distinct(real)
+    (fake, fake_groups), (true, true_groups) = fake_side, true_side
     n = min(len(fake), len(true))
     folds = min(FOLDS, len(set(fake_groups.tolist())), len(set(true_groups.tolist())))
     result = {"generated_segments": int(len(fake)), "real_segments": int(len(true)), "per_class": int(n),
               "folds": int(folds), "accuracy": None, "spread": None, "per_seed": [], "separating": []}
     if n < 2 * FOLDS or folds < 2:
         return result
-    accuracies, importance, impurity = [], np.zeros(len(FEATURES)), np.zeros(len(FEATURES))
+    accuracies, importance, impurity = [], np.zeros(len(names)), np.zeros(len(names))
     for seed in seeds:
         rng = np.random.default_rng(seed)
         pick_fake, pick_true = rng.choice(len(fake), n, replace=False), rng.choice(len(true), n, replace=False)
         x = np.vstack([fake[pick_fake], true[pick_true]])
         y = np.array([1] * n + [0] * n)
-        groups = np.concatenate([fake_groups[pick_fake], len(generated) + true_groups[pick_true]])
+        groups = np.concatenate([fake_groups[pick_fake], n_generated + true_groups[pick_true]])
         mine = []
         for train, test in StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(x, y, groups):
             if len(set(y[test].tolist())) < 2:  # a fold with one side only says nothing of telling them apart
@@ -129,5 +147,5 @@ def realism(generated: list[list[Event]], real: list[list[Event]], seeds: tuple[
     # use of them (impurity decrease) breaks the tie.
     order = np.lexsort((-impurity, -np.round(importance, 6)))[:top]
     result.update(accuracy=round(float(np.mean(accuracies)), 4), spread=round(float(np.std(accuracies)), 4),
-                  separating=[(FEATURES[i], round(float(importance[i] / len(accuracies)), 4)) for i in order])
+                  separating=[(names[i], round(float(importance[i] / len(accuracies)), 4)) for i in order])
     return result

@@ -38,6 +38,7 @@ VOCABULARY, SEQUENCES, SPLIT, PROFILE = _artifacts("encode", "vocab.json", "data
 MEMBERS, ENSEMBLE, MODEL_VOCABULARY, METRICS, METRICS_TABLE = _artifacts(
     "train", "members/*.keras", "members.json", "vocab.json", "metrics.json", "metrics.txt")
 (TAKES,) = _artifacts("generate", "takes.json")
+(DRUM_PARTS,) = _artifacts("drums", "drum_parts.json")
 TRACKS, ARRANGED_MIDI = _artifacts("arrange", "tracks.json", "track_*.mid")
 RENDERS, RENDERED = _artifacts("render", "renders.json", "*.wav")
 MASTERS, MASTERED = _artifacts("master", "masters.json", "*.wav")
@@ -273,6 +274,27 @@ def read_takes(folder: Path) -> Takes:
     return Takes(data["grid"], data["bars"], data["vocab_fingerprint"], _records(Take, data["tracks"]))
 
 
+# -- drums ---------------------------------------------------------------------------------------
+@dataclass
+class DrumPart:
+    """One track's drums: every bar as [role, [[step, class, level, offset], ...]], where they
+    came from, the tempo they were played at (arrange's), and what the form did."""
+    index: int
+    source: str
+    tempo_bpm: int
+    metre: str
+    bars: list
+    stats: dict = field(default_factory=dict)
+    checks: list = field(default_factory=list)
+
+    def drum_bars(self) -> list:
+        from ..music.drum_format import DrumBar, DrumHit
+        return [DrumBar(tuple(DrumHit(*h) for h in hits), role) for role, hits in self.bars]
+
+
+drum_parts = RecordFile(DRUM_PARTS, DrumPart)
+
+
 # -- arrange -------------------------------------------------------------------------------------
 @dataclass
 class TrackRecord:
@@ -289,6 +311,7 @@ class TrackRecord:
     bars: int | None = None
     seconds: float | None = None
     lead: str | None = None
+    drums: str | None = None  # where the drums came from
     harmonised_bars: float = 0.0
     harmony_changes: int = 0
     events: int = 0

@@ -12,28 +12,12 @@ import numpy as np
 
 from ..core.errors import StageError
 from ..core.runner import Stage, StageContext
+from ..model.training import make_windows
 from ..music.checks import data_profile
 from ..music.piece import Piece
-from ..music.token_format import FIELDS, MAX_STEPS, PAD, UNK, Vocabulary, piece_to_events
+from ..music.token_format import FIELDS, MAX_STEPS, UNK, Vocabulary, piece_to_events
 from . import catalog
 from .catalog import SPLITS
-
-
-def make_windows(sequences: list[np.ndarray], window: int, stride: int = 1):
-    """Every `stride`-th event is a target; its context is the `window` events before it,
-    left-padded, so a piece's first events are targets too (and generation can start cold).
-    x: (n, window, fields), y: (n, fields)."""
-    n_fields = len(FIELDS)
-    xs, ys = [], []
-    for seq in sequences:
-        padded = np.concatenate([np.full((window, n_fields), PAD, np.int32), seq])
-        idx = np.arange(0, len(seq), stride)
-        xs.append(padded[idx[:, None] + np.arange(window)[None, :]])
-        ys.append(seq[idx])
-    if not xs:
-        return np.zeros((0, window, n_fields), np.int32), np.zeros((0, n_fields), np.int32)
-    return np.concatenate(xs).astype(np.int32), np.concatenate(ys).astype(np.int32)
-
 
 _VERSION_SUFFIX = re.compile(
     r"([ _.-]+(v\d+|copy|take ?\d+|alt|version ?\d+|final|analysis|reduction)|[ _-]*\(\d+\))+$", re.I)
