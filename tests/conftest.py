@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
 from helpers import ROOT, lofi, quick_archive, quick_config, song_bytes, write_zip
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# A suite started in the background by a shell without job control (`make test &` in a script)
+# inherits SIGINT ignored, and every `lofi` it starts would too: the Ctrl-C tests would then wait
+# for a run that never hears them. Answered here, the children start with it at its default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
