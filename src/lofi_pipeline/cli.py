@@ -260,7 +260,7 @@ def cmd_base_drums(args) -> int:
     from .pretrain import pretrain_drums
     root = project_root(args)
     cfg = _config(args)
-    folder = Path(args.to).resolve() if args.to else (root / cfg.drums.base if cfg.drums.base else drum_model.SHIPPED)
+    folder = Path(args.to).resolve() if args.to else drum_model.base_folder(cfg.drums.base, root)
     corpus = Path(args.corpus).resolve() if args.corpus else root / VENDORED
     if not corpus.is_file():
         raise StageError(f"{corpus}: the Groove MIDI Dataset's zip is not there; give --corpus ZIP")

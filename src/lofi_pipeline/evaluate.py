@@ -98,8 +98,7 @@ def drum_realism_of(runner: Runner, takes: list[catalog.Take], parts: list[catal
 def drum_scores(runner: Runner) -> dict:
     """The base drum model's test NLL on GMD's test split beside its n-gram and unigram."""
     from .model import drum_model
-    folder = runner.root / runner.cfg.drums.base if runner.cfg.drums.base else drum_model.SHIPPED
-    return drum_model.read_manifest(folder).get("test_nll", {})
+    return drum_model.read_manifest(drum_model.base_folder(runner.cfg.drums.base, runner.root)).get("test_nll", {})
 
 
 def scratch_figures(runner: Runner) -> dict:

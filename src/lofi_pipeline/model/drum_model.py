@@ -125,6 +125,11 @@ def score(models: list, data: dict, split: str = "test", ngram_order: int = 3) -
 
 
 # -- a base of drum members ----------------------------------------------------------------------
+def base_folder(setting: str, root: Path) -> Path:
+    """drums.base: "" is the shipped base drum model; anything else a folder, relative to the project."""
+    return SHIPPED if not setting else root / setting
+
+
 def primer_stretches(bars: list[DrumBar], at_most: int) -> list[list[DrumBar]]:
     """Up to `at_most` stretches of PRIMER_BARS bars, evenly through a piece, each with hits in every bar."""
     starts = [i for i in range(len(bars) - PRIMER_BARS + 1) if all(b.hits for b in bars[i:i + PRIMER_BARS])]

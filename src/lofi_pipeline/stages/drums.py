@@ -70,7 +70,7 @@ class DrumsStage(Stage):
 
     @staticmethod
     def _base(params, root):
-        return drum_model.SHIPPED if not params.drums.base else root / params.drums.base
+        return drum_model.base_folder(params.drums.base, root)
 
     def check(self, params, root):
         if params.arrange.drums == "learned":
@@ -84,7 +84,7 @@ class DrumsStage(Stage):
         sequences, found, primers = archive_drums(pieces)
         if found["bars"] < cfg.finetune_min_bars:
             why = "no drums" if not found["bars"] else f"{found['bars']} drum bars, fewer than {cfg.finetune_min_bars}"
-            corpus = drum_model.read_manifest(self._base(ctx.params, ctx.root)).get("corpus", {})
+            corpus = drum_model.read_manifest(base).get("corpus", {})
             found["data"] = {"label": "Groove MIDI Dataset, train beats", "shares": corpus.get("onset_shares", {}),
                              "backbeat": corpus.get("backbeat", {})}
             return (drum_model.load(base_files), f"base drum model (Groove MIDI Dataset); the archive has {why}", found,
@@ -96,7 +96,7 @@ class DrumsStage(Stage):
                   "patience": 3, "dev_windows": 2048, "inits": base_files}
         data_digest = hashlib.sha256(b"".join(s.tobytes() for split in ("train", "dev") for s in sequences[split]))
         key = hash_json({"data": data_digest.hexdigest(), "code": ctx.code_key, "steps": budget["checks"] * check_every,
-                         "base": drum_model.base_digest(self._base(ctx.params, ctx.root))})[:16]
+                         "base": drum_model.base_digest(base)})[:16]
         ctx.log(f"fine-tuning the drum model on the archive's {found['bars']} drum bars "
                 f"({found['pieces_with_drums']} files, {len(data['y_train'])} events)")
         models = drum_model.train(data, ctx.cache_dir / f"finetune-{key}", budget, FINETUNE_LEARNING_RATE, ctx.log)
