@@ -203,10 +203,11 @@ def read_mp3(path: Path) -> tuple[np.ndarray, int]:
 
 
 def lofi_process(*args, env: dict | None = None, cwd: Path = ROOT, **popen) -> subprocess.Popen:
-    """`python -m lofi_pipeline ARGS` in `cwd` (the project root), output captured; `env` adds variables."""
-    return subprocess.Popen([sys.executable, "-m", "lofi_pipeline", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, **popen)
+    """`python -m lofi_pipeline ARGS` in `cwd` (the project root), output captured (or where
+    `popen` says); `env` adds variables."""
+    return subprocess.Popen([sys.executable, "-m", "lofi_pipeline", *args], cwd=cwd, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                            **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen})
 
 
 def wait_for(condition, proc: subprocess.Popen, limit_s: float = 300) -> bool:

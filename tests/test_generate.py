@@ -52,6 +52,8 @@ def test_sampling_is_a_pure_function_of_the_seed():
     b = [sample_value(probs, np.random.default_rng(9), 0.9, 10, 0.9) for _ in range(5)]
     assert a == b
     assert track_seed(1, 0) != track_seed(1, 1) and track_seed(1, 0) == track_seed(1, 0)
+    radio = {track_seed(1, i, d, "radio") for i in range(1, 200) for d in (0, 1)}
+    assert len(radio) == 398 and not radio & {track_seed(1, i, d) for i in range(1, 200) for d in (0, 1)}
 
 
 def test_self_repetition_sees_loops():

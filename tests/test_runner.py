@@ -111,6 +111,10 @@ def test_changing_a_config_key_rekeys_exactly_the_stages_that_read_it(tmp_path, 
         current = getattr(getattr(quick_config(tmp_path / "outputs"), section), field.name)
         changed = own_parts(make(f"{section}.{field.name}={toml_value(changed_value(field, current))}"))
     rekeyed = {n for n in STAGE_NAMES if base[n] != changed[n]}
+    runner, after = make(), set(rekeyed)  # what the web app says a change re-runs: these and all after
+    for name in STAGE_NAMES:
+        after |= {name} if after & set(runner.upstream(name)) else set()
+    assert set(runner.rekeyed_by(f"{section}.{field.name}")) == after
     if role == RUNTIME:
         assert rekeyed == set(), f"{section}.{field.name} only says where or how fast work runs"
     else:

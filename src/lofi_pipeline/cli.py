@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .core.config import ConfigError, config_file_text, load_config
+from .core.config import SPEC, ConfigError, config_file_text, load_config
 from .core.errors import StageError
 from .core.lock import LockedError, OutputsLock
 from .core.runner import Runner
@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("config", help="print a config file with every key at its default (lofi config > lofi.toml)")
     p = sub.add_parser("status", help="show which artifacts are fresh or stale, and why")
     _common(p)
+    p.add_argument("--json", action="store_true", help="as JSON: each stage's state, why and time, and "
+                   "which stages each config key re-runs (what the web app shows)")
     p = sub.add_parser("report", help="write outputs/report.html from the built artifacts")
     _common(p)
     p = sub.add_parser("clean", help="remove what the pipeline wrote under outputs/")
@@ -138,7 +140,13 @@ def _config(args):
     return load_config(config_file(args), args.profile, overrides)
 
 
-def cmd_status(runner: Runner) -> int:
+def cmd_status(runner: Runner, as_json: bool = False) -> int:
+    if as_json:
+        stages = [{"name": n, "fresh": runner.state(n)[0], "why": runner.state(n)[1],
+                   "seconds": (runner.manifest(n) or {}).get("timings", {}).get("seconds")} for n in runner.order]
+        rekeys = {f"{s}.{k}": runner.rekeyed_by(f"{s}.{k}") for s in SPEC for k in SPEC[s]}
+        print(json.dumps({"stages": stages, "rekeys": rekeys}))
+        return 0
     rows = []
     for name in runner.order:
         fresh, why = runner.state(name)
@@ -158,8 +166,8 @@ def cmd_clean(runner: Runner, wait: float) -> int:
     if not out.exists():
         print(f"nothing to clean: {out}/ does not exist")
         return 0
-    from .jobs import SERVE_PATHS
     from .report import REPORT_PATHS
+    from .web.jobs import SERVE_PATHS
     with OutputsLock(out, wait):
         removed = []
         for name in [*runner.owned_paths(), *REPORT_PATHS, *SERVE_PATHS]:
@@ -213,7 +221,7 @@ def cmd_serve(args) -> int:
 
     import uvicorn
 
-    from .server import create_app
+    from .web.app import create_app
     cfg = _config(args)
     root = project_root(args)
     outputs = Runner(cfg, build_stages(), root).outputs
@@ -224,14 +232,18 @@ def cmd_serve(args) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"lofi: warning: serving on {args.host}: anyone who can reach this address can start runs "
               "and read the outputs", file=sys.stderr)
-    app = create_app(root, outputs, base, int(cfg.intake.max_read_mib * 2**20))
-    print(f"lofi serve: http://{args.host}:{args.port}/ (outputs in {outputs}); Ctrl-C stops it", flush=True)
+
+    def say(line: str) -> None:  # the terminal's log of runs, uploads, takes and the radio
+        print(f"lofi serve: {line}", flush=True)
+    app = create_app(root, outputs, base, int(cfg.intake.max_read_mib * 2**20), cfg.serve, say)
+    say(f"http://{args.host}:{args.port}/ (outputs in {outputs}); Ctrl-C stops it")
     # Open event streams never end on their own: shut down after 2 s whatever is open, then
     # the app's shutdown stops its run and the radio (and atexit, should that be skipped).
     state = app.state.lofi
-    atexit.register(state.job.stop)
+    atexit.register(state.job.stop, 10.0, True)
     atexit.register(lambda: state.radio is not None and state.radio.stop())
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=2)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=2)
     return 0
 
 
@@ -349,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = _config(args)
         runner = Runner(cfg, build_stages(), project_root(args))
         if args.command == "status":
-            return cmd_status(runner)
+            return cmd_status(runner, args.json)
         if args.command == "clean":
             return cmd_clean(runner, args.wait)
         if args.command == "report":

@@ -49,7 +49,7 @@ def _section_class(name: str):
 
 
 RunConfig, IntakeConfig, ExtractConfig, EncodeConfig, TrainConfig, GenerateConfig, DrumsConfig, ArrangeConfig, \
-    RenderConfig, MasterConfig, ExportConfig = (_section_class(name) for name in SPEC)
+    RenderConfig, MasterConfig, ExportConfig, ServeConfig = (_section_class(name) for name in SPEC)
 
 
 @dataclass
@@ -65,6 +65,7 @@ class Config:
     render: RenderConfig = field(default_factory=RenderConfig)
     master: MasterConfig = field(default_factory=MasterConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     profile: str = "default"
 
     def section(self, name: str) -> dict:
@@ -159,6 +160,16 @@ MASTER_PRESETS = {
               "hiss_db": -42.0, "wow_cents": 14.0, "flutter_cents": 4.0, "bitcrush_bits": 10.0,
               "resample_hz": 22050.0},
 }
+
+
+
+def keys_set_with(key: str) -> set[str]:
+    """`key` and the keys whose values a change of it also changes (a master preset sets some
+    of master's keys)."""
+    if key == "master.preset":
+        return {key} | {f"master.{k}" for preset in MASTER_PRESETS.values() for k in preset}
+    return {key}
+
 
 # Built-in profiles; a config file may add its own as [profile.NAME] tables.
 PROFILES = {

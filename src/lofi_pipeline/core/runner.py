@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator
 from tqdm import tqdm
 
 from . import atomic
-from .config import Config, ParamView
+from .config import RUNTIME, Config, ParamView, field_role, keys_set_with
 from .errors import StageError
 from .hashing import binary_version, code_fingerprint, file_digest, hash_json, library_versions
 from .lock import OutputsLock
@@ -169,6 +169,19 @@ class Runner:
     def upstream(self, name: str) -> tuple[str, ...]:
         """The stages whose artifacts this one takes, in pipeline order."""
         return tuple(n for n in self.order if n in {a.stage for a in self.taken(name)})
+
+    def rekeyed_by(self, key: str) -> list[str]:
+        """The stages a change of config `key` (section.key) re-runs: those that read it, unless
+        it is a runtime key, and every stage after them."""
+        section, _, name = key.partition(".")
+        if field_role(section, name) == RUNTIME:
+            return []
+        keys = keys_set_with(key)
+        hit = {n for n, s in self.stages.items() if section in s.reads or keys & set(s.reads)}
+        for n in self.order:
+            if hit & set(self.upstream(n)):
+                hit.add(n)
+        return [n for n in self.order if n in hit]
 
     def own_parts(self, name: str) -> dict:
         """Everything in a stage's key except its upstream outputs."""

@@ -11,10 +11,15 @@ from ..music.midi_io import UnusableMidi, key_profiles, midi_header_reason, read
 from ..music.performance import analyse
 from ..music.token_format import FIELDS, Vocabulary, piece_to_events
 
+SEED_STREAMS = ("run", "radio")
 
-def track_seed(run_seed: int, index: int, draw: int = 0) -> int:
-    """The seed of a track's first take, or of its re-draw number `draw`."""
-    return int(np.random.SeedSequence([run_seed, index] + ([draw] if draw else [])).generate_state(1)[0])
+
+def track_seed(run_seed: int, index: int, draw: int = 0, stream: str = "run") -> int:
+    """The seed of a track's first take, or of its re-draw number `draw`; a stream other than
+    the runs' mixes its number into the entropy, so the radio's track N is never a run's."""
+    entropy = [run_seed, index] + ([draw] if draw or stream != "run" else [])
+    entropy += [SEED_STREAMS.index(stream)] if stream != "run" else []
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def primer_from_midi(path: Path, vocab: Vocabulary, window: int) -> np.ndarray:

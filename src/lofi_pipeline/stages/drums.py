@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -56,6 +57,25 @@ def archive_drums(pieces) -> tuple[dict[str, list[np.ndarray]], dict, list]:
             primers["dev"] + primers["train"])
 
 
+def _sampler(models: list, log):
+    return compiled_sampler(models, "mean", None, 1, log, fields=DRUM_FIELDS, targets=DRUM_TARGETS)
+
+
+# One process that runs the stage again and again (the web app's worker) keeps the last drum
+# sampler it built, by the base's digest or the fine-tuning's key: Keras models and their
+# compiled functions built anew for every radio track are never all given back (about 20 MiB
+# a track).
+_SAMPLERS: dict[str, tuple] = {}
+
+
+def _base_sampler(base: Path, log):
+    digest = f"base-{drum_model.base_digest(base)}"
+    if digest not in _SAMPLERS:
+        _SAMPLERS.clear()
+        _SAMPLERS[digest] = (_sampler(drum_model.load(drum_model.base_files(base)), log), {})
+    return _SAMPLERS[digest][0]
+
+
 class DrumsStage(Stage):
     name = "drums"
     takes = (catalog.TAKES, catalog.PIECES)
@@ -76,8 +96,8 @@ class DrumsStage(Stage):
         if params.arrange.drums == "learned":
             drum_model.base_files(self._base(params, root))
 
-    def _models(self, ctx: StageContext, pieces) -> tuple[list, str, dict, list]:
-        """The drum members, where they come from, what the archive's drums hold, and the primers."""
+    def _models(self, ctx: StageContext, pieces) -> tuple[object, str, dict, list]:
+        """The drum members' sampler, where they come from, what the archive's drums hold, and the primers."""
         cfg = ctx.params.drums
         base = self._base(ctx.params, ctx.root)
         base_files = drum_model.base_files(base)
@@ -87,8 +107,8 @@ class DrumsStage(Stage):
             corpus = drum_model.read_manifest(base).get("corpus", {})
             found["data"] = {"label": "Groove MIDI Dataset, train beats", "shares": corpus.get("onset_shares", {}),
                              "backbeat": corpus.get("backbeat", {})}
-            return (drum_model.load(base_files), f"base drum model (Groove MIDI Dataset); the archive has {why}", found,
-                    drum_model.read_primers(base))
+            return (_base_sampler(base, ctx.log), f"base drum model (Groove MIDI Dataset); the archive has {why}",
+                    found, drum_model.read_primers(base))
         test = sequences.pop("test")
         data = drum_model.split_data(sequences)
         check_every = min(50, cfg.finetune_steps)
@@ -97,17 +117,24 @@ class DrumsStage(Stage):
         data_digest = hashlib.sha256(b"".join(s.tobytes() for split in ("train", "dev") for s in sequences[split]))
         key = hash_json({"data": data_digest.hexdigest(), "code": ctx.code_key, "steps": budget["checks"] * check_every,
                          "base": drum_model.base_digest(base)})[:16]
-        ctx.log(f"fine-tuning the drum model on the archive's {found['bars']} drum bars "
-                f"({found['pieces_with_drums']} files, {len(data['y_train'])} events)")
-        models = drum_model.train(data, ctx.cache_dir / f"finetune-{key}", budget, FINETUNE_LEARNING_RATE, ctx.log)
-        if test:  # like for like with a drum n-gram and unigram, on pieces nothing else read
-            data["x_test"], data["y_test"] = drum_model.windows(test)
-            scores = drum_model.score(models, data, "test")
-            found["test_nll"] = {k: v["nll"] for k, v in scores.items() if isinstance(v, dict)}
-            found["test_events"] = scores["events"]
+        if key not in _SAMPLERS:
+            ctx.log(f"fine-tuning the drum model on the archive's {found['bars']} drum bars "
+                    f"({found['pieces_with_drums']} files, {len(data['y_train'])} events)")
+            models = drum_model.train(data, ctx.cache_dir / f"finetune-{key}", budget, FINETUNE_LEARNING_RATE, ctx.log)
+            tested = {}
+            if test:  # like for like with a drum n-gram and unigram, on pieces nothing else read
+                data["x_test"], data["y_test"] = drum_model.windows(test)
+                scores = drum_model.score(models, data, "test")
+                tested = {"test_nll": {k: v["nll"] for k, v in scores.items() if isinstance(v, dict)},
+                          "test_events": scores["events"]}
+            _SAMPLERS.clear()
+            _SAMPLERS[key] = (_sampler(models, ctx.log), tested)
+        sampler, tested = _SAMPLERS[key]
+        found.update(tested)
+        if tested:
             ctx.log("the archive's held-out drums, NLL per event: " + ", ".join(
-                f"{k} {v:.3f}" for k, v in found["test_nll"].items()) + f" ({scores['events']} events)")
-        return models, f"fine-tuned on the archive's {found['bars']} drum bars", found, primers
+                f"{k} {v:.3f}" for k, v in tested["test_nll"].items()) + f" ({tested['test_events']} events)")
+        return sampler, f"fine-tuned on the archive's {found['bars']} drum bars", found, primers
 
     def run(self, ctx: StageContext) -> dict:
         takes = catalog.read_takes(ctx.source(catalog.TAKES))
@@ -117,8 +144,7 @@ class DrumsStage(Stage):
             return {"tracks": 0, "source": "pattern (arrange.drums)"}
         configure_tensorflow(ctx.params.train.threads)
         pieces, _ = catalog.read_pieces(ctx.source(catalog.PIECES))
-        models, source, found, primers = self._models(ctx, pieces)
-        sampler = compiled_sampler(models, "mean", None, 1, ctx.log, fields=DRUM_FIELDS, targets=DRUM_TARGETS)
+        sampler, source, found, primers = self._models(ctx, pieces)
         vocab, cfg = DrumVocabulary(), ctx.params.drums
         for take in takes.tracks:
             tempo = draw_tempo(np.random.default_rng(take.seed), ctx.params.arrange)

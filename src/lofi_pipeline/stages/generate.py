@@ -84,7 +84,7 @@ def _batch_job(kit: dict, indices: list[int]) -> dict:
         return dev_primer(kit["dev_pieces"], rng, cfg["primer_events"], want)
 
     def sample(tracks: list[int], draw: int) -> list[dict]:
-        seeds = [track_seed(kit["run_seed"], i, draw) for i in tracks]
+        seeds = [track_seed(kit["run_seed"], i, draw, kit["seed_stream"]) for i in tracks]
         composers = []
         for seed in seeds:
             rng = np.random.default_rng(seed)
@@ -176,6 +176,7 @@ class GenerateStage(Stage):
                "midi_primer": midi_primer, "grid": grid, "dev_pieces": encoded.sequences("dev"),
                "settings": {k: getattr(cfg, k) for k in SETTINGS},
                "batch": min(cfg.batch_tracks, cfg.tracks), "run_seed": ctx.params.run.seed, "loop_bars": loop_bars,
+               "seed_stream": cfg.seed_stream,
                "threads": ctx.params.train.threads}
         # A worker keeps a kit's models loaded between batches: the digest tells kits apart, the
         # base's bytes too (a rebuilt base is another kit).
