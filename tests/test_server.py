@@ -146,6 +146,7 @@ def test_a_take_from_an_upload_and_the_page_says_where_things_stand(server, brow
     browser.get(url)
     until(browser, lambda d: d.find_elements("css selector", "#controls input"), 60)
     assert css(browser, "input[name=source][value=default]").is_selected()
+    assert css(browser, "#notice").text == "No run yet: start a take."
     css(browser, "#archive").send_keys(str(archive))
     assert css(browser, "input[name=source][value=upload]").is_selected()
     css(browser, "#profile").click()

@@ -157,7 +157,9 @@ function renderRun(run) {
   notice.dataset.kind = run.status;
   const name = current.choice ? current.choice.name : "";
   notice.textContent = {
-    idle: current.settled ? `On screen: ${current.settled.name}` : "No run yet: start a take.",
+    idle: current.settled ? `On screen: ${current.settled.name}` : (current.tracks.length ?
+      "The outputs hold a finished run that is not a take (made with the command line); start a take to keep one." :
+      "No run yet: start a take."),
     running: `Making ${name} ...`,
     done: `Done: ${name} in ${run.seconds} s.`,
     failed: `Failed: ${name}.`,
