@@ -77,8 +77,9 @@ def listen(url: str) -> None:
         urllib.request.urlopen(url).read()
 
 
-def served_radio(outputs: Path, run_args: list[str], tracks: int) -> dict:
-    """N radio tracks from `lofi serve`: wall time, audio, and the process tree's memory."""
+@contextlib.contextmanager
+def serving(outputs: Path, run_args: list[str]):
+    """`lofi serve` on a free port, answering: (its URL, its process); stopped on the way out."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-m", "lofi_pipeline", "serve", "--port", str(port),
@@ -93,6 +94,15 @@ def served_radio(outputs: Path, run_args: list[str], tracks: int) -> dict:
                 if server.poll() is not None:
                     raise SystemExit("lofi serve did not start")
                 time.sleep(0.2)
+        yield url, server
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
+def served_radio(outputs: Path, run_args: list[str], tracks: int) -> dict:
+    """N radio tracks from `lofi serve`: wall time, audio, and the process tree's memory."""
+    with serving(outputs, run_args) as (url, server):
         rss_start = tree_rss_mib(server.pid)
         start = time.perf_counter()
         call(f"{url}/api/radio/start", {})
@@ -113,9 +123,6 @@ def served_radio(outputs: Path, run_args: list[str], tracks: int) -> dict:
         audio = sum(t["seconds"] for t in call(f"{url}/api/radio")["queue"][-min(8, tracks):])
         audio *= tracks / min(8, tracks)  # the queue lists the last 8; every track is about as long
         on_disk = sum(1 for _ in (outputs / "radio" / "tracks").glob("*.mp3"))
-    finally:
-        server.terminate()
-        server.wait(60)
     return {"wall_s": wall, "audio_s": audio, "rss_start": rss_start, "rss_2": memory[min(2, tracks)],
             "rss_n": memory[tracks], "rss_max": max(memory.values()), "on_disk": on_disk}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -228,6 +229,14 @@ def lofi(*args, check: bool = True, timeout: float = 900, env: dict | None = Non
     if check and proc.returncode != 0:
         raise AssertionError(f"lofi {' '.join(args)} exited {proc.returncode}:\n{err[-3000:]}")
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def copy_run(quick_run, folder: Path) -> tuple[list[str], Path]:
+    """A copy of the `quick_run` fixture's outputs in `folder`: (its options, pointed at the copy; the copy)."""
+    args, out, _ = quick_run
+    copy = folder / "outputs"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns(".lock"))
+    return [*args[:-1], str(copy)], copy
 
 
 def quick_archive(folder: Path, songs: int = 12) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, lofi, lofi_process, metred_song, song_bytes, wait_for, write_zip
+from helpers import ROOT, copy_run, lofi, lofi_process, metred_song, song_bytes, wait_for, write_zip
 from lofi_pipeline.audio.playlist import read_playlist
 from lofi_pipeline.music.rates import RATES
 from lofi_pipeline.pipeline import STAGE_NAMES
@@ -134,13 +134,6 @@ def test_the_drums_are_learned_from_the_archive_and_the_pattern_is_there_on_requ
     pattern = lofi("all", *args, "--set", 'arrange.drums="pattern"')
     assert ran(pattern.stdout) == ["arrange", "render", "master", "stems", "export"]  # no drum model needed
     assert all(r.drums.startswith("pattern") for r in catalog.tracks.read(out / "arrange"))
-
-
-def copy_run(quick_run, folder):
-    args, out, _ = quick_run
-    copy = folder / "outputs"
-    shutil.copytree(out, copy, ignore=shutil.ignore_patterns(".lock"))
-    return [*args[:-1], str(copy)], copy
 
 
 def ran(stdout: str) -> list[str]:

@@ -49,7 +49,7 @@ def changed_value(f: dataclasses.Field, default):
     if isinstance(default, float):
         return default + (hi - default) / 2 if hi > default else (default + lo) / 2
     if isinstance(default, list):
-        return default + default[:1] if default else [1.0]
+        return default + default[:1] if default else [1]
     if isinstance(default, dict):
         return {"pitch": {"temperature": 1.1}}
     return default + "_changed"

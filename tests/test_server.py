@@ -204,6 +204,52 @@ def test_controls_show_their_values_and_what_they_rerun(server, browser):
     assert state(url)["settled"]["tweaks"] == {}
 
 
+def play(driver, index: int):
+    """Click the play button of track `index`'s player (the left end of its controls)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    audio = css(driver, f".track[data-index='{index}'] audio")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", audio)
+    ActionChains(driver).move_to_element_with_offset(audio, -audio.size["width"] // 2 + 18, 0).click().perform()
+    playing = "return !arguments[0].paused && arguments[0].currentTime > 1.5"
+    until(driver, lambda d: d.execute_script(playing, audio), 60)
+    return audio
+
+
+def test_a_tweak_is_heard_first_on_the_track_playing_and_one_track_gets_a_new_take(server, browser):
+    """A master tweak re-masters the track playing first (its preview plays on from where it
+    was while the take catches up, and it is the take's file to the byte); a track's "New take"
+    button draws that track anew, first, the others keeping theirs."""
+    from selenium.webdriver.common.keys import Keys
+    url, outputs, base = server
+    audio = play(browser, 2)
+    at = browser.execute_script("return arguments[0].currentTime", audio)
+    press(browser, "[data-key='master.reverb_wet']", Keys.ARROW_RIGHT, 3)
+    before = run_number(browser)
+    css(browser, "#apply").click()
+    until(browser, lambda d: "/files/preview/" in audio.get_attribute("src"), 120)
+    preview = audio.get_attribute("src")
+    assert run_number(browser) > before and css(browser, "body").get_attribute("data-run") == "running"
+    until(browser, lambda d: d.execute_script("return arguments[0].readyState >= 2 && !arguments[0].paused", audio), 60)
+    assert browser.execute_script("return arguments[0].currentTime", audio) >= at  # on from where it was
+    assert "track 2 re-mastered in" in css(browser, "#message").text
+    until(browser, lambda d: css(d, "body").get_attribute("data-run") == "done", 600)
+    until(browser, lambda d: "/files/tracks/" in audio.get_attribute("src"), 60)
+    take = audio.get_attribute("src")
+    assert take.rsplit("/", 1)[1] == preview.rsplit("/", 1)[1] and get(take)[1] == get(preview)[1]
+    assert not browser.execute_script("return arguments[0].paused", audio)
+    seeds = {t["index"]: t["seed"] for t in state(url)["tracks"]}
+    first = css(browser, ".track[data-index='1'] audio").get_attribute("src")
+    assert start_and_wait(browser, ".track[data-index='2'] button.retake") == "done"
+    run = state(url)["run"]
+    assert run["previews"]["2"]["how"] == "made anew"
+    assert state(url)["settled"]["tweaks"]["generate.retakes"] == [2]
+    now = {t["index"]: t["seed"] for t in state(url)["tracks"]}
+    assert now[1] == seeds[1] and now[2] != seeds[2]
+    until(browser, lambda d: "/files/tracks/" in audio.get_attribute("src") and audio.get_attribute("src") != take, 60)
+    assert css(browser, ".track[data-index='1'] audio").get_attribute("src") == first
+    assert start_and_wait(browser, "#reset") == "done"
+
+
 def test_a_bad_archive_is_named_by_its_own_name_and_apply_stays_on_the_take(server, browser, tmp_path):
     """Finding 3: the error names the user's file, not uploads/<digest>.zip, and an Apply after
     it revises the take on screen instead of re-running the bad archive."""

@@ -30,6 +30,7 @@ examples:
   lofi extract encode --profile quick        a tiny smoke run of the first stages
   lofi master export --set master.preset=dusty   re-master only; nothing upstream re-runs
   lofi render --midi song.mid                render any MIDI file, no model needed
+  lofi preview 2 --set master.preset=dusty   hear track 2 re-mastered in seconds (outputs/preview/)
   lofi export --set export.stems=true        also a 24-bit WAV per part in outputs/daw/, for a DAW
   lofi status                                what is fresh, what is stale and why
   lofi evaluate a.zip b.zip                  the pipeline on each archive, one table of results
@@ -85,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--json", action="store_true", help="as JSON: each stage's state, why and time, and "
                    "which stages each config key re-runs (what the web app shows)")
+    p = sub.add_parser("preview", help="one track of the run made again for new options, in seconds, into "
+                       "outputs/preview/", description="Make track TRACK of the run again for these options, "
+                       "without touching the run's artifacts: re-mastered when only render or master settings "
+                       "changed, else made alone from the trained models (e.g. --set generate.retakes=[2] for a "
+                       "new take of track 2). It is the MP3 that `lofi all` with the same options exports for "
+                       "that track. Prints `preview: FILE` (under the outputs folder).")
+    p.add_argument("track", type=int, metavar="TRACK", help="the track's number (1 for the first)")
+    _common(p)
     p = sub.add_parser("report", help="write outputs/report.html from the built artifacts")
     _common(p)
     p = sub.add_parser("clean", help="remove what the pipeline wrote under outputs/")
@@ -167,10 +176,11 @@ def cmd_clean(runner: Runner, wait: float) -> int:
         print(f"nothing to clean: {out}/ does not exist")
         return 0
     from .report import REPORT_PATHS
+    from .stages.preview import PREVIEW
     from .web.jobs import SERVE_PATHS
     with OutputsLock(out, wait):
         removed = []
-        for name in [*runner.owned_paths(), *REPORT_PATHS, *SERVE_PATHS]:
+        for name in [*runner.owned_paths(), *REPORT_PATHS, PREVIEW, *SERVE_PATHS]:
             path = out / name
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
@@ -181,6 +191,14 @@ def cmd_clean(runner: Runner, wait: float) -> int:
             removed.append(name)
     (out / ".lock").unlink(missing_ok=True)
     print(f"removed from {out}/: {', '.join(removed) or 'nothing'}")
+    return 0
+
+
+def cmd_preview(runner: Runner, track: int, wait: float) -> int:
+    from .stages.preview import preview_track
+    with OutputsLock(runner.outputs, wait):
+        made = preview_track(runner, track)
+    print(f"preview: {made['file']} (track {track}, {made['how']} in {made['seconds']} s)")
     return 0
 
 
@@ -364,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_status(runner, args.json)
         if args.command == "clean":
             return cmd_clean(runner, args.wait)
+        if args.command == "preview":
+            return cmd_preview(runner, args.track, args.wait)
         if args.command == "report":
             print(f"report: {cmd_report(runner, args.wait)}")
             return 0

@@ -313,6 +313,8 @@ def _check_consistency(cfg: Config) -> None:
             if lo is None or not isinstance(value, (int, float)) or not lo <= value <= hi:
                 raise ConfigError(f"config key generate.fields.{name}.{key}: {value!r} is not a known "
                                   f"setting in range ({', '.join(f'{k} {a}..{b}' for k, (a, b) in known.items())})")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in g.retakes):
+        raise ConfigError(f"config key generate.retakes: expected track numbers (1, 2, ...), got {g.retakes!r}")
     if any((not isinstance(w, (int, float))) or w < 0 for w in g.weights):
         raise ConfigError("config key generate.weights: weights must be numbers >= 0")
     if cfg.run.executor == "ray" and importlib.util.find_spec("ray") is None:

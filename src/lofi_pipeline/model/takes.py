@@ -14,11 +14,13 @@ from ..music.token_format import FIELDS, Vocabulary, piece_to_events
 SEED_STREAMS = ("run", "radio")
 
 
-def track_seed(run_seed: int, index: int, draw: int = 0, stream: str = "run") -> int:
+def track_seed(run_seed: int, index: int, draw: int = 0, stream: str = "run", retake: int = 0) -> int:
     """The seed of a track's first take, or of its re-draw number `draw`; a stream other than
-    the runs' mixes its number into the entropy, so the radio's track N is never a run's."""
-    entropy = [run_seed, index] + ([draw] if draw or stream != "run" else [])
-    entropy += [SEED_STREAMS.index(stream)] if stream != "run" else []
+    the runs' mixes its number into the entropy, so the radio's track N is never a run's; a
+    retake (generate.retakes) mixes in its count, so it is never a seed the track had before."""
+    entropy = [run_seed, index] + ([draw] if draw or stream != "run" or retake else [])
+    entropy += [SEED_STREAMS.index(stream)] if stream != "run" or retake else []
+    entropy += [retake] if retake else []
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 

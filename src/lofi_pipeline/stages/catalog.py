@@ -15,8 +15,10 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
+from ..audio.playlist import slug
 from ..core import atomic
 from ..core.errors import StageError
+from ..core.hashing import sha256_bytes
 from ..core.runner import Artifact
 from ..model.form import Section, form_string
 from ..music.checks import DataProfile
@@ -321,6 +323,19 @@ class TrackRecord:
 
 def midi_name(record: TrackRecord) -> str:
     return f"{record.stem}.mid"
+
+
+def track_tags(record: TrackRecord, n: int, total: int, export, run) -> dict:
+    """The ID3 tags of a run's track number `n` of `total` (its preview gets the same)."""
+    comment = (f"seed={record.seed if record.seed is not None else run.seed} run_seed={run.seed} "
+               f"key={record.key or '?'} tempo={record.tempo_bpm or '?'}")
+    return {"title": record.title, "artist": export.artist, "album": run.name, "track": n, "total": total,
+            "comment": comment, "tempo_bpm": record.tempo_bpm, "key": record.key}
+
+
+def mp3_name(run_name: str, index: int, data: bytes) -> str:
+    """An exported MP3's name: the run's, the track's number and a digest of its bytes (never reused)."""
+    return f"{slug(run_name)}-{index:02d}-{sha256_bytes(data)[:8]}.mp3"
 
 
 def given_midi_files(path: Path) -> list[Path]:

@@ -13,9 +13,9 @@ from pathlib import Path
 from mutagen.mp3 import MP3
 
 from ..audio.mp3 import tagged_mp3_bytes
-from ..audio.playlist import PLAYLIST, copy_to_library, merge_playlist, slug
+from ..audio.playlist import PLAYLIST, copy_to_library, merge_playlist
 from ..core import atomic
-from ..core.hashing import file_digest, path_digest, sha256_bytes
+from ..core.hashing import file_digest, path_digest
 from ..core.runner import Stage, StageContext
 from . import catalog
 from .track_midi import given_midi_records
@@ -60,18 +60,14 @@ class ExportStage(Stage):
         tracks = []
         for n, m in enumerate(masters, 1):
             r = by_stem[Path(m.file).stem]
-            comment = (f"seed={r.seed if r.seed is not None else run.seed} run_seed={run.seed} "
-                       f"key={r.key or '?'} tempo={r.tempo_bpm or '?'}")
-            tracks.append((m.file, r, {"title": r.title, "artist": p.artist, "album": run.name, "track": n,
-                                       "total": len(masters), "comment": comment, "tempo_bpm": r.tempo_bpm,
-                                       "key": r.key}))
+            tracks.append((m.file, r, catalog.track_tags(r, n, len(masters), p, run)))
         # Each job carries a master's WAV bytes and hands back the MP3's; an MP3 is named by a digest
         # of its bytes, so an existing file of that name is already complete.
         jobs = (((mastered / wav).read_bytes(), tags) for wav, _, tags in tracks)
         exported = []
         encoded = ctx.fan_out(_export_job, jobs, total=len(tracks), workers=p.workers, shared=p.bitrate_kbps)
         for (_, record, tags), data in zip(tracks, encoded, strict=True):
-            mp3 = library / f"{slug(run.name)}-{record.index:02d}-{sha256_bytes(data)[:8]}.mp3"
+            mp3 = library / catalog.mp3_name(run.name, record.index, data)
             if not mp3.exists():
                 atomic.write_bytes(mp3, data)
             ctx.record_output(mp3)

@@ -28,7 +28,9 @@ from . import catalog
 MELODY_BY = {"ensemble": "melody by the ensemble", "base": "melody by the base ensemble, over the harmony"}
 SETTINGS = ("temperature", "top_k", "top_p", "repetition_penalty", "repetition_window", "fields", "combine",
             "weights", "primer", "primer_events", "redraws", "bars", "events", "form", "loop_bars", "variation",
-            "melody_variation", "melody")
+            "melody_variation", "melody", "retakes")
+SESSION_SETTINGS = ("temperature", "top_k", "top_p", "repetition_penalty", "repetition_window", "fields", "combine",
+                    "weights")  # what a sampling session is built with (model/calibration.py)
 
 
 class _Session:
@@ -58,17 +60,21 @@ class _Session:
                 {**cfg, "temperature": "auto", "top_k": "auto", "top_p": "auto", "fields": {}}, None))
 
 
+# The sessions a process keeps, the most recent last: two, so that a run's and a one-track
+# preview's (a batch of one) do not rebuild each other's.
 _SESSIONS: dict[str, _Session] = {}
+_SESSIONS_KEPT = 2
 
 
 def _batch_job(kit: dict, indices: list[int]) -> dict:
     """Takes for one batch of tracks: {"takes": [...], "log": [lines]} (a Ray worker's log
     lines go back to the driver with its result)."""
     log: list[str] = []
-    if kit["digest"] not in _SESSIONS:
-        _SESSIONS.clear()
-        _SESSIONS[kit["digest"]] = _Session(kit, log.append)
-    session, cfg, profile, vocab = _SESSIONS[kit["digest"]], kit["settings"], kit["profile"], kit["vocab"]
+    session = _SESSIONS.pop(kit["digest"], None) or _Session(kit, log.append)
+    _SESSIONS[kit["digest"]] = session
+    for stale in list(_SESSIONS)[:-_SESSIONS_KEPT]:
+        del _SESSIONS[stale]
+    cfg, profile, vocab = kit["settings"], kit["profile"], kit["vocab"]
     both_streams = profile.has_chords and profile.has_melody
     want = (vocab.index["root"][NONE], vocab.index["pitch"][NONE]) if both_streams else None
     loop_bars = kit["loop_bars"]
@@ -84,7 +90,8 @@ def _batch_job(kit: dict, indices: list[int]) -> dict:
         return dev_primer(kit["dev_pieces"], rng, cfg["primer_events"], want)
 
     def sample(tracks: list[int], draw: int) -> list[dict]:
-        seeds = [track_seed(kit["run_seed"], i, draw, kit["seed_stream"]) for i in tracks]
+        seeds = [track_seed(kit["run_seed"], i, draw, kit["seed_stream"], cfg["retakes"].count(i + 1))
+                 for i in tracks]
         composers = []
         for seed in seeds:
             rng = np.random.default_rng(seed)
@@ -178,10 +185,12 @@ class GenerateStage(Stage):
                "batch": min(cfg.batch_tracks, cfg.tracks), "run_seed": ctx.params.run.seed, "loop_bars": loop_bars,
                "seed_stream": cfg.seed_stream,
                "threads": ctx.params.train.threads}
-        # A worker keeps a kit's models loaded between batches: the digest tells kits apart, the
-        # base's bytes too (a rebuilt base is another kit).
+        # A worker keeps a kit's models loaded between batches and runs: the digest tells sessions
+        # apart by what a session is built from (the base's bytes too: a rebuilt base is another
+        # kit), not by the form, length or seeds of what it samples.
         models = b"".join(files[k] for files in (kit["train"], kit["base"]) for k in sorted(files))
-        settings = repr((kit["settings"], kit["batch"], kit["threads"])).encode()
+        session = {k: kit["settings"][k] for k in SESSION_SETTINGS}
+        settings = repr((session, vocab.fingerprint(), kit["batch"], kit["threads"])).encode()
         kit["digest"] = hashlib.sha256(models + settings).hexdigest()
         del encoded
         # Batches of tracks, in turn here or one Ray task each; a track's seed and numbers do not

@@ -26,14 +26,13 @@ from ..core import atomic
 from ..core.config import SPEC, ConfigError
 from ..report import section_marks
 from ..stages import catalog
-from .controls import checked, controls
+from .controls import controls
 from .events import event_stream
 from .middleware import RequestLog, SameOrigin
 from .radio import Radio
-from .state import ServerState
+from .state import PROFILES, ServerState
 
 STATIC = Path(__file__).with_name("static")
-PROFILES = ("default", "quick")
 CHUNK_BYTES = 1 << 20
 
 
@@ -63,12 +62,12 @@ def create_app(root: Path, outputs: Path, base_args: list[str], upload_limit_byt
 
     async def controls_route(request: Request) -> Response:
         """The page's controls from settings.toml, and which stages a change of each re-runs."""
-        rekeys = app_state.job.state.rekeys
+        rekeys = app_state.job.rekeys
         return JSONResponse({"controls": [{**c, "reruns": rekeys.get(c["key"])} for c in controls()],
                              "profiles": PROFILES})
 
     async def events(request: Request) -> Response:
-        return event_stream(request, app_state.snapshot)
+        return event_stream(request, app_state.snapshot, token=app_state.token)
 
     async def upload(request: Request) -> Response:
         """A zip of MIDI files as the request's body (its name in ?name=), read a chunk at a time
@@ -107,37 +106,36 @@ def create_app(root: Path, outputs: Path, base_args: list[str], upload_limit_byt
         say(f"upload: {name} ({size} bytes) kept as {path.name}")
         return JSONResponse({"archive": str(path), "name": name, "bytes": size})
 
-    def start_choice(body: dict) -> dict:
-        """The choice a Start (a new take) or an Apply (the take on screen, revised) asks for."""
-        base = app_state.settled if body.get("take") == "current" and app_state.settled else None
-        tweaks = dict(base["tweaks"]) if base else {}
-        tweaks.update(checked(dict(body.get("tweaks") or {})))
-        if base:
-            return {**base, "tweaks": tweaks}
-        profile = body.get("profile", "default")
-        if profile not in PROFILES:
-            raise ConfigError(f"unknown profile {profile!r} ({', '.join(PROFILES)})")
-        archive = body.get("archive") or ""
-        uploads = (app_state.outputs / "uploads").resolve()
-        if archive and not (isinstance(archive, str) and Path(archive).resolve().parent == uploads
-                            and Path(archive).suffix == ".zip" and Path(archive).is_file()):
-            raise ConfigError("choose the default set or upload an archive")
-        label = Path(app_state.upload_name(archive)).stem if archive else "the default set"
-        take = app_state.takes.next_id()
-        return {"archive": archive, "archive_name": app_state.upload_name(archive) if archive else label,
-                "profile": profile, "tweaks": tweaks, "take": take,
-                "name": f"{label}, take {take}"}
-
     async def start(request: Request) -> Response:
         try:
             body = await json_body(request)
             with app_state.lock:
                 if app_state.job.running:
                     return error("a run is going on; wait for it to finish (one run at a time)", 409)
-                app_state.start(start_choice(body))
+                app_state.start(app_state.choice_for(body), app_state.playing(body))
         except (ConfigError, ValueError, TypeError) as exc:
             return error(str(exc), 400)
         return JSONResponse({"started": app_state.job.state.command, "take": app_state.choice["name"]})
+
+    async def retake(request: Request) -> Response:
+        """A new take of one track of the take on screen (generate.retakes lists it once more):
+        that track is made first, the others keep their seeds."""
+        try:
+            index = int((await json_body(request))["index"])
+        except (ValueError, KeyError, TypeError):
+            return error("send {\"index\": N}", 400)
+        with app_state.lock:
+            if app_state.job.running:
+                return error("a run is going on; wait for it to finish (one run at a time)", 409)
+            if app_state.settled is None:
+                return error("no take on screen: start a take first", 409)
+            if index not in {t["index"] for t in app_state.tracks()}:
+                return error(f"no track {index} in the take on screen", 404)
+            tweaks = dict(app_state.settled["tweaks"])
+            tweaks["generate.retakes"] = [*tweaks.get("generate.retakes", []), index]
+            app_state.start({**app_state.settled, "tweaks": tweaks}, index)
+        say(f"take {app_state.choice['take']}: a new take of track {index}")
+        return JSONResponse({"started": app_state.job.state.command, "track": index})
 
     async def reset(request: Request) -> Response:
         """The take on screen again with no tweaks: what the page shows is what is heard."""
@@ -262,7 +260,7 @@ def create_app(root: Path, outputs: Path, base_args: list[str], upload_limit_byt
     routes = [Route("/", index), Route("/api/state", state), Route("/api/events", events),
               Route("/api/controls", controls_route),
               Route("/api/upload", upload, methods=["POST"]), Route("/api/run", start, methods=["POST"]),
-              Route("/api/reset", reset, methods=["POST"]),
+              Route("/api/reset", reset, methods=["POST"]), Route("/api/retake", retake, methods=["POST"]),
               Route("/api/stop", stop, methods=["POST"]), Route("/api/roll/{index:int}.png", roll),
               Route("/api/download.zip", take_zip), Route("/api/takes/{take:int}.zip", take_zip),
               Route("/api/takes/{take:int}/keep", take_keep, methods=["POST"]),

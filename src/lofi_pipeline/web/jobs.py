@@ -21,6 +21,7 @@ _STAGE = re.compile(r"^\[(\w+)\] (running|cached|done in ([\d.]+)s)")
 _EPOCH = re.compile(r"^Epoch (\d+)/(\d+)")
 _VAL_LOSS = re.compile(r"val_loss: ([\d.]+)")
 _MEMBERS = re.compile(r"^\[train\] (member_\d+): kernel")
+_PREVIEW = re.compile(r"^preview: (\S+) \(track (\d+), (.+) in ([\d.]+) s\)")
 
 
 @dataclass
@@ -35,14 +36,14 @@ class RunState:
                                                      "eta_s": None})
     started: float = 0.0
     seconds: float | None = None  # the whole run's, once it has ended
-    rekeys: dict = field(default_factory=dict)  # config key -> the stages a change of it re-runs
     number: int = 0  # runs this server has started, this one included
+    previews: dict = field(default_factory=dict)  # track number -> its preview, made before the run
     version: int = 0
 
     def to_json(self) -> dict:
         return {"status": self.status, "stages": self.stages, "error": self.error, "log": self.log[-40:],
                 "training": self.training, "command": self.command, "seconds": self.seconds,
-                "number": self.number, "version": self.version}
+                "number": self.number, "previews": self.previews, "version": self.version}
 
 
 class PipelineJob:
@@ -54,7 +55,9 @@ class PipelineJob:
                  say: Callable[[str], None] = print):
         self.process = PipelineProcess(root, env)
         self.state = RunState()
-        self.changed = threading.Condition()
+        self.lock = threading.Lock()  # over `state`, which the reader thread and the routes share
+        self.rekeys: dict = {}  # config key -> the stages a change of it re-runs (from `lofi status --json`)
+        self.stopping = threading.Event()  # stop() was called: a run waiting on its preview does not start
         self.reader: threading.Thread | None = None
         self.on_end, self.say = on_end, say
 
@@ -68,9 +71,9 @@ class PipelineJob:
         status = self.process.status_json(args)
         if status is None:
             return
-        with self.changed:
+        with self.lock:
+            self.rekeys = status["rekeys"]
             s = state or self.state
-            s.rekeys = status["rekeys"]
             for row in status["stages"]:
                 now = s.stages.get(row["name"], {})
                 if row["fresh"]:
@@ -81,25 +84,31 @@ class PipelineJob:
                     s.stages[row["name"]] = {"state": "waiting", "why": row["why"]}
             self._bump()
 
-    def start(self, args: list[str], status_args: list[str]) -> None:
-        """Start `lofi ARGS`; the caller checks `running` first (the runner's lock is the last word)."""
+    def start(self, args: list[str], status_args: list[str], preview_args: list[str] | None = None) -> None:
+        """Start `lofi ARGS`, after `lofi PREVIEW_ARGS` (one track made first, heard while the
+        run catches up) when given; the caller checks `running` first (the runner's lock is the
+        last word)."""
         state = RunState(status="running", command=["lofi", *args], started=time.monotonic(),
-                         rekeys=self.state.rekeys, number=self.state.number + 1)
-        with self.changed:
+                         number=self.state.number + 1)
+        with self.lock:
             state.version = self.state.version + 1
             self.state = state
-            self.changed.notify_all()
         self.process.reset()
+        self.stopping.clear()
         self.say(f"run: started lofi {' '.join(args)}")
-        self.reader = threading.Thread(target=self._read, args=(args, state, status_args), daemon=True)
+        self.reader = threading.Thread(target=self._read, args=(args, state, status_args, preview_args),
+                                       daemon=True)
         self.reader.start()
 
-    def _read(self, args: list[str], state: RunState, status_args: list[str]) -> None:
+    def _read(self, args: list[str], state: RunState, status_args: list[str], preview_args: list[str] | None) -> None:
         """Runs the job on the worker and reads its output into that run's state (never a later
         run's); the run reads as ended only once its stages are read back and `on_end` has run
-        (its take is listed)."""
-        code = self.process.run(args, lambda line: self._line(line, state))
-        with self.changed:
+        (its take is listed). A preview goes first, on the same worker; a preview that fails
+        is logged and the run goes on."""
+        if preview_args:
+            self._preview(preview_args, state)
+        code = None if self.stopping.is_set() else self.process.run(args, lambda line: self._line(line, state))
+        with self.lock:
             s = state
             status = "done" if code == 0 else ("stopped" if code in (None, 130, 143, -15, -9) else "failed")
             for info in s.stages.values():
@@ -116,13 +125,27 @@ class PipelineJob:
                 self.on_end(ended)
             except Exception as exc:  # noqa: BLE001 - the run's end must still be told
                 ended.status, ended.error = "failed", f"lofi serve: could not keep the take: {exc}"
-        with self.changed:
+        with self.lock:
             s.status, s.error = ended.status, ended.error
             self._bump()
         self.say(f"run: {s.status} in {s.seconds} s" + (f": {s.error}" if s.error else ""))
 
+    def _preview(self, args: list[str], state: RunState) -> None:
+        """`lofi preview N ...`: its file into the run's `previews`."""
+        lines: list[str] = []
+        code = self.process.run(args, lines.append)
+        with self.lock:
+            state.log += lines
+            if m := next(filter(None, map(_PREVIEW.match, lines)), None):
+                state.previews[int(m.group(2))] = {"file": m.group(1), "how": m.group(3),
+                                                    "seconds": float(m.group(4))}
+                self.say(f"run: track {m.group(2)} {m.group(3)} first, in {m.group(4)} s: {m.group(1)}")
+            else:
+                self.say(f"run: no preview ({next((x for x in lines if x.startswith('lofi:')), f'exit {code}')})")
+            self._bump()
+
     def _line(self, line: str, s: RunState) -> None:
-        with self.changed:
+        with self.lock:
             s.log.append(line)
             del s.log[:-200]
             if (m := _STAGE.match(line)) and m.group(1) in s.stages:
@@ -150,9 +173,9 @@ class PipelineJob:
                 s.error = line
             self._bump()
 
-    def _bump(self) -> None:  # under self.changed
+    def _bump(self) -> None:  # under self.lock
         self.state.version += 1
-        self.changed.notify_all()
 
     def stop(self, grace_s: float = 10.0, for_good: bool = False) -> None:
+        self.stopping.set()
         self.process.stop(grace_s, for_good)

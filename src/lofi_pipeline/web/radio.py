@@ -1,7 +1,7 @@
 """The radio: new tracks from the trained models, one after another, while somebody listens.
 
 It works in an outputs folder of its own (`<outputs>/radio/`), into which the run's intake,
-extract, encode and train artifacts are copied once: their keys come out the same, so the CLI
+extract, encode and train artifacts are linked once: their keys come out the same, so the CLI
 finds the models fresh and runs generate onward only, one track a time, numbered on from the
 last it made (a restarted radio too). Its tracks draw from the radio's own stream of seeds
 (`generate.seed_stream = "radio"`), so none has the seed, and so the audio, of a run's track.
@@ -17,9 +17,9 @@ from pathlib import Path
 
 from ..core import atomic
 from ..stages import catalog
+from ..stages.preview import link_trained
 from .process import PipelineProcess
 
-COPIED = ("intake", "extract", "encode", "train")
 COUNTER = "radio.json"
 
 
@@ -45,9 +45,7 @@ class Radio:
             return
         if not (self.outputs / "train" / "manifest.json").exists():
             raise RuntimeError("no trained models yet: start a run first, the radio plays what it learned")
-        for stage in COPIED:
-            shutil.rmtree(self.folder / stage, ignore_errors=True)
-            shutil.copytree(self.outputs / stage, self.folder / stage, symlinks=True)
+        link_trained(self.outputs, self.folder)
         self.stopping = False
         self.process.reset()
         self.thread = threading.Thread(target=self._loop, daemon=True)

@@ -7,10 +7,14 @@ import json
 import threading
 from pathlib import Path
 
+from ..core.config import ConfigError
 from ..stages import catalog
+from .controls import checked
 from .jobs import PipelineJob, RunState
 from .radio import Radio
 from .takes import Takes
+
+PROFILES = ("default", "quick")  # the profiles the page offers
 
 
 class ServerState:
@@ -25,10 +29,31 @@ class ServerState:
         self.radio: Radio | None = None
         self.takes = Takes(outputs, serve.takes_kept)
         latest = next(iter(self.takes.list()), None)
+        self.changes = 0  # bumped when `choice` or `settled` is set
         self.settled: dict | None = latest["choice"] if latest else None
         self.choice: dict = dict(self.settled or {"archive": "", "archive_name": "the default set",
                                                   "profile": "default", "tweaks": {}, "take": 0, "name": ""})
         self.lock = threading.Lock()
+
+    @property
+    def choice(self) -> dict:
+        return self._choice
+
+    @choice.setter
+    def choice(self, value: dict) -> None:
+        self._choice, self.changes = value, self.changes + 1
+
+    @property
+    def settled(self) -> dict | None:
+        return self._settled
+
+    @settled.setter
+    def settled(self, value: dict | None) -> None:
+        self._settled, self.changes = value, self.changes + 1
+
+    def token(self) -> tuple:
+        """Moves whenever what `snapshot` shows may have changed (the page's event stream)."""
+        return self.job.state.number, self.job.state.version, self.takes.version, self.changes
 
     def run_args(self, choice: dict) -> list[str]:
         """The CLI options of a run as the page chose them (the radio's too, with its own outputs)."""
@@ -43,10 +68,41 @@ class ServerState:
             args += ["--set", f"{key}={json.dumps(value)}"]
         return args
 
-    def start(self, choice: dict) -> None:
+    def choice_for(self, body: dict) -> dict:
+        """The choice a Start (a new take) or an Apply (the take on screen, revised) asks for."""
+        base = self.settled if body.get("take") == "current" and self.settled else None
+        tweaks = dict(base["tweaks"]) if base else {}
+        tweaks.update(checked(dict(body.get("tweaks") or {})))
+        if base:
+            return {**base, "tweaks": tweaks}
+        profile = body.get("profile", "default")
+        if profile not in PROFILES:
+            raise ConfigError(f"unknown profile {profile!r} ({', '.join(PROFILES)})")
+        archive = body.get("archive") or ""
+        uploads = (self.outputs / "uploads").resolve()
+        if archive and not (isinstance(archive, str) and Path(archive).resolve().parent == uploads
+                            and Path(archive).suffix == ".zip" and Path(archive).is_file()):
+            raise ConfigError("choose the default set or upload an archive")
+        label = Path(self.upload_name(archive)).stem if archive else "the default set"
+        take = self.takes.next_id()
+        return {"archive": archive, "archive_name": self.upload_name(archive) if archive else label,
+                "profile": profile, "tweaks": tweaks, "take": take, "name": f"{label}, take {take}"}
+
+    def playing(self, body: dict) -> int | None:
+        """The track the page is playing, made first when the take on screen is revised."""
+        index = body.get("playing")
+        if body.get("take") != "current" or self.settled is None or index is None:
+            return None
+        if not isinstance(index, int) or isinstance(index, bool) or index < 1:
+            raise ValueError("playing: send the track's number")
+        return index
+
+    def start(self, choice: dict, preview: int | None = None) -> None:
+        """Run `choice`; with `preview`, that track of it is made first (`lofi preview`), to be
+        heard while the run catches up."""
         self.choice = choice
-        self.job.start(["all", "--outputs", str(self.outputs), *self.run_args(choice)],
-                       ["--outputs", str(self.outputs), *self.run_args(choice)])
+        args = ["--outputs", str(self.outputs), *self.run_args(choice)]
+        self.job.start(["all", *args], args, ["preview", str(preview), *args] if preview else None)
 
     def _ended(self, state: RunState) -> None:
         """A run has ended: a done run is its take, and the take on screen; a failed one says

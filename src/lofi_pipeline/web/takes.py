@@ -26,6 +26,7 @@ class Takes:
     def __init__(self, outputs: Path, kept: int):
         self.outputs, self.folder, self.kept = outputs, outputs / "takes", kept
         self.lock = threading.Lock()
+        self.version = 0  # bumped by every change to the takes (what the page's stream watches)
 
     def list(self) -> list[dict]:
         """Every take, newest first."""
@@ -61,6 +62,7 @@ class Takes:
                     "tracks": [{"title": e.title, "file": e.file, "seconds": e.seconds} for e in exports]}
             atomic.write_json(tmp / TAKE_FILE, take)
             atomic.replace_dir(tmp, self.folder / str(take_id))
+            self.version += 1
         self._trim()
         return take
 
@@ -74,6 +76,7 @@ class Takes:
             if take is not None:
                 take["kept"] = kept
                 atomic.write_json(self.folder / str(take_id) / TAKE_FILE, take)
+                self.version += 1
         return take
 
     def delete(self, take_id: int) -> bool:
@@ -82,6 +85,7 @@ class Takes:
             if not path.is_dir():
                 return False
             shutil.rmtree(path)
+            self.version += 1
             return True
 
     def _trim(self) -> None:

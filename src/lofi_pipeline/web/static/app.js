@@ -51,9 +51,15 @@ async function start() {
   } catch (err) { say(err.message); }
 }
 
+// The track being listened to, if any: a revision makes it first (a preview), heard within seconds.
+function playingTrack() {
+  const div = [...document.querySelectorAll("#tracks .track")].find((d) => !d.querySelector("audio").paused);
+  return div ? Number(div.dataset.index) : null;
+}
+
 async function apply() {
   try {
-    const started = await post("/api/run", { take: "current", tweaks: tweaks() });
+    const started = await post("/api/run", { take: "current", tweaks: tweaks(), playing: playingTrack() });
     moved.clear();
     say(`applying to ${started.take}`);
   } catch (err) { say(err.message); }
@@ -174,6 +180,37 @@ function link(href, text) {
   a.href = href; a.textContent = text; a.download = ""; return a;
 }
 
+// A new file for a track's player: one that was playing goes on playing, from where it was
+// when it is the same music (re-mastered, or the run's copy of a preview), from the start when not.
+function swapSource(audio, src, fromStart) {
+  if (audio.getAttribute("src") === src) return;
+  const wasPlaying = !audio.paused, at = audio.currentTime;
+  audio.setAttribute("src", src);
+  audio.load();
+  if (!wasPlaying) return;
+  if (!fromStart) audio.addEventListener("loadedmetadata", () => { audio.currentTime = at; }, { once: true });
+  audio.play().catch(() => {});
+}
+
+// While a revision runs, a track made first plays in place of the take's.
+function renderPreviews(run) {
+  if (run.status !== "running") return;
+  for (const [index, preview] of Object.entries(run.previews || {})) {
+    const div = document.querySelector(`#tracks .track[data-index="${index}"]`);
+    if (!div || div.dataset.preview === preview.file) continue;
+    div.dataset.preview = preview.file;
+    swapSource(div.querySelector("audio"), `/files/${preview.file}`, preview.how !== "re-mastered");
+    say(`track ${index} ${preview.how} in ${preview.seconds} s (playing it); the rest of the take follows`);
+  }
+}
+
+async function retake(index) {
+  try {
+    await post("/api/retake", { index });
+    say(`making a new take of track ${index} ...`);
+  } catch (err) { say(err.message); }
+}
+
 function renderTracks(tracks) {
   const box = $("#tracks");
   $("#take-name").textContent = current.settled ? current.settled.name :
@@ -183,16 +220,18 @@ function renderTracks(tracks) {
     if (!div) {
       div = document.createElement("div");
       div.className = "track"; div.dataset.index = t.index;
-      div.innerHTML = "<h3></h3><p class=meta></p><audio controls preload=metadata></audio><p class=links></p><img alt='piano roll'>";
+      div.innerHTML = "<h3></h3><p class=meta></p><audio controls preload=metadata></audio><p class=links></p>" +
+        "<button class=retake></button><img alt='piano roll'>";
+      div.querySelector(".retake").textContent = `New take of track ${t.index}`;
+      div.querySelector(".retake").addEventListener("click", () => retake(t.index));
       box.append(div);
     }
     div.querySelector("h3").textContent = t.title;
     div.querySelector(".meta").textContent = [t.key && `key ${t.key}`, t.tempo_bpm && `${t.tempo_bpm} BPM`,
       t.metre, `${Math.round(t.seconds)} s`, t.form, t.melody && `melody: ${t.melody}`, t.drums && `drums: ${t.drums}`,
       t.seed !== null && `seed ${t.seed}`].filter(Boolean).join(" · ");
-    const audio = div.querySelector("audio");
-    const src = `/files/${t.mp3}`;
-    if (audio.getAttribute("src") !== src) { audio.setAttribute("src", src); audio.load(); }
+    delete div.dataset.preview;
+    swapSource(div.querySelector("audio"), `/files/${t.mp3}`, false);
     const links = div.querySelector(".links");
     const items = [link(`/files/${t.mp3}?download=1`, "MP3")];
     if (t.wav) items.push(link(`/files/${t.wav}?download=1`, "WAV"));
@@ -244,6 +283,7 @@ function connect() {
       if (made) $("#profile").value = made.profile;
     }
     renderRun(current.run);
+    renderPreviews(current.run);
     renderTakes(current.takes);
     if (current.run.status !== "running") renderTracks(current.tracks);
     if (was !== current.run.status && controls.length) buildControls();  // what each key re-runs may be known now
