@@ -32,14 +32,19 @@ TRAINED = ("intake", "extract", "encode", "train")  # what a one-track run needs
 
 def link_trained(outputs: Path, folder: Path) -> None:
     """`folder` as an outputs folder holding the run's trained stages (hard links: artifacts are
-    never changed in place), so a runner there finds them fresh; redone only when they changed."""
+    never changed in place), so a runner there finds them fresh; redone only when they changed.
+    Each stage is linked into a temporary folder and swapped in whole, so a stop half-way leaves
+    no stage that looks complete and is not."""
     for stage in TRAINED:
         source, target = outputs / stage, folder / stage
         manifest = "manifest.json"
         if (target / manifest).is_file() and (target / manifest).read_bytes() == (source / manifest).read_bytes():
             continue
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(source, target, symlinks=True, copy_function=atomic.link_or_copy)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{stage}.linking"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(source, tmp, symlinks=True, copy_function=atomic.link_or_copy)
+        atomic.replace_dir(tmp, target)
 
 
 def preview_track(runner: Runner, index: int) -> dict:
@@ -59,15 +64,16 @@ def preview_track(runner: Runner, index: int) -> dict:
     else:
         fresh, why = runner.state("train")
         if not fresh:
-            raise StageError(f"the trained models are stale for these options ({why}): run lofi all first")
+            raise StageError(f"no trained models for these options ({why}): run lofi all first")
         record, wav, how = *_made_alone(runner, index), "made anew"
     tags = catalog.track_tags(record, index - g.first_track + 1, g.tracks, runner.cfg.export, runner.cfg.run)
     data = tagged_mp3_bytes(wav, runner.cfg.export.bitrate_kbps, tags)
     folder = runner.outputs / PREVIEW
     name = catalog.mp3_name(runner.cfg.run.name, index, data)
-    for old in folder.glob(f"{Path(name).name.rsplit('-', 1)[0]}-*.mp3"):  # this track's earlier previews
-        old.unlink(missing_ok=True)
     atomic.write_bytes(folder / name, data)
+    for old in folder.glob("*.mp3"):  # one preview at a time: the page plays the newest
+        if old.name != name:
+            old.unlink(missing_ok=True)
     return {"file": f"{PREVIEW}/{name}", "how": how, "seconds": round(time.monotonic() - started, 2)}
 
 
@@ -92,10 +98,18 @@ def _remastered(runner: Runner, index: int) -> tuple[catalog.TrackRecord, bytes]
 def _made_alone(runner: Runner, index: int) -> tuple[catalog.TrackRecord, bytes]:
     """The track made alone, generate to master, in outputs/preview/run/ by the same stages."""
     folder = runner.outputs / PREVIEW / "run"
-    link_trained(runner.outputs, folder)
     cfg = copy.deepcopy(runner.cfg)
     cfg.generate.tracks, cfg.generate.first_track, cfg.run.outputs = 1, index, str(folder)
     alone = Runner(cfg, list(runner.stages.values()), runner.root, runner.log)
+    for _ in range(2):
+        link_trained(runner.outputs, folder)
+        alone.forget()
+        fresh, why = alone.state("train")
+        if fresh:
+            break
+        shutil.rmtree(folder, ignore_errors=True)  # linked from another run: link afresh, once
+    else:  # never train here: a preview takes seconds
+        raise StageError(f"the trained models linked into {folder} are not fresh ({why})")
     alone.run(["master"])
     record = catalog.tracks.read(alone.artifact_dir("arrange"))[0]
     return record, (alone.artifact_dir("master") / f"{record.stem}.wav").read_bytes()

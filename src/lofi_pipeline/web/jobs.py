@@ -107,7 +107,7 @@ class PipelineJob:
         is logged and the run goes on."""
         if preview_args:
             self._preview(preview_args, state)
-        code = None if self.stopping.is_set() else self.process.run(args, lambda line: self._line(line, state))
+        code = self.process.run(args, lambda line: self._line(line, state), self.stopping.is_set)
         with self.lock:
             s = state
             status = "done" if code == 0 else ("stopped" if code in (None, 130, 143, -15, -9) else "failed")

@@ -41,12 +41,14 @@ class PipelineProcess:
             if not self.stopped:
                 self._worker()
 
-    def run(self, args: list[str], on_line: Callable[[str], None]) -> int | None:
+    def run(self, args: list[str], on_line: Callable[[str], None],
+            cancelled: Callable[[], bool] = lambda: False) -> int | None:
         """`lofi ARGS` on the worker, each line of its output to `on_line`; its exit status
-        (negative: the worker was killed), or None if stop(for_good=True) came first."""
+        (negative: the worker was killed), or None if stop(for_good=True) or `cancelled()` came
+        first (asked under the lock stop() takes, so a stop is never missed between jobs)."""
         for _ in range(2):  # a second go on a fresh worker if the code changed under the first
             with self.lock:
-                if self.stopped:
+                if self.stopped or cancelled():
                     return None
                 worker = self._worker()
                 self.idle.clear()

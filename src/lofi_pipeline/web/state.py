@@ -3,6 +3,7 @@ what the page chose (`choice`) and what the take on screen was made with (`settl
 takes and the radio; and what the page is sent of it."""
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from pathlib import Path
@@ -136,7 +137,9 @@ class ServerState:
         return out
 
     def snapshot(self) -> dict:
-        return {"run": self.job.state.to_json(), "tracks": self.tracks() if self.job.state.status != "running" else [],
+        with self.job.lock:  # the reader thread writes into the run's state as its output comes
+            run = copy.deepcopy(self.job.state.to_json())
+        return {"run": run, "tracks": self.tracks() if self.job.state.status != "running" else [],
                 "choice": self.choice, "settled": self.settled, "takes": self.takes.list()}
 
     def safe_path(self, relative: str) -> Path | None:

@@ -1,7 +1,7 @@
 """The web app's long-lived worker: one process that runs `lofi ARGS` jobs one after another
 in itself, through the CLI's own `main` (the same runner, cache, lock and messages), so
 Python, TensorFlow and the models that the stages keep loaded between calls (generate's
-sampling session, keyed by the models' bytes) outlive a job. A tweak or a radio track then
+sampling session, keyed by what it is built from) outlive a job. A tweak or a radio track then
 pays for its stages only.
 
 Protocol: a job is one JSON line on stdin, {"args": [...]}; the job's output (stdout and

@@ -180,16 +180,21 @@ function link(href, text) {
   a.href = href; a.textContent = text; a.download = ""; return a;
 }
 
-// A new file for a track's player: one that was playing goes on playing, from where it was
-// when it is the same music (re-mastered, or the run's copy of a preview), from the start when not.
+// A new file for a track's player, in place: the same music (re-mastered, or the take's copy of a
+// preview) goes on from where it was, a track made anew from its start; a player that was playing
+// goes on playing.
 function swapSource(audio, src, fromStart) {
   if (audio.getAttribute("src") === src) return;
   const wasPlaying = !audio.paused, at = audio.currentTime;
+  if (audio.seekBack) audio.removeEventListener("loadedmetadata", audio.seekBack);
+  audio.seekBack = null;
   audio.setAttribute("src", src);
   audio.load();
-  if (!wasPlaying) return;
-  if (!fromStart) audio.addEventListener("loadedmetadata", () => { audio.currentTime = at; }, { once: true });
-  audio.play().catch(() => {});
+  if (!fromStart && at > 0) {
+    audio.seekBack = () => { audio.currentTime = at; audio.seekBack = null; };
+    audio.addEventListener("loadedmetadata", audio.seekBack, { once: true });
+  }
+  if (wasPlaying) audio.play().catch(() => {});
 }
 
 // While a revision runs, a track made first plays in place of the take's.
