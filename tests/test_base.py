@@ -52,9 +52,11 @@ def test_a_base_that_no_longer_fits_is_an_error_that_says_to_rebuild_it(tmp_path
     manifest = base.read_manifest(folder)
     manifest["vocabulary"]["pitch"] = manifest["vocabulary"]["pitch"][:-1]  # a format change
     manifest["members"][0]["lstm_units"] += 8  # a model change
+    manifest["builder"] = "0" * 16  # built by other member code, whatever the shapes
     (folder / base.MANIFEST).write_text(json.dumps(manifest))
     problems = base.misfits(manifest, vocab, window, member_specs(cfg))
     assert any(p.startswith("vocabulary") for p in problems) and any("lstm_units" in p for p in problems)
+    assert f"member code {'0' * 16} (model/members.py is {base.builder_digest()} now)" in problems
     with pytest.raises(StageError, match=r"make base"):
         base.check_fits(folder, vocab, window, member_specs(cfg))
     smaller = load_config(ROOT / "lofi.toml", "quick", ['train.init="base"'])
@@ -96,12 +98,41 @@ def test_fine_tuning_a_tiny_archive_moves_the_weights_reproducibly_and_generates
     start.load_weights(base.weight_files(base.SHIPPED, manifest)[0])
     moved = [not np.array_equal(a, b) for a, b in zip(start.get_weights(), models[0].get_weights())]
     assert all(moved), f"{moved.count(False)} of {len(moved)} weight arrays did not move"
+    # ... and they moved from the shipped weights, not from anywhere: six steps stay close to them.
+    pairs = [(a, b) for a, b in zip(start.get_weights(), models[0].get_weights()) if a.size > 1000]
+    drift = [float(np.abs(a - b).mean() / np.abs(a).mean()) for a, b in pairs]
+    assert max(drift) < 0.05, drift  # from scratch it would be of the order of the weights themselves
     metrics = catalog.read_metrics(first.artifact_dir("train"))["test"]
     assert {"member_0", "ensemble", "base", "3-gram", "unigram"} <= set(metrics)
     stats = first.manifest("train")["stats"]
     assert stats["init"] == "base" and stats["steps"] == {"member_0": 6}
     takes = catalog.read_takes(first.artifact_dir("generate"))
     assert len(takes.tracks) == 1 and len(takes.tracks[0].ids) > 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("adapt", ["upper", "heads"])
+def test_fine_tuning_with_frozen_layers_leaves_them_as_the_base_has_them(fine_tuned, tmp_path, adapt):
+    from lofi_pipeline.model.members import FROZEN
+    _, archive, _ = fine_tuned
+    cfg = load_config(ROOT / "lofi.toml", None, [f'run.archive="{archive}"', f'run.outputs="{tmp_path}"',
+                                                  f'train.adapt="{adapt}"', *FINE_TUNE])
+    runner = Runner(cfg, build_stages(), root=ROOT, log=lambda m: None)
+    runner.run(["train"])
+    encoded = catalog.read_encoded(runner.artifact_dir("encode"))
+    tuned = catalog.read_ensemble(runner.artifact_dir("train"), encoded.vocab)[0][0]
+    manifest = base.read_manifest(base.SHIPPED)
+    start = base.build_like(manifest["members"][0], dict(zip(FIELDS, encoded.vocab.sizes)), encoded.window)
+    start.load_weights(base.weight_files(base.SHIPPED, manifest)[0])
+    kept, moved = [], []
+    for before, after in zip(start.get_layer("trunk").layers, tuned.get_layer("trunk").layers):
+        if before.get_weights():
+            same = all(np.array_equal(a, b) for a, b in zip(before.get_weights(), after.get_weights()))
+            (kept if before.name.startswith(FROZEN[adapt]) else moved).append((before.name, same))
+    assert kept and all(same for _, same in kept), kept  # frozen: the base's weights, bit for bit
+    assert not any(same for _, same in moved) and (moved or adapt == "heads"), moved  # the rest learned
+    heads = [(a, b) for a, b in zip(start.get_layer("heads").get_weights(), tuned.get_layer("heads").get_weights())]
+    assert not any(np.array_equal(a, b) for a, b in heads)
 
 
 @pytest.mark.slow
@@ -140,15 +171,18 @@ def test_evaluate_trains_the_same_run_from_scratch_from_a_copy_of_its_encoded_da
         assert alone.manifest(stage) == first.manifest(stage)  # copied and found fresh, not redone
     stats = alone.manifest("train")["stats"]
     assert stats["init"] == "scratch" and "base" not in stats["test"]
+    tuned = catalog.read_metrics(first.artifact_dir("train"))["test"]
+    scratch = catalog.read_metrics(alone.artifact_dir("train"))["test"]
+    assert tuned["ensemble"]["nll"] < scratch["ensemble"]["nll"]  # the base earns its place, same budget
 
 
 def test_a_base_is_written_whole_and_the_same_weights_give_the_same_bytes(trained, tmp_path):
     """pretrain_base on a run whose train stage is done: it writes the base from its members."""
-    from lofi_pipeline.pretrain import pretrain_base
+    from lofi_pipeline.commands.pretrain import pretrain_base
     cfg, runner = trained
     folders = [tmp_path / "one", tmp_path / "two"]
     for folder in folders:
-        built = pretrain_base(runner, Path(cfg.run.archive), folder, log=lambda m: None)
+        built = pretrain_base(runner, Path(cfg.run.archive), folder, tmp_path / "built already", log=lambda m: None)
     assert built["corpus"]["digest"] and built["steps"] and built["test_nll"]["ensemble"] > 0
     manifests = [base.read_manifest(f) for f in folders]
     assert [m["members"] for m in manifests] == [m["members"] for m in manifests[:1]] * 2

@@ -220,7 +220,7 @@ def test_a_fixed_loops_chords_survive_a_redrawn_melody_and_repeat_at_the_loop_le
     plan = [Section("A", 0, 4)]
     vocab, tracks = composed(runner, trained_parts(runner)[2], [5, 6], plan, loop_bars=2, variation=0.0,
                              melody_variation=1.0)
-    changed = 0
+    changed, opening_on_a_chord = 0, []
     for c in tracks:
         events, _ = vocab.decode_events(c.take())
         chords = [[(e.position, e.root, e.quality) for e in events if e.bar == b and e.is_chord] for b in range(4)]
@@ -230,8 +230,9 @@ def test_a_fixed_loops_chords_survive_a_redrawn_melody_and_repeat_at_the_loop_le
         # A first pass that opens without a chord comes back under the one its last bar left
         # sounding, so the bar-by-bar harmony repeats in full only where the loop opens on one.
         if chords[0] and chords[0][0][0] == 0:
-            assert loop_repeat_share(events, 2, [(0, 4)]) == 1.0
+            opening_on_a_chord.append(loop_repeat_share(events, 2, [(0, 4)]))
     assert changed >= 1
+    assert opening_on_a_chord and all(share == 1.0 for share in opening_on_a_chord), opening_on_a_chord
 
 
 def test_a_section_comes_back_and_a_varied_bar_is_drawn_afresh(trained):

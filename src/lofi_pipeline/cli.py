@@ -15,7 +15,7 @@ from .core.config import SPEC, ConfigError, config_file_text, load_config
 from .core.errors import StageError
 from .core.lock import LockedError, OutputsLock
 from .core.runner import Runner
-from .pipeline import STAGE_NAMES, build_stages
+from .pipeline import STAGE_NAMES, build_stages, stages_through
 
 CONFIG_FILE = "lofi.toml"
 
@@ -175,7 +175,7 @@ def cmd_clean(runner: Runner, wait: float) -> int:
     if not out.exists():
         print(f"nothing to clean: {out}/ does not exist")
         return 0
-    from .report import REPORT_PATHS
+    from .reporting.report import REPORT_PATHS
     from .stages.preview import PREVIEW
     from .web.jobs import SERVE_PATHS
     with OutputsLock(out, wait):
@@ -203,13 +203,13 @@ def cmd_preview(runner: Runner, track: int, wait: float) -> int:
 
 
 def cmd_report(runner: Runner, wait: float) -> Path:
-    from .report import write_report
+    from .reporting.report import write_report
     with OutputsLock(runner.outputs, wait):
         return write_report(runner)
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import scratch_figures, slug, summarise, write_evaluation
+    from .commands.evaluate import scratch_figures, slug, summarise, write_evaluation
     base = _config(args)
     folder = project_root(args) / base.run.outputs / "evaluate"
     archives = args.archives or [str(project_root(args) / (base.run.archive or "dataset/default.zip"))]
@@ -266,8 +266,9 @@ def cmd_serve(args) -> int:
 
 
 def cmd_base(args) -> int:
+    from .commands.pretrain import pretrain_base
+    from .corpora.dataset import DEFAULT_SET
     from .model.base import base_folder
-    from .pretrain import pretrain_base
     args.profile = args.profile or "base"
     if args.profile != "base" and not args.to:
         raise StageError(f"lofi base --profile {args.profile}: give --to DIR; only the \"base\" profile "
@@ -278,16 +279,19 @@ def cmd_base(args) -> int:
     args.overrides = [*args.overrides, 'train.init="scratch"']  # a base starts from nothing
     runner = Runner(_config(args), build_stages(), project_root(args))
     folder = Path(args.to).resolve() if args.to else base_folder(runner.cfg.train.base, project_root(args))
-    built = pretrain_base(runner, corpus, folder)
+    default_set = project_root(args) / DEFAULT_SET
+    if not default_set.is_file():
+        raise StageError(f"{DEFAULT_SET}: not found; the base leaves out its tunes, so build it first: make dataset")
+    built = pretrain_base(runner, corpus, folder, default_set)
     print(f"wrote the base ensemble to {folder}: {built['corpus']['pieces']} pieces, {built['corpus']['events']} "
           f"events, test NLL {built['test_nll']['ensemble']:.3f} per event, trained in {built['train_seconds']} s")
     return 0
 
 
 def cmd_base_drums(args) -> int:
+    from .commands.pretrain import pretrain_drums
     from .corpora.groove import VENDORED
     from .model import drum_model
-    from .pretrain import pretrain_drums
     root = project_root(args)
     cfg = _config(args)
     folder = Path(args.to).resolve() if args.to else drum_model.base_folder(cfg.drums.base, root)
@@ -305,11 +309,10 @@ def cmd_base_drums(args) -> int:
 
 def train_from_scratch(args, runner: Runner, outputs: Path) -> Runner:
     """The same run with train.init = "scratch", in `outputs`, through train; it starts from a copy
-    of the run's intake, extract and encode, which it finds fresh (the same settings and inputs)."""
+    of the run's intake, extract and encode (linked), which it finds fresh (the same settings and inputs)."""
+    from .stages import catalog
     print(f"== {args.archive} from scratch -> {outputs}")
-    for stage in ("intake", "extract", "encode"):
-        if not (outputs / stage).exists():
-            shutil.copytree(runner.artifact_dir(stage), outputs / stage)
+    catalog.link_stages(runner.outputs, outputs, stages_through("encode"))
     mine = copy.copy(args)
     mine.outputs, mine.overrides = str(outputs), [*args.overrides, 'train.init="scratch"']
     alone = Runner(_config(mine), build_stages(), project_root(mine))
@@ -324,7 +327,7 @@ def takes_for_realism(args, runner: Runner, outputs: Path) -> tuple[list, list]:
     a copy of the run's artifacts through train."""
     import numpy as np
 
-    from .evaluate import MORE_TAKES_AT_MOST, REALISM_SEGMENTS, REALISM_TRACKS, distinct_segments
+    from .commands.evaluate import MORE_TAKES_AT_MOST, REALISM_SEGMENTS, REALISM_TRACKS, distinct_segments
     from .stages import catalog
     takes = catalog.read_takes(runner.artifact_dir("generate")).tracks
     vocab = catalog.read_encoded(runner.artifact_dir("encode")).vocab
@@ -336,9 +339,7 @@ def takes_for_realism(args, runner: Runner, outputs: Path) -> tuple[list, list]:
                                         int(np.ceil((REALISM_SEGMENTS - have) / per_track)) + 1))
     print(f"== {have} distinct segments from {len(takes)} tracks: {extra} more takes for the realism figure "
           f"-> {outputs}")
-    for stage in ("intake", "extract", "encode", "train"):
-        if not (outputs / stage).exists():
-            shutil.copytree(runner.artifact_dir(stage), outputs / stage)
+    catalog.link_stages(runner.outputs, outputs, stages_through("train"))
     mine = copy.copy(args)
     mine.outputs = str(outputs)
     mine.overrides = [*args.overrides, f"generate.tracks={extra}", f"generate.first_track={takes[-1].index + 1}"]
@@ -360,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         if args.command == "dataset":
-            from .dataset import build_default_dataset
+            from .corpora.dataset import build_default_dataset
             man = build_default_dataset(Path(args.out), args.workers, args.limit)
             print(f"wrote {args.out}: {man['pieces']} pieces ({len(man['failed'])} failed) "
                   f"in {man['seconds']}s")

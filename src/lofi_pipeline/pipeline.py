@@ -21,3 +21,8 @@ def build_stages() -> list[Stage]:
 
 
 STAGE_NAMES = [s.name for s in build_stages()]
+
+
+def stages_through(name: str) -> list[str]:
+    """The stages up to and including `name`: what a second run needs from a first to start after it."""
+    return STAGE_NAMES[:STAGE_NAMES.index(name) + 1]

@@ -1,10 +1,11 @@
-"""The base ensemble: members pre-trained once on the base corpus (base_corpus.py), shipped in
+"""The base ensemble: members pre-trained once on the base corpus (corpora/base_corpus.py), shipped in
 the repository, and fine-tuned by each archive's train stage (train.init = "base").
 
 A base is a folder of one .weights.h5 per member and manifest.json: the members'
-architectures, the window and the whole vocabulary they fit, and how they were built (the
-corpus's digest, the code's, the settings, the time, the steps, the scores). The vocabulary and
-architecture must fit the code that loads it: anything else is an error that says to rebuild it
+architectures, the window and the whole vocabulary they fit, the digest of the code that builds
+a member (model/members.py), and how they were built (the corpus's digest and what it left out,
+the code's, the settings, the time, the steps, the scores). The vocabulary, the architecture and
+the member code must fit the code that loads it: anything else is an error that says to rebuild it
 (`make base`), never a silent mismatch.
 """
 from __future__ import annotations
@@ -24,6 +25,13 @@ MANIFEST = "manifest.json"
 ARCHITECTURE = ("embed_dim", "conv_filters", "attention_heads", "kernel_size", "lstm_units")
 # What the weights are and what they fit; the rest of the manifest is a record of the build.
 FIT = ("vocab_version", "vocabulary", "window", "members")
+# The code that builds a member from its spec: a change to it may keep every shape and still
+# make other layers of the same weights (an activation, a norm, the order of two layers).
+BUILDER = Path(__file__).with_name("members.py")
+
+
+def builder_digest() -> str:
+    return path_digest(BUILDER)[:16]
 
 
 def base_folder(setting: str, root: Path) -> Path:
@@ -73,6 +81,8 @@ def misfits(manifest: dict, vocab: Vocabulary, window: int, specs: list[dict]) -
                         f"give {vocab.fingerprint()}; encode.velocity_bins is {vocab.config.get('velocity_bins')})")
     if manifest.get("window") != window:
         problems.append(f"window {manifest.get('window')} (encode.window is {window})")
+    if manifest.get("builder") != builder_digest():
+        problems.append(f"member code {manifest.get('builder')} (model/members.py is {builder_digest()} now)")
     members = manifest.get("members", [])
     for i, spec in enumerate(specs):
         base = members[i % len(members)] if members else {}
@@ -129,7 +139,7 @@ def write_base(folder: Path, models: list, specs: list[dict], vocab: Vocabulary,
         fresh.set_weights(weights)
         fresh.save_weights(tmp / f"{spec['name']}.weights.h5")
     atomic.write_json(tmp / MANIFEST, {
-        "vocab_version": VOCAB_VERSION, "vocabulary": vocab.fields, "window": window,
+        "vocab_version": VOCAB_VERSION, "vocabulary": vocab.fields, "window": window, "builder": builder_digest(),
         "members": [{k: s[k] for k in ("name", "seed", *ARCHITECTURE, "dropout")} for s in specs], **built})
     atomic.replace_dir(tmp, folder)
 

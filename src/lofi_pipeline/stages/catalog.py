@@ -9,6 +9,7 @@ read by everything after it. The module is long on purpose: every contract in on
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -46,6 +47,25 @@ RENDERS, RENDERED = _artifacts("render", "renders.json", "*.wav")
 MASTERS, MASTERED = _artifacts("master", "masters.json", "*.wav")
 STEMS, STEM_FILES = _artifacts("stems", "stems.json", "*bpm*")  # sample-library names carry the tempo
 (EXPORTS,) = _artifacts("export", "exports.json")
+
+
+def link_stages(source: Path, target: Path, stages) -> None:
+    """The artifacts of `stages` in the outputs folder `source`, into the outputs folder `target`,
+    so that a runner there finds them fresh (the same bytes give the same keys): hard links
+    (artifacts are never changed in place), each stage linked into a temporary folder and
+    swapped in whole (a stop half-way leaves no stage that looks built and is not), a stage
+    whose manifest is already the same left as it is. For a second run from the first's models:
+    the radio, a one-track preview, `lofi evaluate`'s scratch training and extra takes."""
+    for stage in stages:
+        made, there = Path(source) / stage, Path(target) / stage
+        manifest = "manifest.json"
+        if (there / manifest).is_file() and (there / manifest).read_bytes() == (made / manifest).read_bytes():
+            continue
+        Path(target).mkdir(parents=True, exist_ok=True)
+        tmp = Path(target) / f".{stage}.linking"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(made, tmp, symlinks=True, copy_function=atomic.link_or_copy)
+        atomic.replace_dir(tmp, there)
 
 
 def _write(path: Path, obj) -> None:

@@ -8,7 +8,7 @@ catches up). The preview is the MP3 the run will export for that track, to the b
 - when only the trained models are (a new take of it, generate.retakes, or any generate or
   arrange change), the track is made alone, from generate to the master, in
   outputs/preview/run/, an outputs folder of its own holding links to the run's trained
-  stages, so the same runner, stages and cache do it, then encoded as export does.
+  stages (catalog.link_stages), so the same runner, stages and cache do it, then encoded as export does.
 
 Everything else (stale models) is refused with what to run instead."""
 from __future__ import annotations
@@ -27,24 +27,6 @@ from ..core.runner import Runner
 from . import catalog
 
 PREVIEW = "preview"  # under the outputs root; `lofi clean` removes it
-TRAINED = ("intake", "extract", "encode", "train")  # what a one-track run needs from the run
-
-
-def link_trained(outputs: Path, folder: Path) -> None:
-    """`folder` as an outputs folder holding the run's trained stages (hard links: artifacts are
-    never changed in place), so a runner there finds them fresh; redone only when they changed.
-    Each stage is linked into a temporary folder and swapped in whole, so a stop half-way leaves
-    no stage that looks complete and is not."""
-    for stage in TRAINED:
-        source, target = outputs / stage, folder / stage
-        manifest = "manifest.json"
-        if (target / manifest).is_file() and (target / manifest).read_bytes() == (source / manifest).read_bytes():
-            continue
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{stage}.linking"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(source, tmp, symlinks=True, copy_function=atomic.link_or_copy)
-        atomic.replace_dir(tmp, target)
 
 
 def preview_track(runner: Runner, index: int) -> dict:
@@ -101,8 +83,9 @@ def _made_alone(runner: Runner, index: int) -> tuple[catalog.TrackRecord, bytes]
     cfg = copy.deepcopy(runner.cfg)
     cfg.generate.tracks, cfg.generate.first_track, cfg.run.outputs = 1, index, str(folder)
     alone = Runner(cfg, list(runner.stages.values()), runner.root, runner.log)
+    trained = runner.order[:runner.order.index("train") + 1]
     for _ in range(2):
-        link_trained(runner.outputs, folder)
+        catalog.link_stages(runner.outputs, folder, trained)
         alone.forget()
         fresh, why = alone.state("train")
         if fresh:

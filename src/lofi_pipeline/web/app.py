@@ -21,10 +21,10 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .. import plots
 from ..core import atomic
 from ..core.config import SPEC, ConfigError
-from ..report import section_marks
+from ..reporting import plots
+from ..reporting.report import section_marks
 from ..stages import catalog
 from .controls import controls
 from .events import event_stream

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from ..core import atomic
+from ..pipeline import stages_through
 from ..stages import catalog
-from ..stages.preview import link_trained
 from .process import PipelineProcess
 
 COUNTER = "radio.json"
@@ -45,7 +45,7 @@ class Radio:
             return
         if not (self.outputs / "train" / "manifest.json").exists():
             raise RuntimeError("no trained models yet: start a run first, the radio plays what it learned")
-        link_trained(self.outputs, self.folder)
+        catalog.link_stages(self.outputs, self.folder, stages_through("train"))
         self.stopping = False
         self.process.reset()
         self.thread = threading.Thread(target=self._loop, daemon=True)

@@ -13,8 +13,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .core import atomic
-from .core.parallel import process_map
+from ..core import atomic
+from ..core.parallel import process_map
+from .midi_zip import score_midi_bytes, write_midi_zip
+
+DEFAULT_SET = "dataset/default.zip"  # under the project root
+ANALYSIS = "__analysis.mid"  # how an analysis's entry ends: block chords, no tune of its own
 
 
 def corpus_sources() -> list[str]:
@@ -27,10 +31,9 @@ def corpus_sources() -> list[str]:
 
 def source_to_midi_bytes(source: str) -> tuple[str, bytes | None, str]:
     """(source, midi bytes or None, error)."""
-    from music21 import corpus, midi
+    from music21 import corpus
     try:
-        score = corpus.parse(source)
-        return source, midi.translate.music21ObjectToMidiFile(score).writestr(), ""
+        return source, score_midi_bytes(corpus.parse(source)), ""
     except Exception as exc:  # one unconvertible corpus file must not stop the build
         return source, None, f"{type(exc).__name__}: {exc}"
 
@@ -52,7 +55,7 @@ def analysed_work(source: str) -> str | None:
 def entry_name(source: str) -> str:
     work = analysed_work(source)
     if work:
-        return f"bach__bwv{work}__analysis.mid"
+        return f"bach__bwv{work}{ANALYSIS}"
     stem = source.replace("\\", "/").split("/corpus/")[-1]
     for suffix in (".rntxt", ".mxl", ".xml", ".musicxml", ".krn"):
         stem = stem.removesuffix(suffix)
@@ -64,20 +67,23 @@ def build_default_dataset(out_zip: Path, workers: int = 2, limit: int = 0) -> di
     sources = corpus_sources()
     if limit:
         sources = sources[:limit]
-    written, failed = [], []
-    with atomic.atomic_path(out_zip) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        results = process_map(source_to_midi_bytes, sources, workers)
-        for source, data, error in tqdm(results, total=len(sources), desc="dataset", unit="piece",
-                                        disable=None):
-            if data is None:
-                failed.append({"source": entry_name(source), "error": error})
-                continue
-            info = zipfile.ZipInfo(entry_name(source), date_time=(2020, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, data)
-            written.append(entry_name(source))
+    entries, failed = [], []
+    results = process_map(source_to_midi_bytes, sources, workers)
+    for source, data, error in tqdm(results, total=len(sources), desc="dataset", unit="piece", disable=None):
+        if data is None:
+            failed.append({"source": entry_name(source), "error": error})
+        else:
+            entries.append((entry_name(source), data))
+    write_midi_zip(out_zip, entries)
+    written = [name for name, _ in entries]
     manifest = {"archive": out_zip.name, "pieces": len(written), "sources": written,
                 "failed": failed, "origin": "music21 corpus (public domain)",
                 "seconds": round(time.perf_counter() - start, 1)}
     atomic.write_json(out_zip.with_suffix(".json"), manifest)
     return manifest
+
+
+def tunes(default_zip: Path) -> dict[str, bytes]:
+    """The default set's pieces that carry a tune (every chorale; not the analyses' block chords)."""
+    with zipfile.ZipFile(default_zip) as zf:
+        return {n: zf.read(n) for n in sorted(zf.namelist()) if n.endswith(".mid") and not n.endswith(ANALYSIS)}

@@ -8,21 +8,24 @@ Aird's Airs, the Essen folk songs, music21's miscellaneous folk: melodies in 2/4
 Renaissance polyphony to learn chords from (Palestrina's masses, Josquin, Ciconia, Lusitano).
 Left out: Bach and Monteverdi (the default set analyses their works), the classical quartets
 and the Trecento (a movement takes minutes to convert, and there is harmony enough without
-them). No archive an evaluation scores is in it, so the base never saw any of their test
-pieces. Each collection gives at most `per_collection` pieces, evenly spaced through it, so
-the folk songs do not drown the rest; a source that cannot be converted is counted and left out.
+them), and every piece, in any collection, that carries one of the default set's tunes
+(tunes.py: a chorale's melody is also an Essen folk song). No archive an evaluation scores is
+in it, so the base never saw any of their test pieces. Each collection gives at most
+`per_collection` pieces, evenly spaced through it, so the folk songs do not drown the rest; a
+source that cannot be converted is counted and left out.
 """
 from __future__ import annotations
 
 import time
-import zipfile
 from collections import defaultdict
 from pathlib import Path
 
 from tqdm import tqdm
 
-from .core import atomic
-from .core.parallel import process_map
+from ..core import atomic
+from ..core.parallel import process_map
+from .midi_zip import score_midi_bytes, write_midi_zip
+from .tunes import TuneIndex
 
 COLLECTIONS = ("airdsAirs", "essenFolksong", "miscFolk", "oneills1850", "ryansMammoth", "joplin", "johnson_j_r",
                "liliuokalani", "leadSheet", "palestrina", "josquin", "ciconia", "lusitano")
@@ -59,7 +62,7 @@ def base_sources(per_collection: int = 800) -> list[str]:
 
 def source_to_midi_entries(source: str) -> tuple[str, list[tuple[str, bytes]], list[str]]:
     """(source, [(entry name, midi bytes)], errors): a tune book gives one entry per tune."""
-    from music21 import corpus, midi
+    from music21 import corpus
     stem = source.replace("\\", "/").split("/corpus/")[-1].rsplit(".", 1)[0].replace("/", "__")
     try:
         parsed = corpus.parse(source)
@@ -70,24 +73,32 @@ def source_to_midi_entries(source: str) -> tuple[str, list[tuple[str, bytes]], l
     for n, score in enumerate(scores):
         name = f"{stem}.mid" if len(scores) == 1 else f"{stem}__{n:04d}.mid"
         try:
-            entries.append((name, midi.translate.music21ObjectToMidiFile(score).writestr()))
+            entries.append((name, score_midi_bytes(score)))
         except Exception as exc:
             errors.append(f"{name}: {type(exc).__name__}: {exc}")
     return source, entries, errors
 
 
-def build_base_corpus(out_zip: Path, workers: int = 2, per_collection: int = 800) -> dict:
+def build_base_corpus(out_zip: Path, held_out: dict[str, bytes], workers: int = 2, per_collection: int = 800,
+                      sources: list[str] | None = None) -> dict:
     """Write the base corpus to `out_zip` (entries in a fixed order with fixed times: the same
-    corpus gives the same bytes) and a manifest beside it."""
+    corpus gives the same bytes) and a manifest beside it, leaving out every piece that carries
+    a tune of `held_out` (the default set's pieces, by name), before each collection's share
+    is chosen. `sources`: corpus files (default: base_sources)."""
     start = time.perf_counter()
-    sources = base_sources(per_collection)
+    index = TuneIndex(held_out)
+    sources = base_sources(per_collection) if sources is None else sources
     entries_by_collection: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
     failed: list[str] = []
+    dropped: dict[str, str] = {}  # entry -> the held-out tune it carries
     # A tune book takes a minute, a mass a second: a wide window keeps both workers busy.
     converted = process_map(source_to_midi_entries, sources, workers, in_flight=64)
     for _, entries, errors in tqdm(converted, total=len(sources), desc="base corpus", unit="file", disable=None):
         for name, data in entries:
-            entries_by_collection[name.split("__", 1)[0]].append((name, data))
+            if tune := index.match(data):
+                dropped[name] = f"{tune[0]} ({tune[1]:.0%} aligned)"
+            else:
+                entries_by_collection[name.split("__", 1)[0]].append((name, data))
         failed.extend(errors)
     kept: list[tuple[str, bytes]] = []
     counts = {}
@@ -96,14 +107,12 @@ def build_base_corpus(out_zip: Path, workers: int = 2, per_collection: int = 800
         chosen = evenly(items, per_collection)  # a tune book gives many pieces per file
         counts[name] = {"available": len(items), "kept": len(chosen)}
         kept.extend(chosen)
-    with atomic.atomic_path(out_zip) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in kept:
-            info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, data)
+    write_midi_zip(out_zip, kept)
     manifest = {"archive": out_zip.name, "pieces": len(kept), "collections": counts, "failed": len(failed),
                 "failed_examples": failed[:20], "collections_used": list(COLLECTIONS),
                 "left_out": "every roman-numeral analysis and the works analysed (the default set's sources)",
+                "held_out_tunes": len(index), "dropped_as_held_out_tunes": len(dropped),
+                "dropped": dict(sorted(dropped.items())),
                 "origin": "music21 corpus (public domain)",
                 "seconds": round(time.perf_counter() - start, 1)}
     atomic.write_json(out_zip.with_suffix(".json"), manifest)

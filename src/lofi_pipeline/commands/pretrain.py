@@ -1,6 +1,6 @@
 """`lofi base` (`make base`): pre-train the base ensemble that every archive fine-tunes.
 
-It builds the base corpus (base_corpus.py) once, runs the pipeline through `train` on it with
+It builds the base corpus (corpora/base_corpus.py) once, runs the pipeline through `train` on it with
 the "base" profile (from scratch, a budget to match the corpus), and writes the members'
 weights and a manifest of how they were built to the base folder (the shipped one by default).
 The same corpus, code, settings and seed give the same weights, byte for byte; the manifest
@@ -8,23 +8,26 @@ also records when, which is not part of any key.
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
-from .core.hashing import hash_json, path_digest
-from .core.runner import Runner
-from .model import base
-from .stages import catalog
+from ..core.hashing import hash_json, path_digest
+from ..core.runner import Runner
+from ..model import base
+from ..stages import catalog
 
 
-def pretrain_base(runner: Runner, corpus_zip: Path, folder: Path, log=print) -> dict:
-    """Train on `corpus_zip` in the runner's outputs, then write the base to `folder`."""
-    from .base_corpus import build_base_corpus
+def pretrain_base(runner: Runner, corpus_zip: Path, folder: Path, default_set: Path, log=print) -> dict:
+    """Train on `corpus_zip` in the runner's outputs (built first, without `default_set`'s
+    tunes, when it is not there), then write the base to `folder`."""
+    from ..corpora.base_corpus import build_base_corpus
+    from ..corpora.dataset import tunes
     if not corpus_zip.exists():
-        log(f"building the base corpus: {corpus_zip}")
-        made = build_base_corpus(corpus_zip)
-        log(f"base corpus: {made['pieces']} pieces ({made['failed']} corpus items could not be converted) "
-            f"in {made['seconds']} s")
+        log(f"building the base corpus: {corpus_zip}, without the tunes of {default_set}")
+        made = build_base_corpus(corpus_zip, tunes(default_set))
+        log(f"base corpus: {made['pieces']} pieces ({made['failed']} corpus items could not be converted, "
+            f"{made['dropped_as_held_out_tunes']} carry a tune of the default set) in {made['seconds']} s")
     runner.run(["train"])
     return write_from_run(runner, corpus_zip, folder)
 
@@ -40,7 +43,7 @@ def write_from_run(runner: Runner, corpus_zip: Path, folder: Path) -> dict:
     stats = manifest.get("stats", {})
     built = {
         "built_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-        "corpus": {"file": corpus_zip.name, "digest": path_digest(corpus_zip),
+        "corpus": {"file": corpus_zip.name, "digest": path_digest(corpus_zip), **_left_out(corpus_zip),
                    "pieces": (runner.manifest("extract") or {}).get("stats", {}).get("pieces"),
                    "events": (runner.manifest("encode") or {}).get("stats", {}).get("events")},
         "code": hash_json(manifest.get("parts", {}).get("code", {}))[:16],
@@ -52,6 +55,15 @@ def write_from_run(runner: Runner, corpus_zip: Path, folder: Path) -> dict:
     }
     base.write_base(folder, models, info["members"], vocab, encoded.window, built)
     return built
+
+
+def _left_out(corpus_zip: Path) -> dict:
+    """What the corpus's build left out of the default set's tunes (its manifest beside it)."""
+    try:
+        made = json.loads(corpus_zip.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: made.get(k) for k in ("held_out_tunes", "dropped_as_held_out_tunes", "left_out")}
 
 
 # The drums' base: the Groove MIDI Dataset's beats and fills in 4/4 at these tempos (lo-fi's and
@@ -69,11 +81,11 @@ PRIMERS_PER_FILE = 4
 def pretrain_drums(corpus_zip: Path, folder: Path, work: Path, budget: dict | None = None, log=print) -> dict:
     """Train the drum members on the Groove MIDI Dataset in `work` and write them to `folder`,
     with a manifest of what they were built from and their test scores."""
-    from .corpora.groove import read_groove
-    from .model import drum_model
-    from .model.members import configure_tensorflow
-    from .music.drum_format import DrumVocabulary
-    from .music.drum_stats import backbeat, onset_shares
+    from ..corpora.groove import read_groove
+    from ..model import drum_model
+    from ..model.members import configure_tensorflow
+    from ..music.drum_format import DrumVocabulary
+    from ..music.drum_stats import backbeat, onset_shares
     configure_tensorflow()
     started = time.time()
     pieces, dropped = read_groove(corpus_zip, *DRUM_TEMPO_BPM)

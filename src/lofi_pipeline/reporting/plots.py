@@ -6,10 +6,10 @@ import io
 
 import numpy as np
 
-from .music.drum_format import CLASSES, drum_class
-from .music.midi_io import read_with_symusic
-from .music.piece import PITCH_NAMES
-from .music.statistics import DURATION_BINS_BEATS
+from ..music.drum_format import CLASSES, drum_class
+from ..music.midi_io import read_with_symusic
+from ..music.piece import PITCH_NAMES
+from ..music.statistics import DURATION_BINS_BEATS
 
 
 def _figure(width: float, height: float, columns: int = 1):

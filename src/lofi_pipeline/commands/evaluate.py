@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .core import atomic
-from .core.runner import Runner
-from .music.checks import CHECKS, loop_repeat_share
-from .music.rates import RATES, outside, rate_ranges, rates
-from .music.realism import realism
-from .stages import catalog
+from ..core import atomic
+from ..core.runner import Runner
+from ..music.checks import CHECKS, loop_repeat_share
+from ..music.rates import RATES, outside, rate_ranges, rates
+from ..music.realism import realism
+from ..stages import catalog
 
 ROWS_NLL = ("ensemble", "scratch ensemble", "base alone", "best member", "n-gram", "unigram")
 
@@ -71,10 +71,10 @@ def drum_realism_of(runner: Runner, takes: list[catalog.Take], parts: list[catal
     """The classifier two-sample test on two-bar drum segments, for the drum model's parts and,
     measured the same way on the same takes, for the pattern (arrange.drums = "pattern"): each
     read back from the notes arrange writes (swing included) against GMD's test beats."""
-    from .corpora.groove import VENDORED, read_groove
-    from .music.arrangement import arrange_track
-    from .music.drum_format import bars_from_hits
-    from .music.realism import drum_realism
+    from ..corpora.groove import VENDORED, read_groove
+    from ..music.arrangement import arrange_track
+    from ..music.drum_format import bars_from_hits
+    from ..music.realism import drum_realism
     pieces, _ = read_groove(runner.root / VENDORED, *DRUM_TEMPO_BPM)
     real = [p.bars for p in pieces if p.split == "test" and p.beat_type == "beat"
             and p.style.split("/")[0] in DRUM_STYLES]
@@ -97,7 +97,7 @@ def drum_realism_of(runner: Runner, takes: list[catalog.Take], parts: list[catal
 
 def drum_scores(runner: Runner) -> dict:
     """The base drum model's test NLL on GMD's test split beside its n-gram and unigram."""
-    from .model import drum_model
+    from ..model import drum_model
     return drum_model.read_manifest(drum_model.base_folder(runner.cfg.drums.base, runner.root)).get("test_nll", {})
 
 

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core import atomic
+from ..core.errors import StageError
+from ..core.hashing import hash_json, sha256_bytes
+from ..core.runner import Runner
+from ..music.checks import CHECKS
+from ..music.piece import GRID
+from ..music.statistics import compare
+from ..music.token_format import TARGETS, bar_ticks
+from ..stages import catalog
 from . import plots
-from .core import atomic
-from .core.errors import StageError
-from .core.hashing import hash_json, sha256_bytes
-from .core.runner import Runner
-from .music.checks import CHECKS
-from .music.piece import GRID
-from .music.statistics import compare
-from .music.token_format import TARGETS, bar_ticks
-from .stages import catalog
 
 STAT_ROWS = [("pitch_class_entropy", "pitch-class entropy (bits)"),
              ("scale_consistency", "scale consistency"), ("polyphony", "polyphony (pitches)"),

@@ -1,0 +1,1 @@
+"""What a run shows: the HTML report and its figures (drawn once per content)."""
