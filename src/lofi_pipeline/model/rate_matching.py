@@ -18,12 +18,14 @@ from ..music.token_format import NONE, TARGETS, Event
 from .calibration import TEMPERATURE_RANGE
 from .compose import Composer, compose
 from .form import Section
+from .melodic_steps import WEIGHT_RANGE
 from .sampling import FieldSampler
 from .takes import dev_primer
 
 GROUPS = {"timing": ("bar", "position"), "harmony": ("root", "quality"), "melody": ("pitch", "duration"),
           "velocity": ("velocity",)}
 SCALES = (0.8, 1.25)  # each group's temperatures times these, against as they are
+STEP_SCALES = (1.5, 2.5)  # the melodic-step expert's weight times these, against as fitted
 BARS = 8  # bars each
 PRIMER_EVENTS = 8
 SPREAD_FLOOR = 0.05  # a figure that never varies in the data still has a scale for its distance
@@ -49,10 +51,12 @@ def distance(played: np.ndarray, data: np.ndarray) -> float:
 
 
 def play(sampler, vocab, profile, dev_pieces: list[np.ndarray], temperatures: dict[str, float],
-         seed: int, tracks: int) -> list[list[Event]]:
-    """`tracks` continuations of BARS bars from dev primers, drawn whole (no truncation)."""
+         seed: int, tracks: int, steps: dict | None = None) -> list[list[Event]]:
+    """`tracks` continuations of BARS bars from dev primers, drawn whole (no truncation), with the
+    melodic-step expert `steps` ({"steps", "weight"}) where given."""
     settings = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0, "repetition_window": 0,
-                "fields": {f: {"temperature": t} for f, t in temperatures.items()}}
+                "fields": {f: {"temperature": t} for f, t in temperatures.items()},
+                "melodic_steps": steps if steps and steps.get("steps") and steps.get("weight") else None}
     both = profile.has_chords and profile.has_melody
     want = (vocab.index["root"][NONE], vocab.index["pitch"][NONE]) if both else None
     seen = max(PRIMER_EVENTS, profile.context_events or 0)
@@ -68,7 +72,7 @@ def play(sampler, vocab, profile, dev_pieces: list[np.ndarray], temperatures: di
 
 
 def match_rates(sampler, vocab, profile, dev_pieces: list[np.ndarray], temperatures: dict[str, float],
-                seed: int, tracks: int, log=print) -> dict | None:
+                seed: int, tracks: int, log=print, steps: dict | None = None) -> dict | None:
     """The per-field temperatures after one pass over the groups of fields, each group scaled by
     whichever of SCALES (or none) brings the played figures nearest the dev pieces', with every
     trial's distance; None where the dev pieces give no segment to compare with."""
@@ -77,20 +81,34 @@ def match_rates(sampler, vocab, profile, dev_pieces: list[np.ndarray], temperatu
     if not len(data):
         return None
 
-    def trial(temps: dict[str, float]) -> float:
-        return distance(figures(play(sampler, vocab, profile, dev_pieces, temps, seed, tracks), bins), data)
-    best = start = trial(temperatures)
+    def trial(temps: dict[str, float], expert: dict | None) -> float:
+        return distance(figures(play(sampler, vocab, profile, dev_pieces, temps, seed, tracks, expert), bins), data)
+    best = start = trial(temperatures, steps)
     trials = [{"group": "as fitted", "scale": 1.0, "distance": round(start, 4)}]
     for group, fields in GROUPS.items():
         chosen, chosen_scale = temperatures, 1.0
         for scale in SCALES:
             temps = {**temperatures, **{f: float(np.clip(temperatures[f] * scale, *TEMPERATURE_RANGE)) for f in fields}}
-            d = trial(temps)
+            d = trial(temps, steps)
             trials.append({"group": group, "scale": scale, "distance": round(d, 4)})
             if d < best - 1e-9:
                 best, chosen, chosen_scale = d, temps, scale
         temperatures = chosen
         log(f"played {tracks} x {BARS} bars from dev primers: {group} temperatures x{chosen_scale:g} "
             f"(distance to the dev pieces {best:.3f})")
-    return {"temperatures": {f: round(t, 3) for f, t in temperatures.items()}, "trials": trials,
+    if steps and steps.get("steps") and steps.get("weight"):
+        # The expert's weight fitted for one step given the true past is too light for a melody
+        # given its own: the model's spread over the harmony's tones adds up note after note.
+        chosen, chosen_scale = steps, 1.0
+        for scale in STEP_SCALES:
+            trying = {**steps, "weight": round(min(steps["weight"] * scale, WEIGHT_RANGE[1]), 3)}
+            d = trial(temperatures, trying)
+            trials.append({"group": "melodic steps", "scale": scale, "distance": round(d, 4)})
+            if d < best - 1e-9:
+                best, chosen, chosen_scale = d, trying, scale
+        steps = chosen
+        log(f"played {tracks} x {BARS} bars from dev primers: melodic-step expert x{chosen_scale:g} "
+            f"(distance to the dev pieces {best:.3f})")
+    return {"temperatures": {f: round(t, 3) for f, t in temperatures.items()},
+            "melodic_steps_weight": steps["weight"] if steps else None, "trials": trials,
             "distance": round(best, 4), "distance_as_fitted": round(start, 4), "dev_segments": int(len(data))}

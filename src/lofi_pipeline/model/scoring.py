@@ -14,6 +14,7 @@ import numpy as np
 
 from ..music.token_format import FIELDS, NONE, PAIRED, TARGETS, UNK, Vocabulary
 from .baselines import NGramModel, UnigramModel, event_metrics
+from . import melodic_steps
 from .ensemble import combine
 from .members import model_inputs
 
@@ -58,9 +59,12 @@ def apply_pairing(probs: dict[str, np.ndarray], masks: dict[str, np.ndarray]) ->
 
 
 def evaluate(models: dict, vocab: Vocabulary, data: dict, ngram_order: int, split: str = "test",
-             other_ensembles: dict | None = None, combination: tuple[str, list[float]] | None = None) -> dict:
+             other_ensembles: dict | None = None, combination: tuple[str, list[float]] | None = None,
+             steps: dict | None = None) -> dict:
     """Metrics on one split's windows for members, their ensemble (combined as `combination`,
-    (method, weights), chosen on dev; the equal mean beside it), other ensembles (name -> list
+    (method, weights), chosen on dev, with the melodic-step expert `steps` at the weight fitted to
+    the dev NLL there, not the one the rate matching draws with; the
+    equal mean beside it), other ensembles (name -> list
     of models, their equal mean) and both baselines; the given fields (the metre) are inputs,
     not scored."""
     x, y = data[f"x_{split}"], data[f"y_{split}"]
@@ -73,8 +77,13 @@ def evaluate(models: dict, vocab: Vocabulary, data: dict, ngram_order: int, spli
     probs = {name: predict_fields(m, x, y) for name, m in models.items()}
     metrics = {name: score(p) for name, p in probs.items()}
     method, weights = combination or ("mean", [1.0] * len(probs))
-    metrics["ensemble"] = {**score(combine(list(probs.values()), method, weights)), "combine": method,
-                           "weights": list(weights)}
+    ensemble = combine(list(probs.values()), method, weights)
+    fitted = (steps or {}).get("fitted_weight", (steps or {}).get("weight", 0.0))
+    if steps and steps.get("steps") and fitted:
+        numbers = melodic_steps.pitch_numbers(vocab)
+        ensemble["pitch"] = melodic_steps.reweigh(ensemble["pitch"], melodic_steps.previous_notes(x, numbers),
+                                                  steps["steps"], fitted, numbers)
+    metrics["ensemble"] = {**score(ensemble), "combine": method, "weights": list(weights), "melodic_steps": fitted}
     if combination:
         metrics["equal mean"] = score({f: np.mean([p[f] for p in probs.values()], axis=0) for f in TARGETS})
     for name, members in (other_ensembles or {}).items():

@@ -1,0 +1,99 @@
+"""The melodic-step expert: the steps counted from the training melodies, the pitch distribution
+reshaped without moving the chance of a note, its weight fitted on dev (near 0 where the model
+already knows the steps), and the sampler drawing with it."""
+import numpy as np
+
+from lofi_pipeline.model import melodic_steps
+from lofi_pipeline.model.calibration import sampling_settings
+from lofi_pipeline.model.sampling import FieldSampler
+from lofi_pipeline.music.token_format import FIELDS, NONE, PAD, UNK, Vocabulary
+
+VOCAB = Vocabulary.closed(4)
+PITCH = FIELDS.index("pitch")
+NUMBERS = melodic_steps.pitch_numbers(VOCAB)
+STEP_SHARES = {0: 0.15, 1: 0.2, -1: 0.2, 2: 0.15, -2: 0.15, 4: 0.05, -4: 0.05, 7: 0.025, -7: 0.025}
+
+
+def pitch_id(p: int) -> int:
+    return VOCAB.index["pitch"][str(p)]
+
+
+def walk(rng, notes: int, start: int = 67) -> list[int]:
+    """A melody moving by STEP_SHARES, kept between 55 and 79."""
+    steps, shares = list(STEP_SHARES), list(STEP_SHARES.values())
+    out = [start]
+    for _ in range(notes - 1):
+        nxt = out[-1] + steps[rng.choice(len(steps), p=shares)]
+        out.append(nxt if 55 <= nxt <= 79 else out[-1])
+    return out
+
+
+def rows(pitches: list[int | None]) -> np.ndarray:
+    """Event rows holding these melody pitches (None: an event with no note); the other fields stay 0."""
+    out = np.zeros((len(pitches), len(FIELDS)), np.int64)
+    out[:, PITCH] = [VOCAB.index["pitch"][NONE] if p is None else pitch_id(p) for p in pitches]
+    return out
+
+
+def test_the_steps_are_counted_from_the_melodies_and_a_piece_without_one_gives_none():
+    rng = np.random.default_rng(0)
+    pieces = [rows(walk(rng, 200)) for _ in range(5)]
+    steps = np.exp(melodic_steps.fit_steps(pieces, VOCAB))
+    assert abs(steps.sum() - 1) < 1e-6
+    assert steps[melodic_steps.MAX_STEP + 1] > 0.15 and steps[melodic_steps.MAX_STEP + 3] < 0.02
+    assert melodic_steps.fit_steps([rows([None] * 50)], VOCAB) is None
+    # Notes apart count as a step from one to the next, whatever events without a note lie between.
+    apart = np.exp(melodic_steps.fit_steps([rows([60, None, None, 72])], VOCAB))
+    assert apart[melodic_steps.MAX_STEP + 12] == apart.max()
+
+
+def test_the_expert_reshapes_which_note_but_not_the_chance_of_one():
+    rng = np.random.default_rng(1)
+    steps = melodic_steps.fit_steps([rows(walk(rng, 2000))], VOCAB)
+    p = rng.dirichlet(np.ones(len(NUMBERS)), size=3)
+    p[:, [PAD, UNK]] = 0
+    p /= p.sum(axis=1, keepdims=True)
+    previous = melodic_steps.previous_notes(np.stack([rows([64, None]), rows([None, 67]), rows([None, None])]), NUMBERS)
+    assert previous.tolist() == [64, 67, -1]
+    q = melodic_steps.reweigh(p, previous, steps, 1.0, NUMBERS)
+    note = NUMBERS >= 0
+    assert np.allclose(q.sum(axis=1), 1) and np.allclose((q * note).sum(1), (p * note).sum(1))
+    assert np.allclose(q[:, ~note], p[:, ~note]) and np.allclose(q[2], p[2])  # no previous note: as it was
+    near = note & (np.abs(NUMBERS - 64) <= 2)
+    assert q[0, near].sum() > 3 * p[0, near].sum()
+
+
+def test_the_weight_is_fitted_where_it_helps_and_near_zero_where_the_model_knows_the_steps():
+    rng = np.random.default_rng(2)
+    melody = walk(rng, 3001)
+    steps = melodic_steps.fit_steps([rows(walk(np.random.default_rng(3), 5000))], VOCAB)
+    previous, targets = np.array(melody[:-1]), np.array([pitch_id(p) for p in melody[1:]])
+    note = NUMBERS >= 0
+    blind = np.where(note & (np.abs(NUMBERS[None, :] - previous[:, None]) <= 12), 1.0, 0.0)
+    blind /= blind.sum(axis=1, keepdims=True)  # any note within an octave, alike
+    fitted = melodic_steps.fit_weight(blind, previous, targets, steps, VOCAB)
+    assert fitted["weight"] > 0.5 and fitted["dev_pitch_nll"] < fitted["dev_pitch_nll_without"] - 0.3
+    knowing = melodic_steps.reweigh(blind, previous, steps, 1.0, NUMBERS)  # already the steps' shape
+    assert melodic_steps.fit_weight(knowing, previous, targets, steps, VOCAB)["weight"] < 0.25
+    assert melodic_steps.fit_weight(blind, previous, targets, None, VOCAB)["weight"] == 0.0
+
+
+def test_the_sampler_draws_steps_with_the_expert_and_the_key_overrides_its_weight():
+    rng = np.random.default_rng(4)
+    steps = melodic_steps.fit_steps([rows(walk(rng, 3000))], VOCAB)
+    calibration = {"melodic_steps": {"steps": steps, "weight": 1.0}}
+    generate = {"temperature": "auto", "top_k": "auto", "top_p": "auto", "fields": {}, "repetition_penalty": 1.0,
+                "repetition_window": 0, "melodic_steps": "auto"}
+    flat = np.where(NUMBERS >= 48, 1.0, 0.0)
+    flat /= flat.sum()
+    history = rows([64, None])
+
+    def near_share(settings) -> float:
+        sampler, draws = FieldSampler(VOCAB, settings), np.random.default_rng(5)
+        pitches = [NUMBERS[sampler.draw_field("pitch", flat, draws, np.zeros(len(FIELDS), np.int64), history)]
+                   for _ in range(400)]
+        return float(np.mean(np.abs(np.array(pitches) - 64) <= 2))
+    with_expert = near_share(sampling_settings(generate, calibration))
+    off = sampling_settings({**generate, "melodic_steps": 0.0}, calibration)
+    assert off["melodic_steps"] is None
+    assert with_expert > 0.5 > 4 * near_share(off)
