@@ -18,7 +18,7 @@ from lofi_pipeline.stages.catalog import read_encoded, read_ensemble, read_profi
 
 VOCAB = Vocabulary.closed(4)
 GENERATE = {"temperature": "auto", "top_k": "auto", "top_p": "auto", "fields": {}, "repetition_penalty": 1.0,
-            "repetition_window": 0, "combine": "auto", "weights": [], "melodic_steps": "auto"}
+            "repetition_window": 0, "combine": "auto", "weights": [], "step_experts": "auto"}
 
 
 def true_distributions(n: int, rng) -> dict[str, np.ndarray]:
@@ -130,11 +130,10 @@ def test_calibration_on_trained_members_scores_what_the_sampler_draws(trained):
     for f in TARGETS:
         assert np.allclose(drawn_from[f], mixed[f], atol=1e-5)
     matched = calibration["rate_matching"]
-    expert = calibration["melodic_steps"]
-    played_expert = {"melodic steps"} if expert["steps"] and expert["fitted_weight"] else set()
-    assert {t["group"] for t in matched["trials"]} == {"as fitted", *GROUPS, *played_expert}
-    if played_expert:
-        assert expert["weight"] == matched["melodic_steps_weight"] >= expert["fitted_weight"]
+    experts = {f: e for f, e in calibration["step_experts"].items() if e["steps"] and e["fitted_weight"]}
+    assert {t["group"] for t in matched["trials"]} == {"as fitted", *GROUPS, *(f"{f} steps" for f in experts)}
+    for f, e in experts.items():
+        assert e["weight"] == matched["step_weights"][f] >= e["fitted_weight"]
     assert matched["distance"] <= matched["distance_as_fitted"]
     assert {f: s["temperature"] for f, s in calibration["sampling"].items()} == matched["temperatures"]
 

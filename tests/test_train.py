@@ -141,7 +141,8 @@ def test_metrics_recompute_from_the_saved_weights(trained):
     calibration = info["calibration"]
     recomputed = evaluate({m["name"]: model for m, model in zip(info["members"], models)},
                           vocab, data, cfg.train.ngram_order,
-                          combination=(calibration["combine"], calibration["weights"]))
+                          combination=(calibration["combine"], calibration["weights"]),
+                          experts=calibration["step_experts"])
     saved = read_metrics(runner.artifact_dir("train"))["test"]
     for name in saved:
         assert recomputed[name]["nll"] == pytest.approx(saved[name]["nll"], abs=2e-3)

@@ -299,10 +299,10 @@ def cmd_base_drums(args) -> int:
     if not corpus.is_file():
         raise StageError(f"{corpus}: the Groove MIDI Dataset's zip is not there; give --corpus ZIP")
     work = root / (args.outputs or cfg.run.outputs) / "base-drums"
-    built = pretrain_drums(corpus, folder, work)
-    nll = built["test_nll"]
+    built = pretrain_drums(corpus, folder, work, cfg.train.ngram_order)
+    nll, ngram = built["test_nll"], f"{cfg.train.ngram_order}-gram"
     print(f"wrote the base drum model to {folder}: {built['corpus']['events']['train']} training events, test NLL "
-          f"{nll['ensemble']:.3f} per event (3-gram {nll['3-gram']:.3f}, unigram {nll['unigram']:.3f}), "
+          f"{nll['ensemble']:.3f} per event ({ngram} {nll[ngram]:.3f}, unigram {nll['unigram']:.3f}), "
           f"trained in {built['train_seconds']} s")
     return 0
 

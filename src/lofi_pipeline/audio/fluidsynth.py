@@ -26,7 +26,7 @@ SILENCE_PEAK = 1e-4
 
 
 class FluidSynthRenderer(FluidSynth):
-    def __init__(self, sound_font: str | Path, sample_rate: int = 44100, gain: float = 0.4):
+    def __init__(self, sound_font: str | Path, sample_rate: int, gain: float):
         super().__init__(str(sound_font), sample_rate)
         self.gain = gain
 
@@ -121,8 +121,8 @@ def render_audio(midi_data: bytes, name: str, soundfont: Path, sample_rate: int,
     return fit_length(audio, samples, sr)
 
 
-def render_wav_bytes(midi_data: bytes, name: str, soundfont: Path, sample_rate: int = 44100,
-                     gain: float = 0.4, release_s: float = 0.75) -> tuple[bytes, dict]:
+def render_wav_bytes(midi_data: bytes, name: str, soundfont: Path, sample_rate: int, gain: float,
+                     release_s: float = 0.75) -> tuple[bytes, dict]:
     """Render one MIDI file's bytes: (float WAV bytes as long as the MIDI plus `release_s`,
     {seconds, peak, channels}); fail on silence."""
     samples = int(round((midi_seconds(midi_data, name) + release_s) * sample_rate))
@@ -137,8 +137,8 @@ def render_wav_bytes(midi_data: bytes, name: str, soundfont: Path, sample_rate: 
                                            "peak": round(peak, 4), "channels": audio.shape[0]}
 
 
-def render_midi(midi: Path, wav: Path, soundfont: Path, sample_rate: int = 44100,
-                gain: float = 0.4, release_s: float = 0.75) -> dict:
+def render_midi(midi: Path, wav: Path, soundfont: Path, sample_rate: int, gain: float,
+                release_s: float = 0.75) -> dict:
     """Render one MIDI file to `wav` atomically (see render_wav_bytes)."""
     try:
         data = Path(midi).read_bytes()

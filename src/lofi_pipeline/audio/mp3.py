@@ -10,7 +10,7 @@ from pedalboard.io import AudioFile
 from .audio_io import read_wav
 
 
-def write_mp3(wav: Path | bytes, mp3: Path, bitrate_kbps: int = 192) -> float:
+def write_mp3(wav: Path | bytes, mp3: Path, bitrate_kbps: int) -> float:
     """Encode a WAV file (or its bytes) with pedalboard's built-in LAME (its default would be
     320 kbps); returns seconds."""
     audio, sr = read_wav(wav)

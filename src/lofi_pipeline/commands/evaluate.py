@@ -14,11 +14,11 @@ from ..music.realism import realism
 from ..stages import catalog
 
 def _steps_cell(r: dict) -> str:
-    steps = r["calibration"].get("melodic_steps")
-    if not steps:
+    experts = r["calibration"].get("step_experts")
+    if not experts:
         return "-"
-    return (f"{steps.get('fitted_weight', steps['weight']):g}, drawn at {steps['weight']:g} "
-            f"({steps['dev_pitch_nll_without']:.3f} / {steps['dev_pitch_nll']:.3f})")
+    return "; ".join(f"{f} {e['fitted_weight']:g}, drawn at {e['weight']:g} ({e['dev_nll_without']:.3f} / "
+                     f"{e['dev_nll']:.3f})" for f, e in experts.items())
 
 
 ROWS_NLL = ("ensemble", "scratch ensemble", "base alone", "best member", "n-gram", "unigram")
@@ -199,7 +199,7 @@ def format_table(results: list[dict]) -> str:
     add("ensemble chosen on dev", lambda r: "{} ({}, weights {})".format(
         r["calibration"].get("chosen", "-"), r["calibration"].get("combine", "-"),
         " ".join(f"{w:g}" for w in r["calibration"].get("weights", []))))
-    add("melodic-step expert: weight fitted on dev, drawn at (dev pitch NLL without / with)", _steps_cell)
+    add("step experts: weight fitted on dev, drawn at (the field's dev NLL without / with)", _steps_cell)
     add("dev NLL/event: ensemble / best member", lambda r: "-" if not r["dev_nll"] else "{:.3f} / {:.3f}".format(
         r["calibration"]["dev_nll"], min(v for k, v in r["dev_nll"].items() if k.endswith(" alone"))))
     add("ensemble <= best member: dev / test", lambda r: " / ".join(

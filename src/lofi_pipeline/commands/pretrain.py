@@ -78,9 +78,11 @@ PRIMER_STYLES = ("hiphop", "soul", "funk", "jazz")
 PRIMERS_PER_FILE = 4
 
 
-def pretrain_drums(corpus_zip: Path, folder: Path, work: Path, budget: dict | None = None, log=print) -> dict:
+def pretrain_drums(corpus_zip: Path, folder: Path, work: Path, ngram_order: int, budget: dict | None = None,
+                   log=print) -> dict:
     """Train the drum members on the Groove MIDI Dataset in `work` and write them to `folder`,
-    with a manifest of what they were built from and their test scores."""
+    with a manifest of what they were built from and their test scores (against an n-gram of
+    `ngram_order`)."""
     from ..corpora.groove import read_groove
     from ..model import drum_model
     from ..model.members import configure_tensorflow
@@ -95,7 +97,7 @@ def pretrain_drums(corpus_zip: Path, folder: Path, work: Path, budget: dict | No
     budget = {**DRUM_BUDGET, **(budget or {})}
     train_bars = [b for p in pieces if p.split == "train" and p.beat_type == "beat" for b in p.bars]
     models = drum_model.train(data, work, budget, DRUM_LEARNING_RATE, log)
-    scores = drum_model.score(models, data, "test")
+    scores = drum_model.score(models, data, "test", ngram_order)
     built = {
         "built_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "corpus": {"name": "Groove MIDI Dataset (Gillick et al. 2019), CC BY 4.0", "file": str(corpus_zip.name),

@@ -48,7 +48,7 @@ class NGramModel:
     """Witten-Bell interpolated n-gram: each order backs off to the one below, down to the
     add-one unigram, so every event keeps some probability."""
 
-    def __init__(self, vocab_size: int, order: int = 3):
+    def __init__(self, vocab_size: int, order: int):
         self.vocab_size, self.order = vocab_size, order
         self.unigram = UnigramModel(vocab_size)
         self.counts: dict[tuple, Counter] = defaultdict(Counter)

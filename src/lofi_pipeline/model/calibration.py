@@ -5,9 +5,9 @@ Two choices are made on the dev pieces, never on the test pieces:
   proportional to prod p_i ** w_i), the weights (summing to 1) fitted to the dev NLL, against
   each member alone and the equal-weight mean. The lowest dev NLL wins, so on dev the ensemble
   is never worse than its best member; a member that does not help gets a weight near 0.
-- the weight of the melodic-step expert (melodic_steps.py) in the pitch field, fitted to the
-  dev NLL of the chosen combination (0 where it does not help); the rate matching may draw
-  with a heavier one (rate_matching.py), the scores keep the fitted one;
+- the weights of the step experts (step_experts.py) in the pitch and root fields, fitted to the
+  dev NLL of the chosen combination (0 where one does not help); the rate matching may draw
+  with heavier ones (rate_matching.py), the scores keep the fitted ones;
 - each field's temperature, fitted to the dev NLL of the chosen combination (temperature
   scaling, Guo et al. 2017), drawn without top-k or top-p truncation. A calibrated distribution
   sampled whole reproduces the data's rates (velocity levels, density, pitches) in expectation;
@@ -21,7 +21,7 @@ import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 
 from ..music.token_format import FIELDS, NONE, PAD, TARGETS, UNK, Vocabulary
-from . import melodic_steps
+from . import step_experts
 from .ensemble import combine
 from .scoring import apply_pairing, pairing_masks, predict_fields
 
@@ -124,29 +124,25 @@ def teacher_forced_rates(probs: dict[str, np.ndarray], temperatures: dict[str, f
 
 
 def calibrate(models: list, vocab: Vocabulary, x_dev: np.ndarray, y_dev: np.ndarray, play=None,
-              steps: list[float] | None = None) -> dict:
-    """The combination, the melodic-step expert's weight (`steps`: melodic_steps.fit_steps of the
+              train_sequences: list[np.ndarray] | None = None) -> dict:
+    """The combination, the step experts' weights (their steps counted on `train_sequences`, the
     training pieces) and the per-field temperatures, chosen on the dev windows given; with `play`
-    ((combination, temperatures, steps expert) -> rate_matching.match_rates' result), the
-    temperatures are then matched to the dev pieces' rates by playing."""
+    ((combination, temperatures, experts) -> rate_matching.match_rates' result), the temperatures
+    and the experts' weights are then matched to the dev pieces' rates by playing."""
     member_probs = [predict_fields(m, x_dev, y_dev) for m in models]
     masks = pairing_masks(vocab, y_dev)
     targets = y_dev[:, [FIELDS.index(f) for f in TARGETS]]
     combination = fit_combination(member_probs, masks, targets)
     combined = combine(member_probs, combination["combine"], combination["weights"])
-    numbers = melodic_steps.pitch_numbers(vocab)
-    previous = melodic_steps.previous_notes(x_dev, numbers)
-    expert = melodic_steps.fit_weight(combined["pitch"], previous, y_dev[:, FIELDS.index("pitch")], steps, vocab)
-    expert["fitted_weight"] = expert["weight"]  # the model's, scored; "weight" is what the sampler uses
-    combined["pitch"] = melodic_steps.reweigh(combined["pitch"], previous, expert["steps"], expert["weight"], numbers)
+    experts = step_experts.fit_experts(combined, x_dev, y_dev, train_sequences or [], vocab)
+    combined = step_experts.apply_experts(combined, x_dev, experts, vocab)
     fields = fit_temperatures(combined, y_dev, masks)
     temperatures = {f: v["temperature"] for f, v in fields.items()}
-    matched = play(combination, temperatures, expert) if play else None
+    matched = play(combination, temperatures, experts) if play else None
     if matched:
         temperatures = matched["temperatures"]
-        if matched.get("melodic_steps_weight") is not None:
-            expert = {**expert, "weight": matched["melodic_steps_weight"]}
-    return {"dev_events": int(len(y_dev)), **combination, "melodic_steps": expert, "fields": fields,
+        experts = {f: {**e, "weight": matched["step_weights"].get(f, e["weight"])} for f, e in experts.items()}
+    return {"dev_events": int(len(y_dev)), **combination, "step_experts": experts, "fields": fields,
             "rate_matching": matched,
             "sampling": {f: {"temperature": temperatures[f], "top_k": 0, "top_p": 1.0} for f in TARGETS},
             "teacher_forced": teacher_forced_rates(combined, temperatures, vocab, y_dev)}
@@ -155,8 +151,8 @@ def calibrate(models: list, vocab: Vocabulary, x_dev: np.ndarray, y_dev: np.ndar
 def sampling_settings(generate: dict, calibration: dict | None) -> dict:
     """The sampler's settings per field: a field's own `generate.fields` entry first, then a
     number given for `generate.temperature`, `top_k` or `top_p`, then the calibration ("auto");
-    without one (models from before calibration), 1.0 and no truncation. The melodic-step expert
-    as calibrated, or at the weight `generate.melodic_steps` gives (0: off)."""
+    without one (models from before calibration), 1.0 and no truncation. The step experts as
+    calibrated, or each at the weight `generate.step_experts` gives (0: off)."""
     defaults = {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
     fields = {}
     for f in TARGETS:
@@ -165,12 +161,12 @@ def sampling_settings(generate: dict, calibration: dict | None) -> dict:
         chosen.update(generate.get("fields", {}).get(f, {}))
         chosen["top_k"] = int(chosen["top_k"])
         fields[f] = chosen
-    expert = (calibration or {}).get("melodic_steps") or {"steps": None, "weight": 0.0}
-    if generate["melodic_steps"] != "auto":
-        expert = {**expert, "weight": float(generate["melodic_steps"])}
+    experts = (calibration or {}).get("step_experts") or {}
+    if generate["step_experts"] != "auto":
+        experts = {f: {**e, "weight": float(generate["step_experts"])} for f, e in experts.items()}
     return {**defaults, "repetition_penalty": generate["repetition_penalty"],
             "repetition_window": generate["repetition_window"], "fields": fields,
-            "melodic_steps": expert if expert["steps"] and expert["weight"] else None}
+            "step_experts": step_experts.drawn(experts)}
 
 
 def combination_settings(generate: dict, calibration: dict | None) -> tuple[str, list[float] | None]:

@@ -94,7 +94,7 @@ def _probs(model, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
     return {f: np.asarray(out[f], np.float64) for f in DRUM_TARGETS}
 
 
-def score(models: list, data: dict, split: str = "test", ngram_order: int = 3) -> dict:
+def score(models: list, data: dict, split: str, ngram_order: int) -> dict:
     """NLL per event (nats, the sum over the predicted fields) on one split for each member,
     their equal mean, and a per-field n-gram (weighted against the unigram on dev) and unigram,
     all under the same pairing rule."""

@@ -7,25 +7,31 @@ the models play short continuations of dev primers (the same seeds for every can
 candidates differ by their settings alone), and each group of fields (timing, harmony, melody,
 velocity) has its temperatures scaled where that brings the played segments' figures closer to
 the dev pieces': where onsets fall, chords a bar and their families, root motion, melody steps,
-density and range (the realism figure's features) and the velocity levels.
+density and range (the realism figure's features) and the velocity levels. Then each step
+expert (step_experts.py) is played heavier where that brings the figures it shapes (melody
+steps and range, root motion) closer; "distance" is over every figure, after the temperatures.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..music.realism import features, segments
+from ..music.realism import FEATURES, features, segments
 from ..music.token_format import NONE, TARGETS, Event
 from .calibration import TEMPERATURE_RANGE
 from .compose import Composer, compose
 from .form import Section
-from .melodic_steps import WEIGHT_RANGE
+from .step_experts import WEIGHT_RANGE, drawn
 from .sampling import FieldSampler
 from .takes import dev_primer
 
 GROUPS = {"timing": ("bar", "position"), "harmony": ("root", "quality"), "melody": ("pitch", "duration"),
           "velocity": ("velocity",)}
 SCALES = (0.8, 1.25)  # each group's temperatures times these, against as they are
-STEP_SCALES = (1.5, 2.5)  # the melodic-step expert's weight times these, against as fitted
+STEP_SCALES = (1.5, 2.5)  # each step expert's weight times these, against as fitted
+# The figures an expert's weight is matched on: what it shapes. Matched on every figure, its
+# few were lost in the others' sampling noise (one run chose x2.5, the next x1).
+STEP_FIGURES = {"pitch": [i for i, f in enumerate(FEATURES) if f.startswith(("melody steps", "melody range"))],
+                "root": [i for i, f in enumerate(FEATURES) if f.startswith("root motion")]}
 BARS = 8  # bars each
 PRIMER_EVENTS = 8
 SPREAD_FLOOR = 0.05  # a figure that never varies in the data still has a scale for its distance
@@ -43,20 +49,22 @@ def figures(sequences: list[list[Event]], velocity_bins: int) -> np.ndarray:
     return np.array(rows).reshape(len(rows), -1)
 
 
-def distance(played: np.ndarray, data: np.ndarray) -> float:
-    """How far the played segments' mean figures lie from the data's, in the data's spreads."""
+def distance(played: np.ndarray, data: np.ndarray, columns: list[int] | None = None) -> float:
+    """How far the played segments' mean figures (those in `columns`, else all) lie from the
+    data's, in the data's spreads."""
     if not len(played) or not len(data):
         return float("inf")
-    return float(np.mean(np.abs(played.mean(0) - data.mean(0)) / (data.std(0) + SPREAD_FLOOR)))
+    gaps = np.abs(played.mean(0) - data.mean(0)) / (data.std(0) + SPREAD_FLOOR)
+    return float(np.mean(gaps if columns is None else gaps[columns]))
 
 
 def play(sampler, vocab, profile, dev_pieces: list[np.ndarray], temperatures: dict[str, float],
-         seed: int, tracks: int, steps: dict | None = None) -> list[list[Event]]:
+         seed: int, tracks: int, experts: dict | None = None) -> list[list[Event]]:
     """`tracks` continuations of BARS bars from dev primers, drawn whole (no truncation), with the
-    melodic-step expert `steps` ({"steps", "weight"}) where given."""
+    step experts given (step_experts.fit_experts)."""
     settings = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0, "repetition_window": 0,
                 "fields": {f: {"temperature": t} for f, t in temperatures.items()},
-                "melodic_steps": steps if steps and steps.get("steps") and steps.get("weight") else None}
+                "step_experts": drawn(experts)}
     both = profile.has_chords and profile.has_melody
     want = (vocab.index["root"][NONE], vocab.index["pitch"][NONE]) if both else None
     seen = max(PRIMER_EVENTS, profile.context_events or 0)
@@ -72,7 +80,7 @@ def play(sampler, vocab, profile, dev_pieces: list[np.ndarray], temperatures: di
 
 
 def match_rates(sampler, vocab, profile, dev_pieces: list[np.ndarray], temperatures: dict[str, float],
-                seed: int, tracks: int, log=print, steps: dict | None = None) -> dict | None:
+                seed: int, tracks: int, log=print, experts: dict | None = None) -> dict | None:
     """The per-field temperatures after one pass over the groups of fields, each group scaled by
     whichever of SCALES (or none) brings the played figures nearest the dev pieces', with every
     trial's distance; None where the dev pieces give no segment to compare with."""
@@ -81,34 +89,38 @@ def match_rates(sampler, vocab, profile, dev_pieces: list[np.ndarray], temperatu
     if not len(data):
         return None
 
-    def trial(temps: dict[str, float], expert: dict | None) -> float:
-        return distance(figures(play(sampler, vocab, profile, dev_pieces, temps, seed, tracks, expert), bins), data)
-    best = start = trial(temperatures, steps)
+    def trial(temps: dict[str, float], weights: dict[str, dict], columns: list[int] | None = None) -> float:
+        played = figures(play(sampler, vocab, profile, dev_pieces, temps, seed, tracks, weights), bins)
+        return distance(played, data, columns)
+    experts = {f: e for f, e in (experts or {}).items() if e.get("steps") and e.get("weight")}
+    best = start = trial(temperatures, experts)
     trials = [{"group": "as fitted", "scale": 1.0, "distance": round(start, 4)}]
     for group, fields in GROUPS.items():
         chosen, chosen_scale = temperatures, 1.0
         for scale in SCALES:
             temps = {**temperatures, **{f: float(np.clip(temperatures[f] * scale, *TEMPERATURE_RANGE)) for f in fields}}
-            d = trial(temps, steps)
+            d = trial(temps, experts)
             trials.append({"group": group, "scale": scale, "distance": round(d, 4)})
             if d < best - 1e-9:
                 best, chosen, chosen_scale = d, temps, scale
         temperatures = chosen
         log(f"played {tracks} x {BARS} bars from dev primers: {group} temperatures x{chosen_scale:g} "
             f"(distance to the dev pieces {best:.3f})")
-    if steps and steps.get("steps") and steps.get("weight"):
-        # The expert's weight fitted for one step given the true past is too light for a melody
-        # given its own: the model's spread over the harmony's tones adds up note after note.
-        chosen, chosen_scale = steps, 1.0
+    # An expert's weight fitted for one event given the true past is too light for music given
+    # its own: the model's spread over the harmony's tones adds up event after event.
+    for field, expert in list(experts.items()):
+        columns = STEP_FIGURES[field]
+        chosen, chosen_scale, nearest = expert, 1.0, trial(temperatures, experts, columns)
+        trials.append({"group": f"{field} steps", "scale": 1.0, "distance": round(nearest, 4), "figures": "its own"})
         for scale in STEP_SCALES:
-            trying = {**steps, "weight": round(min(steps["weight"] * scale, WEIGHT_RANGE[1]), 3)}
-            d = trial(temperatures, trying)
-            trials.append({"group": "melodic steps", "scale": scale, "distance": round(d, 4)})
-            if d < best - 1e-9:
-                best, chosen, chosen_scale = d, trying, scale
-        steps = chosen
-        log(f"played {tracks} x {BARS} bars from dev primers: melodic-step expert x{chosen_scale:g} "
-            f"(distance to the dev pieces {best:.3f})")
+            trying = {**expert, "weight": round(min(expert["weight"] * scale, WEIGHT_RANGE[1]), 3)}
+            d = trial(temperatures, {**experts, field: trying}, columns)
+            trials.append({"group": f"{field} steps", "scale": scale, "distance": round(d, 4), "figures": "its own"})
+            if d < nearest - 1e-9:
+                nearest, chosen, chosen_scale = d, trying, scale
+        experts[field] = chosen
+        log(f"played {tracks} x {BARS} bars from dev primers: the {field} step expert x{chosen_scale:g} "
+            f"(distance to the dev pieces on its figures {nearest:.3f})")
     return {"temperatures": {f: round(t, 3) for f, t in temperatures.items()},
-            "melodic_steps_weight": steps["weight"] if steps else None, "trials": trials,
+            "step_weights": {f: e["weight"] for f, e in experts.items()}, "trials": trials,
             "distance": round(best, 4), "distance_as_fitted": round(start, 4), "dev_segments": int(len(data))}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..music.token_format import FIELDS, NONE, PAD, TARGETS, UNK, Vocabulary
-from . import melodic_steps
+from . import step_experts
 
 
 def sample_value(probs: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
@@ -37,8 +37,8 @@ def sample_value(probs: np.ndarray, rng: np.random.Generator, temperature: float
 class FieldSampler:
     """Draws an event's fields one value at a time: the second field of each pair (quality after
     root, duration after pitch) among the values the token format's pairing rule allows, and
-    within whatever mask the caller gives (where in the bar, the harmony clock); the melodic-step
-    expert and the repetition penalty apply to melody pitches."""
+    within whatever mask the caller gives (where in the bar, the harmony clock); the step experts
+    apply to melody pitches and chord roots, the repetition penalty to melody pitches."""
 
     def __init__(self, vocab: Vocabulary, settings: dict):
         self.vocab = vocab
@@ -47,8 +47,8 @@ class FieldSampler:
             self.settings[f].update(extra)
         self.penalty, self.window = settings["repetition_penalty"], settings["repetition_window"]
         self.no_pitch = vocab.index["pitch"][NONE]
-        self.steps = settings.get("melodic_steps")  # {"steps", "weight"} or None
-        self.pitch_numbers = melodic_steps.pitch_numbers(vocab)
+        self.experts = settings.get("step_experts") or {}  # {field: {"steps", "weight"}}
+        self.numbers = {f: step_experts.numbers(vocab, f) for f in self.experts}
 
     def draw_field(self, field: str, probs: np.ndarray, rng: np.random.Generator, row: np.ndarray,
                    history: np.ndarray, allowed: np.ndarray | None = None) -> int:
@@ -58,10 +58,12 @@ class FieldSampler:
             allowed = pair if allowed is None else allowed & pair
             if not allowed.any():
                 allowed = pair
-        if field == "pitch" and self.steps and len(history):
-            previous = melodic_steps.previous_notes(np.asarray(history)[None], self.pitch_numbers)
-            probs = melodic_steps.reweigh(np.asarray(probs)[None], previous, self.steps["steps"],
-                                          self.steps["weight"], self.pitch_numbers)[0]
+        expert = self.experts.get(field)
+        if expert and len(history):
+            table = self.numbers[field]
+            previous = step_experts.previous_values(np.asarray(history)[None], table, field)
+            probs = step_experts.reweigh(np.asarray(probs)[None], previous, expert["steps"], expert["weight"], table,
+                                         field)[0]
         recent = None
         if field == "pitch" and self.window and len(history):
             recent = history[-self.window:, FIELDS.index("pitch")]

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..music.token_format import FIELDS, NONE, PAIRED, TARGETS, UNK, Vocabulary
 from .baselines import NGramModel, UnigramModel, event_metrics
-from . import melodic_steps
+from . import step_experts
 from .ensemble import combine
 from .members import model_inputs
 
@@ -60,10 +60,10 @@ def apply_pairing(probs: dict[str, np.ndarray], masks: dict[str, np.ndarray]) ->
 
 def evaluate(models: dict, vocab: Vocabulary, data: dict, ngram_order: int, split: str = "test",
              other_ensembles: dict | None = None, combination: tuple[str, list[float]] | None = None,
-             steps: dict | None = None) -> dict:
+             experts: dict | None = None) -> dict:
     """Metrics on one split's windows for members, their ensemble (combined as `combination`,
-    (method, weights), chosen on dev, with the melodic-step expert `steps` at the weight fitted to
-    the dev NLL there, not the one the rate matching draws with; the
+    (method, weights), chosen on dev, with the step experts at the weights fitted to the dev NLL
+    there, not those the rate matching draws with; the
     equal mean beside it), other ensembles (name -> list
     of models, their equal mean) and both baselines; the given fields (the metre) are inputs,
     not scored."""
@@ -78,12 +78,9 @@ def evaluate(models: dict, vocab: Vocabulary, data: dict, ngram_order: int, spli
     metrics = {name: score(p) for name, p in probs.items()}
     method, weights = combination or ("mean", [1.0] * len(probs))
     ensemble = combine(list(probs.values()), method, weights)
-    fitted = (steps or {}).get("fitted_weight", (steps or {}).get("weight", 0.0))
-    if steps and steps.get("steps") and fitted:
-        numbers = melodic_steps.pitch_numbers(vocab)
-        ensemble["pitch"] = melodic_steps.reweigh(ensemble["pitch"], melodic_steps.previous_notes(x, numbers),
-                                                  steps["steps"], fitted, numbers)
-    metrics["ensemble"] = {**score(ensemble), "combine": method, "weights": list(weights), "melodic_steps": fitted}
+    ensemble = step_experts.apply_experts(ensemble, x, experts, vocab, "fitted_weight")
+    metrics["ensemble"] = {**score(ensemble), "combine": method, "weights": list(weights),
+                           "step_experts": {f: e["fitted_weight"] for f, e in (experts or {}).items()}}
     if combination:
         metrics["equal mean"] = score({f: np.mean([p[f] for p in probs.values()], axis=0) for f in TARGETS})
     for name, members in (other_ensembles or {}).items():

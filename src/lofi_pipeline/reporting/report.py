@@ -174,11 +174,13 @@ def _sampling_paragraph(runner: Runner) -> str:
     played = (f", then matched by playing {len(matched['trials']) - 1} variants from dev primers (the played "
               f"music's figures lie {matched['distance']:.3f} from the dev pieces', {matched['distance_as_fitted']:.3f}"
               " as fitted)") if matched else ""
-    steps = c.get("melodic_steps") or {}
-    expert = (f" The melodic-step expert (how far the training melodies move from note to note) weighs "
-              f"{steps.get('fitted_weight', steps['weight']):g} in the pitch scored (the dev pitches' NLL "
-              f"{steps['dev_pitch_nll']:.3f} against {steps['dev_pitch_nll_without']:.3f} without it) and "
-              f"{steps['weight']:g} in the pitch drawn.") if steps.get("steps") else ""
+    experts = c.get("step_experts") or {}
+    expert = (" The step experts (how far the training melodies move from note to note, the roots from chord "
+              "to chord) weigh " + ", ".join(
+                  f"{e['fitted_weight']:g} in the {f} scored (its dev NLL {e['dev_nll']:.3f} against "
+                  f"{e['dev_nll_without']:.3f} without) and {e['weight']:g} in the {f} drawn"
+                  for f, e in experts.items() if e.get("steps")) + ".") if any(
+        e.get("steps") for e in experts.values()) else ""
     return html.escape(
         f"The ensemble row is the combination the {c['dev_events']} dev events chose: {c['chosen']} "
         f"({c['combine']}, weights {', '.join(f'{w:g}' for w in c['weights'])}), dev NLL {c['dev_nll']:.3f} "

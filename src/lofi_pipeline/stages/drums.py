@@ -7,13 +7,14 @@ trained from). Each track is played at the tempo arrange will give it.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 from pathlib import Path
 
 import numpy as np
 
-from ..core.hashing import hash_json
+from ..core.hashing import file_digest, hash_json
 from ..core.runner import Stage, StageContext
 from ..model import drum_model
 from ..model.drum_part import BarPlayer, drum_part
@@ -57,6 +58,20 @@ def archive_drums(pieces) -> tuple[dict[str, list[np.ndarray]], dict, list]:
             primers["dev"] + primers["train"])
 
 
+# The archive's drums by the pieces' bytes: a worker playing radio track after radio track reads
+# and sorts the pieces once (reading them took about a tenth of a radio track's time).
+_ARCHIVE_DRUMS: dict[str, tuple] = {}
+
+
+def archive_drums_in(folder: Path) -> tuple[dict[str, list[np.ndarray]], dict, list]:
+    """archive_drums of the extract artifact in `folder`, a copy the caller may change."""
+    digest = file_digest(Path(folder) / catalog.PIECES.pattern)
+    if digest not in _ARCHIVE_DRUMS:
+        _ARCHIVE_DRUMS.clear()
+        _ARCHIVE_DRUMS[digest] = archive_drums(catalog.read_pieces(folder)[0])
+    return copy.deepcopy(_ARCHIVE_DRUMS[digest])
+
+
 def _sampler(models: list, log):
     return compiled_sampler(models, "mean", None, 1, log, fields=DRUM_FIELDS, targets=DRUM_TARGETS)
 
@@ -80,7 +95,8 @@ class DrumsStage(Stage):
     name = "drums"
     takes = (catalog.TAKES, catalog.PIECES)
     gives = (catalog.DRUM_PARTS,)
-    reads = ("drums", "arrange.drums", "arrange.tempo_min_bpm", "arrange.tempo_max_bpm", "train.threads")
+    reads = ("drums", "arrange.drums", "arrange.tempo_min_bpm", "arrange.tempo_max_bpm", "train.threads",
+             "train.ngram_order")
     help = "play each track's drums with the drum model (fine-tuned on the archive's drums when it has them)"
 
     def external_inputs(self, params, root):
@@ -96,12 +112,12 @@ class DrumsStage(Stage):
         if params.arrange.drums == "learned":
             drum_model.base_files(self._base(params, root))
 
-    def _models(self, ctx: StageContext, pieces) -> tuple[object, str, dict, list]:
+    def _models(self, ctx: StageContext) -> tuple[object, str, dict, list]:
         """The drum members' sampler, where they come from, what the archive's drums hold, and the primers."""
         cfg = ctx.params.drums
         base = self._base(ctx.params, ctx.root)
         base_files = drum_model.base_files(base)
-        sequences, found, primers = archive_drums(pieces)
+        sequences, found, primers = archive_drums_in(ctx.source(catalog.PIECES))
         if found["bars"] < cfg.finetune_min_bars:
             why = "no drums" if not found["bars"] else f"{found['bars']} drum bars, fewer than {cfg.finetune_min_bars}"
             corpus = drum_model.read_manifest(base).get("corpus", {})
@@ -124,7 +140,7 @@ class DrumsStage(Stage):
             tested = {}
             if test:  # like for like with a drum n-gram and unigram, on pieces nothing else read
                 data["x_test"], data["y_test"] = drum_model.windows(test)
-                scores = drum_model.score(models, data, "test")
+                scores = drum_model.score(models, data, "test", ctx.params.train.ngram_order)
                 tested = {"test_nll": {k: v["nll"] for k, v in scores.items() if isinstance(v, dict)},
                           "test_events": scores["events"]}
             _SAMPLERS.clear()
@@ -143,8 +159,7 @@ class DrumsStage(Stage):
             catalog.drum_parts.write(ctx.out_dir, parts)
             return {"tracks": 0, "source": "pattern (arrange.drums)"}
         configure_tensorflow(ctx.params.train.threads)
-        pieces, _ = catalog.read_pieces(ctx.source(catalog.PIECES))
-        sampler, source, found, primers = self._models(ctx, pieces)
+        sampler, source, found, primers = self._models(ctx)
         vocab, cfg = DrumVocabulary(), ctx.params.drums
         for take in takes.tracks:
             tempo = draw_tempo(np.random.default_rng(take.seed), ctx.params.arrange)

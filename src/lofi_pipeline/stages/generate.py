@@ -28,9 +28,9 @@ from . import catalog
 MELODY_BY = {"ensemble": "melody by the ensemble", "base": "melody by the base ensemble, over the harmony"}
 SETTINGS = ("temperature", "top_k", "top_p", "repetition_penalty", "repetition_window", "fields", "combine",
             "weights", "primer", "primer_events", "redraws", "bars", "events", "form", "loop_bars", "variation",
-            "melody_variation", "melody", "retakes", "melodic_steps")
+            "melody_variation", "melody", "retakes", "step_experts")
 SESSION_SETTINGS = ("temperature", "top_k", "top_p", "repetition_penalty", "repetition_window", "fields", "combine",
-                    "weights", "melodic_steps")  # what a sampling session is built with (model/calibration.py)
+                    "weights", "step_experts")  # what a sampling session is built with (model/calibration.py)
 
 
 class _Session:
@@ -57,7 +57,7 @@ class _Session:
                 melody_models = base.load_base(Path(tmp), self.vocab)
             self.melody_sampler = compiled_sampler(melody_models, "mean", None, kit["batch"], log)
             self.melody_field_sampler = FieldSampler(self.vocab, sampling_settings(
-                {**cfg, "temperature": "auto", "top_k": "auto", "top_p": "auto", "fields": {}, "melodic_steps": "auto"},
+                {**cfg, "temperature": "auto", "top_k": "auto", "top_p": "auto", "fields": {}, "step_experts": "auto"},
                 None))
 
 

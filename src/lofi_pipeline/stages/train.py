@@ -11,7 +11,7 @@ from pathlib import Path
 from ..core import atomic
 from ..core.errors import StageError
 from ..core.runner import Stage, StageContext
-from ..model import base, melodic_steps, rate_matching
+from ..model import base, rate_matching
 from ..model.calibration import calibrate
 from ..model.ensemble import compiled_sampler
 from ..model.members import configure_tensorflow
@@ -108,16 +108,17 @@ class TrainStage(Stage):
         profile = catalog.read_profile(ctx.source(catalog.PROFILE))
         dev_pieces = encoded.sequences("dev")
 
-        def play(combination: dict, temperatures: dict, steps: dict) -> dict:
+        def play(combination: dict, temperatures: dict, experts: dict) -> dict:
             sampler = compiled_sampler(list(models.values()), combination["combine"], combination["weights"],
                                        cfg.rate_matching_tracks, ctx.log)
             return rate_matching.match_rates(sampler, vocab, profile, dev_pieces, temperatures, ctx.params.run.seed,
-                                             cfg.rate_matching_tracks, ctx.log, steps)
+                                             cfg.rate_matching_tracks, ctx.log, experts)
         calibration = calibrate(list(models.values()), vocab, x_dev, y_dev, play if cfg.rate_matching_tracks else None,
-                                melodic_steps.fit_steps(encoded.sequences("train"), vocab))
+                                encoded.sequences("train"))
         ctx.log(f"calibrated on {calibration['dev_events']} dev events: {calibration['chosen']} "
                 f"({calibration['combine']}, weights {', '.join(f'{w:g}' for w in calibration['weights'])}; "
-                f"melodic-step expert at {calibration['melodic_steps']['weight']:g}; dev NLL "
+                "step experts " + ", ".join(f"{f} {e['fitted_weight']:g} (drawn at {e['weight']:g})"
+                                            for f, e in calibration["step_experts"].items()) + "; dev NLL "
                 + ", ".join(f"{n} {c['dev_nll']:.3f}" for n, c in calibration["candidates"].items())
                 + "); temperatures " + ", ".join(f"{f} {v['temperature']:g}"
                                                  for f, v in calibration["sampling"].items()))
@@ -125,7 +126,7 @@ class TrainStage(Stage):
             base_models = {"base": base.load_starting_points(folder, manifest, specs, vocab, encoded.window)}
         metrics = evaluate(models, vocab, data, cfg.ngram_order, "test", other_ensembles=base_models,
                            combination=(calibration["combine"], calibration["weights"]),
-                           steps=calibration["melodic_steps"])
+                           experts=calibration["step_experts"])
         table = format_table(metrics)
         test_events = int(len(data["y_test"]))
         ngram = metrics[f"{cfg.ngram_order}-gram"]["dev_weights"]
@@ -141,7 +142,7 @@ class TrainStage(Stage):
         best_dev = min(v["dev_nll"] for k, v in dev.items() if k.endswith(" alone"))
         return {"test": metrics, "test_events": test_events, "init": cfg.init,
                 "calibration": {k: calibration[k] for k in ("chosen", "combine", "weights", "dev_nll", "dev_events",
-                                                            "melodic_steps", "sampling", "teacher_forced")},
+                                                            "step_experts", "sampling", "teacher_forced")},
                 "dev_nll": {k: v["dev_nll"] for k, v in dev.items()},
                 "ensemble_within_best_member_on_dev": calibration["dev_nll"] <= best_dev,
                 "ensemble_within_best_member_on_test": nll["ensemble"] <= best_member,
