@@ -10,7 +10,8 @@ from lofi_pipeline.core.config import load_config
 from lofi_pipeline.music.arrangement import arrange_track
 from lofi_pipeline.music.checks import DataProfile
 from lofi_pipeline.music.harmonise import voice_chord
-from lofi_pipeline.music.humanise import swing_beats
+from lofi_pipeline.music.humanise import humanise, played_swing, swing_beats
+from lofi_pipeline.music.parts import Part
 from lofi_pipeline.music.token_format import tokens_to_events
 
 TOKENS = timed_rows([("12", "0", "maj", "-", "-", "2"), ("6", "-", "-", "72", "6", "2"),
@@ -211,3 +212,18 @@ def test_the_midi_file_shows_a_daw_its_parts_sections_and_chords():
     assert set(symbols) <= {"D", "G", "A", "Em", "Bm", "F#m"}
     conductor_end = sum(m.time for m in conductor) / mf.ticks_per_beat * 60 / info["tempo_bpm"]
     assert conductor_end == pytest.approx(8 * 4 * 60 / info["tempo_bpm"])  # the file lasts its 8 bars
+
+
+@pytest.mark.parametrize("played", [0.5, 0.55, 0.62])
+def test_a_drummer_who_swings_is_not_swung_twice(played):
+    """The learned drums carry their drummer's feel: swung to the setting on average, whatever
+    the drummer played; parts without their own timing get the setting's warp as before."""
+    hats = [b + f for b in range(8) for f in (0.0, played)]
+    drums = Part("Drums", 9, 0, performed=True)
+    drums.notes = [(t, 0.1, 42, 80) for t in hats]
+    keys = Part("Keys", 0, 0)
+    keys.notes = [(b + f, 0.25, 60, 80) for b in range(8) for f in (0.0, 0.5)]
+    humanise([drums, keys], 90.0, 0.58, 0.0, 0, np.random.default_rng(0))
+    assert played_swing([n[0] for n in drums.notes]) == pytest.approx(0.58, abs=1e-6)
+    assert played_swing([n[0] for n in keys.notes]) == pytest.approx(0.58, abs=1e-6)
+    assert all(n[0] % 1.0 == pytest.approx(0.0, abs=1e-9) or n[0] % 1.0 > 0.5 for n in drums.notes)
