@@ -13,6 +13,7 @@ from ..music.rates import RATES, outside, rate_ranges, rates
 from ..music.realism import realism
 from ..stages import catalog
 
+
 def _steps_cell(r: dict) -> str:
     experts = r["calibration"].get("step_experts")
     if not experts:

@@ -20,8 +20,8 @@ from ..music.token_format import NONE, TARGETS, Event
 from .calibration import TEMPERATURE_RANGE
 from .compose import Composer, compose
 from .form import Section
-from .step_experts import WEIGHT_RANGE, drawn
 from .sampling import FieldSampler
+from .step_experts import WEIGHT_RANGE, drawn
 from .takes import dev_primer
 
 GROUPS = {"timing": ("bar", "position"), "harmony": ("root", "quality"), "melody": ("pitch", "duration"),

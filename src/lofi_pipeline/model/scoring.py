@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..music.token_format import FIELDS, NONE, PAIRED, TARGETS, UNK, Vocabulary
-from .baselines import NGramModel, UnigramModel, event_metrics
 from . import step_experts
+from .baselines import NGramModel, UnigramModel, event_metrics
 from .ensemble import combine
 from .members import model_inputs
 

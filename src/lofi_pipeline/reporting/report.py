@@ -184,8 +184,8 @@ def _sampling_paragraph(runner: Runner) -> str:
     return html.escape(
         f"The ensemble row is the combination the {c['dev_events']} dev events chose: {c['chosen']} "
         f"({c['combine']}, weights {', '.join(f'{w:g}' for w in c['weights'])}), dev NLL {c['dev_nll']:.3f} "
-        f"against {min(alone.values()):.3f} for the best member alone." + expert + " Each field is drawn whole (no top-k or "
-        "top-p) at a temperature fitted to the dev NLL" + played + ": "
+        f"against {min(alone.values()):.3f} for the best member alone." + expert
+        + " Each field is drawn whole (no top-k or top-p) at a temperature fitted to the dev NLL" + played + ": "
         + ", ".join(f"{f} {c['sampling'][f]['temperature']:g}" for f in TARGETS if f in c["sampling"]) + ".").join(
         ("<p>", "</p>"))
 
