@@ -27,12 +27,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from lofi_pipeline.core.config import load_config  # noqa: E402
-from lofi_pipeline.model.members import build_member, configure_tensorflow, model_inputs  # noqa: E402
-from lofi_pipeline.model.training import member_specs  # noqa: E402
+from lofi_pipeline.model.members import compile_member, configure_tensorflow, model_inputs  # noqa: E402
+from lofi_pipeline.model.training import build_from_spec, member_specs  # noqa: E402
 from lofi_pipeline.music.token_format import FIELDS  # noqa: E402
 from lofi_pipeline.stages.catalog import read_encoded  # noqa: E402
-
-BUILD_KEYS = ("embed_dim", "conv_filters", "kernel_size", "lstm_units", "attention_heads", "dropout", "learning_rate")
 
 
 def matmul_peak_flops(dtype: str = "float32", n: int = 2048, repeats: int = 20) -> float:
@@ -76,7 +74,8 @@ def fitted_member(spec, field_sizes, window, x, y, batch_size: int, change: str 
     if change == "bf16":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        model = build_member(field_sizes, window, **{k: spec[k] for k in BUILD_KEYS})
+        model = build_from_spec(spec, field_sizes, window, given=())
+        compile_member(model, spec["learning_rate"], "all")
     finally:
         keras.mixed_precision.set_global_policy("float32")
     if change == "xla":

@@ -1,8 +1,11 @@
 """Sampling calibrated on dev: the members' combination and weights, each field's temperature,
 the settings' precedence, and the rates matched by playing."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from lofi_pipeline.core.config import GenerateConfig
 from lofi_pipeline.model.calibration import (
     calibrate,
     combination_settings,
@@ -17,8 +20,7 @@ from lofi_pipeline.music.token_format import FIELDS, PAD, TARGETS, UNK, Vocabula
 from lofi_pipeline.stages.catalog import read_encoded, read_ensemble, read_profile
 
 VOCAB = Vocabulary.closed(4)
-GENERATE = {"temperature": "auto", "top_k": "auto", "top_p": "auto", "fields": {}, "repetition_penalty": 1.0,
-            "repetition_window": 0, "combine": "auto", "weights": [], "step_experts": "auto"}
+GENERATE = GenerateConfig(repetition_window=0)  # every sampling key "auto", as shipped
 
 
 def true_distributions(n: int, rng) -> dict[str, np.ndarray]:
@@ -101,13 +103,13 @@ def test_a_key_given_wins_over_the_calibration_and_a_field_entry_over_both():
                    "sampling": {f: {"temperature": 1.3, "top_k": 0, "top_p": 1.0} for f in TARGETS}}
     auto = sampling_settings(GENERATE, calibration)["fields"]
     assert auto["pitch"] == {"temperature": 1.3, "top_k": 0, "top_p": 1.0}
-    given = sampling_settings({**GENERATE, "temperature": 0.8, "fields": {"pitch": {"top_k": 5}}}, calibration)
+    given = sampling_settings(replace(GENERATE, temperature=0.8, fields={"pitch": {"top_k": 5}}), calibration)
     assert given["fields"]["root"]["temperature"] == 0.8
     assert given["fields"]["pitch"] == {"temperature": 0.8, "top_k": 5, "top_p": 1.0}
     assert sampling_settings(GENERATE, None)["fields"]["bar"] == {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
     assert combination_settings(GENERATE, calibration) == ("product", [0.2, 0.8])
-    assert combination_settings({**GENERATE, "combine": "weighted", "weights": [1, 3]}, calibration) == ("mean", [1, 3])
-    assert combination_settings({**GENERATE, "combine": "mean"}, calibration) == ("mean", None)
+    assert combination_settings(replace(GENERATE, combine="weighted", weights=[1, 3]), calibration) == ("mean", [1, 3])
+    assert combination_settings(replace(GENERATE, combine="mean"), calibration) == ("mean", None)
 
 
 def test_calibration_on_trained_members_scores_what_the_sampler_draws(trained):

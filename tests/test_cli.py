@@ -254,7 +254,7 @@ def test_a_project_runs_alike_from_its_folder_and_from_anywhere_with_its_config(
     project.mkdir()
     write_zip(project / "songs.zip", {f"s{i}.mid": song_bytes(i) for i in range(4)})
     shipped = (ROOT / "lofi.toml").read_text()
-    (project / "lofi.toml").write_text(shipped.replace('archive = ""', 'archive = "songs.zip"'))
+    (project / "lofi.toml").write_text(re.sub(r'^archive = "[^"]*"', 'archive = "songs.zip"', shipped, flags=re.M))
     lofi("extract", cwd=project)
     here = status_rows(lofi("status", cwd=project).stdout)
     elsewhere = status_rows(lofi("status", "--config", str(project / "lofi.toml"), cwd=tmp_path).stdout)

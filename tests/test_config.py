@@ -1,10 +1,11 @@
+import ast
 import pickle
 import tomllib
 
 import pytest
 
 from helpers import ROOT
-from lofi_pipeline.core.config import SECTIONS, Config, ConfigError, config_file_text, load_config
+from lofi_pipeline.core.config import SECTIONS, SPEC, Config, ConfigError, config_file_text, load_config
 
 
 def test_lofi_toml_lists_every_key_at_its_default():
@@ -107,3 +108,58 @@ def test_every_stage_reads_only_keys_that_exist():
     cfg = load_config(ROOT / "lofi.toml")
     for stage in build_stages():
         cfg.view(stage.reads, stage.name)  # raises ConfigError on an unknown section or key
+
+
+def restated_defaults(source: str, where: str) -> list[str]:
+    """Where `source` restates a settings.toml default: a parameter named as a setting that
+    defaults to its value, a constant named as a setting (in capitals) that holds it, a lookup
+    `.get("setting", its value)`, or a string equal to a path- or name-like default."""
+    defaults: dict[str, list] = {}
+    for keys in SPEC.values():
+        for key, spec in keys.items():
+            defaults.setdefault(key, []).append(spec["default"])
+    wordy = {d for ds in defaults.values() for d in ds if isinstance(d, str) and ("/" in d or " " in d)}
+
+    def same(name: str, node) -> bool:
+        return (isinstance(node, ast.Constant) and node.value is not None and not isinstance(node.value, bool)
+                and any(node.value == d and type(node.value) is type(d) or
+                        isinstance(d, float) and isinstance(node.value, int) and node.value == d
+                        for d in defaults.get(name, [])))
+
+    found = []
+    tree = ast.parse(source)
+    docstrings = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            args = node.args.posonlyargs + node.args.args
+            pairs = [*zip(args[len(args) - len(node.args.defaults):], node.args.defaults),
+                     *zip(node.args.kwonlyargs, node.args.kw_defaults)]
+            found += [f"{where}:{d.lineno} parameter {a.arg} = {d.value!r}" for a, d in pairs if same(a.arg, d)]
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            found += [f"{where}:{node.lineno} constant {t.id} = {node.value.value!r}" for t in targets
+                      if isinstance(t, ast.Name) and t.id.isupper() and same(t.id.lower(), node.value)]
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+              and len(node.args) == 2 and isinstance(node.args[0], ast.Constant)):
+            key, value = node.args  # a zero is how any manifest's count reads when it is missing: not a setting's
+            if same(key.value, value) and value.value:
+                found.append(f"{where}:{node.lineno} lookup .get({key.value!r}, {value.value!r})")
+        if (isinstance(node, ast.Constant) and id(node) not in docstrings and isinstance(node.value, str)
+                and node.value in wordy):
+            found.append(f"{where}:{node.lineno} the string {node.value!r}")
+    return found
+
+
+def test_no_default_is_restated_outside_settings_toml():
+    """settings.toml is the one source of every default: domain code takes values, not defaults."""
+    found = [hit for path in sorted((ROOT / "src").rglob("*.py"))
+             for hit in restated_defaults(path.read_text(), str(path.relative_to(ROOT)))]
+    assert not found, "defaults restated outside settings.toml (take the value from the config):\n" + "\n".join(found)
+    # the check itself finds what it is for
+    assert restated_defaults("def render(midi, sample_rate=44100, gain=0.4): ...", "x.py") == [
+        "x.py:1 parameter sample_rate = 44100", "x.py:1 parameter gain = 0.4"]
+    assert restated_defaults("BITRATE_KBPS = 192\nARCHIVE = 'dataset/default.zip'", "x.py") == [
+        "x.py:1 constant BITRATE_KBPS = 192", "x.py:2 constant ARCHIVE = 'dataset/default.zip'",
+        "x.py:2 the string 'dataset/default.zip'"]
+    assert restated_defaults("budget.get('adapt', 'all')", "x.py") == ["x.py:1 lookup .get('adapt', 'all')"]
+    assert restated_defaults("def f(sample_rate, workers=1):\n    '''dataset/default.zip'''", "x.py") == []

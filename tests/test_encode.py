@@ -12,13 +12,15 @@ from lofi_pipeline.music.token_format import FIELDS, MAX_STEPS, PAD, piece_to_ev
 from lofi_pipeline.stages.catalog import read_encoded, read_pieces
 from lofi_pipeline.stages.encode import grouped_split, name_key, near_duplicate_groups
 
+BINS = 4  # velocity levels these tests encode with
+
 
 def performed_piece(name="p.mid", **options):
     return analyse(read_midi(performed_song(**options).data), name, name, key_profiles())
 
 
 def test_events_are_where_the_melody_moves_or_the_chord_changes():
-    events = piece_to_events(performed_piece())
+    events = piece_to_events(performed_piece(), BINS)
     song = performed_song()
     melody_onsets = {round(b * 12) for b, _, _ in song.melody}
     chord_onsets = {round(b * 12) for b, _, _ in song.chords}
@@ -31,19 +33,20 @@ def test_events_are_where_the_melody_moves_or_the_chord_changes():
 def test_events_sit_in_bars_and_a_gap_of_many_bars_gets_rests_on_the_way():
     piece = Piece("s", "gap", melody=[NoteEvent(12, 12, 72), NoteEvent(30, 6, 71), NoteEvent(48 * 7 + 24, 12, 74)],
                   chords=[ChordChange(12, 0, "maj")], metre=[[0, "4/4"]])
-    events = piece_to_events(piece)
+    events = piece_to_events(piece, BINS)
     assert [(e.bar, e.position, e.advance, e.label) for e in events] == [
         (0, 12, 0, "C n72/12"), (0, 30, 0, "n71/6"), (4, 0, 4, "rest"), (7, 24, 3, "n74/12")]
     assert [e.onset for e in events] == [12, 30, 48 * 4, 48 * 7 + 24]
     assert [e.shift for e in events] == [18, 48 * 4 - 30, 48 * 3 + 24, 24]  # the last runs to its bar's end
     waltz = Piece("s", "waltz", melody=[NoteEvent(t, 12, 72) for t in range(0, 36 * 3, 12)], metre=[[0, "3/4"]])
-    assert [(e.bar, e.position) for e in piece_to_events(waltz)] == [(b, p) for b in range(3) for p in (0, 12, 24)]
+    placed = [(e.bar, e.position) for e in piece_to_events(waltz, BINS)]
+    assert placed == [(b, p) for b in range(3) for p in (0, 12, 24)]
 
 
 def test_windows_are_left_padded_so_every_event_is_a_target():
     n = len(FIELDS)
     seq = np.arange(2, 2 + 3 * n, dtype=np.int32).reshape(3, n)
-    x, y = make_windows([seq], window=4)
+    x, y = make_windows([seq], window=4, stride=1)
     assert x.shape == (3, 4, n) and y.tolist() == seq.tolist()
     assert (x[0] == PAD).all() and x[2, -1].tolist() == seq[1].tolist() and (x[2, :2] == PAD).all()
     _, y2 = make_windows([np.repeat(np.arange(10, dtype=np.int32)[:, None], n, axis=1)], window=3, stride=4)
@@ -116,7 +119,7 @@ def test_the_encode_manifest_counts_what_was_approximated(trained):
     assert stats["approximated"]["chords_not_exact"] == sum(not c.exact for c in chords)
     assert stats["approximated"]["melody_durations_cut_to_a_bar"] == sum(
         n.duration > MAX_STEPS for p in pieces for n in p.melody)
-    events = [e for p in pieces for e in piece_to_events(p)]
+    events = [e for p in pieces for e in piece_to_events(p, BINS)]
     assert stats["events"] == len(events)
     assert stats["approximated"]["rest_events"] == sum(e.root is None and e.pitch is None for e in events)
     assert all(stats["pieces"][s] >= 1 for s in ("train", "dev", "test"))

@@ -30,18 +30,18 @@ def trained_parts(runner):
 def test_sampling_never_draws_specials_and_honours_top_k_and_top_p():
     probs = np.array([0.5, 0.3, 0.1, 0.06, 0.04])
     rng = np.random.default_rng(0)
-    draws = [sample_value(probs, rng) for _ in range(300)]
+    draws = [sample_value(probs, rng, 1.0, 0, 1.0) for _ in range(300)]
     assert PAD not in draws and UNK not in draws and set(draws) == {2, 3, 4}
-    assert {sample_value(probs, rng, top_k=1) for _ in range(50)} == {2}
-    assert {sample_value(probs, rng, top_p=0.5) for _ in range(50)} == {2}
-    assert {sample_value(probs, rng, temperature=0.05) for _ in range(50)} == {2}
+    assert {sample_value(probs, rng, 1.0, 1, 1.0) for _ in range(50)} == {2}
+    assert {sample_value(probs, rng, 1.0, 0, 0.5) for _ in range(50)} == {2}
+    assert {sample_value(probs, rng, 0.05, 0, 1.0) for _ in range(50)} == {2}
 
 
 def test_repetition_penalty_moves_mass_away_from_recent_events():
     probs = np.array([0, 0, 0.6, 0.4])
     rng = np.random.default_rng(1)
-    plain = np.mean([sample_value(probs, rng) == 2 for _ in range(400)])
-    penalised = np.mean([sample_value(probs, rng, recent=np.array([2]), repetition_penalty=4.0) == 2
+    plain = np.mean([sample_value(probs, rng, 1.0, 0, 1.0) == 2 for _ in range(400)])
+    penalised = np.mean([sample_value(probs, rng, 1.0, 0, 1.0, recent=(np.array([2]), 4.0)) == 2
                          for _ in range(400)])
     assert penalised < plain - 0.2
 

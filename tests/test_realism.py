@@ -1,9 +1,10 @@
 from dataclasses import replace
 
 import numpy as np
+from sklearn.metrics import balanced_accuracy_score
 
 from helpers import timed_events
-from lofi_pipeline.music.realism import FEATURES, features, realism, segments
+from lofi_pipeline.music.realism import FEATURES, features, permutation_importance, realism, segments
 
 PROGRESSIONS = ((0, "maj7"), (9, "m7"), (2, "m7"), (7, "7"), (5, "maj7"), (4, "m7"))
 
@@ -73,3 +74,22 @@ def test_a_tracks_varied_repeats_are_not_told_apart_by_recognising_the_track():
     result = realism([looped(loop, 6) for loop in loops], sequences(24, seed=9), seeds=(0, 1))
     assert result["generated_segments"] >= 40 and result["folds"] == 5
     assert result["accuracy"] <= 0.7, result
+
+
+def test_the_batched_permutation_importance_agrees_with_sklearns():
+    """One feature that separates the classes, one that half does, one of noise: the importances
+    (and the accuracy) are sklearn's, within the shuffles' noise."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.inspection import permutation_importance as sklearns
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 120)
+    x = np.column_stack([y + rng.normal(0, 0.3, len(y)), y * rng.integers(0, 2, len(y)) + rng.normal(0, 0.3, len(y)),
+                         rng.normal(0, 1, len(y))])
+    train = rng.permutation(len(y))[:160]
+    test = np.setdiff1d(np.arange(len(y)), train)
+    forest = RandomForestClassifier(50, min_samples_leaf=2, random_state=0).fit(x[train], y[train])
+    accuracy, drops = permutation_importance(forest, x[test], y[test], 40, np.random.default_rng(1))
+    theirs = sklearns(forest, x[test], y[test], n_repeats=40, random_state=1, scoring="balanced_accuracy")
+    assert abs(accuracy - balanced_accuracy_score(y[test], forest.predict(x[test]))) < 1e-12
+    assert np.allclose(drops, theirs.importances_mean, atol=0.03), (drops, theirs.importances_mean)
+    assert drops[0] > drops[1] > abs(drops[2])

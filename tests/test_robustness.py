@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import ROOT, lofi_process, midi_bytes, quick_archive, song_bytes, wait_for, write_zip
+from helpers import ROOT, lofi_process, midi_bytes, song_bytes, wait_for, write_zip
 from lofi_pipeline.audio.playlist import read_playlist
 from lofi_pipeline.core.config import load_config
 from lofi_pipeline.core.errors import StageError
@@ -41,15 +41,13 @@ def artifact_digest(stage_dir):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(quick_run, tmp_path_factory):
+    """A copy of the session's quick run (`lofi all`, made once for every test file): (a folder
+    for the tests' own copies, the run's options but --outputs, the copy)."""
+    args, out, _ = quick_run
     base = tmp_path_factory.mktemp("kill")
-    archive = quick_archive(base)
-    out = base / "reference"
-    args = ["--profile", "quick", "--archive", str(archive)]
-    proc = lofi_process("all", *args, "--outputs", str(out))
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-2000:]
-    return base, args, out
+    shutil.copytree(out, base / "reference", ignore=shutil.ignore_patterns(".lock"))
+    return base, args[:args.index("--outputs")], base / "reference"
 
 
 @pytest.mark.slow

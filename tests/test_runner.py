@@ -11,12 +11,13 @@ import pytest
 from helpers import ROOT, quick_config, song_bytes, write_zip
 from lofi_pipeline.core import atomic, hashing
 from lofi_pipeline.core.config import INPUT, MASTER_PRESETS, PARAM, RUNTIME, SECTIONS, Config
+from lofi_pipeline.core.errors import StageError
 from lofi_pipeline.core.lock import LockedError, OutputsLock
-from lofi_pipeline.core.runner import Runner, artifact_digest
+from lofi_pipeline.core.runner import STAGE_MANIFEST, Runner, artifact_digest
 from lofi_pipeline.model import base as base_ensemble
 from lofi_pipeline.model import drum_model
 from lofi_pipeline.pipeline import STAGE_NAMES, build_stages
-from lofi_pipeline.stages.catalog import PIECES
+from lofi_pipeline.stages.catalog import PIECES, link_stages
 
 
 @pytest.fixture
@@ -338,3 +339,18 @@ def test_file_digests_survive_a_rename_but_a_fresh_file_is_not_remembered(tmp_pa
     fresh.write_bytes(b"NEW bytes")  # same size, and likely the same coarse mtime
     assert hashing.file_digest(fresh) == hashing.sha256_bytes(b"NEW bytes") and len(calls) == 3
     assert hashing.file_digest(tmp_path / "missing.bin") is None
+
+
+def test_linking_stages_takes_built_ones_whole_and_names_one_that_is_not_built(tmp_path):
+    source, target = tmp_path / "run", tmp_path / "second"
+    (source / "encode").mkdir(parents=True)
+    (source / "encode" / "data.npz").write_bytes(b"events")
+    (source / "encode" / STAGE_MANIFEST).write_text("{}")
+    link_stages(source, target, ["encode"])
+    assert (target / "encode" / "data.npz").stat().st_ino == (source / "encode" / "data.npz").stat().st_ino
+    link_stages(source, target, ["encode"])  # the same manifest: left as it is
+    assert sorted(p.name for p in target.iterdir()) == ["encode"]
+    (source / "train").mkdir()  # begun, never committed
+    with pytest.raises(StageError, match="train: not built"):
+        link_stages(source, target, ["train"])
+    assert not (target / "train").exists()

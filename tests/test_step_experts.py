@@ -1,8 +1,11 @@
 """The step experts: the steps counted from the training melodies and chord roots, a field's
 distribution reshaped without moving the chance of a value, the weight fitted on dev (near 0
 where the model already knows the steps), and the sampler drawing with it."""
+from dataclasses import replace
+
 import numpy as np
 
+from lofi_pipeline.core.config import GenerateConfig
 from lofi_pipeline.model import step_experts
 from lofi_pipeline.model.calibration import sampling_settings
 from lofi_pipeline.model.sampling import FieldSampler
@@ -96,8 +99,7 @@ def test_the_sampler_draws_steps_with_the_expert_and_the_key_overrides_its_weigh
     steps = step_experts.fit_steps([rows(walk(rng, 3000))], VOCAB, "pitch")
     calibration = {"step_experts": {"pitch": {"steps": steps, "weight": 1.0, "fitted_weight": 0.5},
                                     "root": {"steps": None, "weight": 0.0, "fitted_weight": 0.0}}}
-    generate = {"temperature": "auto", "top_k": "auto", "top_p": "auto", "fields": {}, "repetition_penalty": 1.0,
-                "repetition_window": 0, "step_experts": "auto"}
+    generate = GenerateConfig(repetition_window=0)
     flat = np.where(NUMBERS >= 48, 1.0, 0.0)
     flat /= flat.sum()
     history = rows([64, None])
@@ -109,6 +111,6 @@ def test_the_sampler_draws_steps_with_the_expert_and_the_key_overrides_its_weigh
         return float(np.mean(np.abs(np.array(pitches) - 64) <= 2))
     auto = sampling_settings(generate, calibration)
     assert set(auto["step_experts"]) == {"pitch"}  # an expert without steps is not drawn with
-    off = sampling_settings({**generate, "step_experts": 0.0}, calibration)
+    off = sampling_settings(replace(generate, step_experts=0.0), calibration)
     assert off["step_experts"] == {}
     assert near_share(auto) > 0.5 > 4 * near_share(off)

@@ -21,12 +21,14 @@ from lofi_pipeline.music.token_format import (
     tokens_to_events,
 )
 
+BINS = 4  # velocity levels these tests encode with
+
 
 @pytest.fixture(scope="module")
 def pieces_events():
     pieces = [analyse(read_midi(performed_song(seed=s, one_track=s == 1, triplets=s == 2).data), "p", "sha",
                       key_profiles()) for s in range(3)]
-    return [piece_to_events(p) for p in pieces]
+    return [piece_to_events(p, BINS) for p in pieces]
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +105,7 @@ def test_event_views():
 def metred_events(**options):
     from helpers import metred_song
     piece = analyse(read_midi(metred_song(**options)), "m", "sha", key_profiles())
-    return piece, piece_to_events(piece)
+    return piece, piece_to_events(piece, BINS)
 
 
 @pytest.mark.parametrize("options, bar, melody_positions", [
@@ -136,7 +138,7 @@ def test_a_meter_change_keeps_every_bar_in_its_own_metre():
 def test_a_meter_change_in_a_bar_without_events_round_trips_through_a_rest_there():
     piece = Piece("x", "x", metre=[[0, "4/4"], [240, "3/4"]],
                   melody=[NoteEvent(t, 6, 60) for t in (0, 192, 240 + 36 + 6)])
-    events = piece_to_events(piece)
+    events = piece_to_events(piece, BINS)
     assert [(e.onset, e.metre, e.label) for e in events if e.label == "rest"] == [(240, "3/4", "rest")]
     vocab = Vocabulary.closed(4)
     assert vocab.decode_events(vocab.encode_events(events)) == (events, 0)
@@ -149,7 +151,7 @@ def test_an_odd_short_bar_keeps_the_bar_lines_after_it_true():
     onsets = (0, 144, 216, 264)
     chords = [ChordChange(t, r, "maj") for t, r in zip(onsets, (0, 5, 7, 0))]
     melody = [NoteEvent(t, 6, 60) for t in onsets]
-    events = piece_to_events(Piece("x", "x", metre=segments, chords=chords, melody=melody))
+    events = piece_to_events(Piece("x", "x", metre=segments, chords=chords, melody=melody), BINS)
     assert [(e.bar, e.position) for e in events] == [(0, 0), (3, 0), (5, 0), (6, 0)]
     back, dropped = tokens_to_events([e.tokens for e in events])
     assert dropped == 0 and [e.onset for e in back] == [0, 144, 240, 288]  # the short bar is read whole

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from lofi_pipeline.model.baselines import NGramModel, UnigramModel, event_metrics, field_metrics
+from lofi_pipeline.model.baselines import NGramModel, UnigramModel
 from lofi_pipeline.model.members import build_member, model_inputs
-from lofi_pipeline.model.scoring import apply_pairing, dev_weight, evaluate, pairing_masks
+from lofi_pipeline.model.scoring import apply_pairing, dev_weight, evaluate, event_metrics, field_metrics, pairing_masks
 from lofi_pipeline.model.training import dev_sample, member_specs, read_history, reproducible_keras, train_member
 from lofi_pipeline.music.token_format import FIELDS, GIVEN, TARGETS, Vocabulary
 from lofi_pipeline.stages.catalog import read_encoded, read_ensemble, read_metrics
@@ -12,8 +12,9 @@ from lofi_pipeline.stages.catalog import read_encoded, read_ensemble, read_metri
 
 def member(**options):
     sizes = dict(zip(FIELDS, Vocabulary.closed(4).sizes))
-    return sizes, build_member(sizes, 8, given_fields=GIVEN, embed_dim=8, conv_filters=8, kernel_size=3,
-                               lstm_units=8, **options)
+    tiny = {"embed_dim": 8, "conv_filters": 8, "kernel_size": 3, "lstm_units": 8, "attention_heads": 2,
+            "dropout": 0.2, "name": "member"}
+    return sizes, build_member(sizes, 8, given_fields=GIVEN, **{**tiny, **options})
 
 
 def test_builder_has_the_named_layers_in_order_and_one_head_per_predicted_field():

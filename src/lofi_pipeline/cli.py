@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .core.config import SPEC, ConfigError, config_file_text, load_config
+from .core.config import SPEC, ConfigError, config_file_text, default_of, load_config
 from .core.errors import StageError
 from .core.lock import LockedError, OutputsLock
 from .core.runner import Runner
@@ -61,68 +61,69 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lofi", description="Turn a zip of MIDI files into a playlist of lo-fi tracks.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, run_options: bool = True, **kwargs) -> argparse.ArgumentParser:
+        """A subcommand, with the run options (config, profile, --set, ...) unless it runs nothing."""
+        made = sub.add_parser(name, **kwargs)
+        if run_options:
+            _common(made)
+        return made
+
     stages = build_stages()
     for stage in stages:
-        p = sub.add_parser(stage.name, help=stage.help, description=f"{stage.name}: {stage.help}. "
-                           "Stale stages before it run first.")
+        p = command(stage.name, help=stage.help, description=f"{stage.name}: {stage.help}. "
+                    "Stale stages before it run first.")
         p.add_argument("more", nargs="*", metavar="STAGE",
                        help="further stages to run in the same call")
-        _common(p)
-    p = sub.add_parser("all", help="run every stage, then write the report")
-    _common(p)
-    p = sub.add_parser("evaluate", help="run the pipeline on each archive and print one table of the results",
-                       description="Run every stage on each archive, each in its own folder under "
-                       "OUTPUTS/evaluate/, and print one table: files kept and skipped, unknown share, the "
-                       "test-split NLL of the ensemble, the same ensemble trained from scratch (when it "
-                       "fine-tunes the base: a second train in OUTPUTS/evaluate/NAME/scratch/), the base "
-                       "alone, the best member and the baselines, the music checks of every track against "
-                       "the training pieces, the realism figure, and stage times (also written as "
-                       "OUTPUTS/evaluate/evaluation.json).")
+    command("all", help="run every stage, then write the report")
+    p = command("evaluate", help="run the pipeline on each archive and print one table of the results",
+                description="Run every stage on each archive, each in its own folder under "
+                "OUTPUTS/evaluate/, and print one table: files kept and skipped, unknown share, the "
+                "test-split NLL of the ensemble, the same ensemble trained from scratch (when it "
+                "fine-tunes the base: a second train in OUTPUTS/evaluate/NAME/scratch/), the base "
+                "alone, the best member and the baselines, the music checks of every track against "
+                "the training pieces, the realism figure, and stage times (also written as "
+                "OUTPUTS/evaluate/evaluation.json).")
     p.add_argument("archives", nargs="*", metavar="ARCHIVE",
                    help="zips or folders of MIDI files (default: run.archive, i.e. dataset/default.zip)")
-    _common(p)
-    sub.add_parser("config", help="print a config file with every key at its default (lofi config > lofi.toml)")
-    p = sub.add_parser("status", help="show which artifacts are fresh or stale, and why")
-    _common(p)
+    command("config", run_options=False,
+            help="print a config file with every key at its default (lofi config > lofi.toml)")
+    p = command("status", help="show which artifacts are fresh or stale, and why")
     p.add_argument("--json", action="store_true", help="as JSON: each stage's state, why and time, and "
                    "which stages each config key re-runs (what the web app shows)")
-    p = sub.add_parser("preview", help="one track of the run made again for new options, in seconds, into "
-                       "outputs/preview/", description="Make track TRACK of the run again for these options, "
-                       "without touching the run's artifacts: re-mastered when only render or master settings "
-                       "changed, else made alone from the trained models (e.g. --set generate.retakes=[2] for a "
-                       "new take of track 2). It is the MP3 that `lofi all` with the same options exports for "
-                       "that track. Prints `preview: FILE` (under the outputs folder).")
+    p = command("preview", help="one track of the run made again for new options, in seconds, into "
+                "outputs/preview/", description="Make track TRACK of the run again for these options, "
+                "without touching the run's artifacts: re-mastered when only render or master settings "
+                "changed, else made alone from the trained models (e.g. --set generate.retakes=[2] for a "
+                "new take of track 2). It is the MP3 that `lofi all` with the same options exports for "
+                "that track. Prints `preview: FILE` (under the outputs folder).")
     p.add_argument("track", type=int, metavar="TRACK", help="the track's number (1 for the first)")
-    _common(p)
-    p = sub.add_parser("report", help="write outputs/report.html from the built artifacts")
-    _common(p)
-    p = sub.add_parser("clean", help="remove what the pipeline wrote under outputs/")
-    _common(p)
-    p = sub.add_parser("base", help="pre-train the base ensemble that train fine-tunes (slow: make base)",
-                       description="Build the base corpus from music21's corpus (none of the default set's "
-                       "works), train the ensemble on it from scratch with the \"base\" profile, and write the "
-                       "members' weights and a manifest of how they were built to the base folder.")
+    command("report", help="write outputs/report.html from the built artifacts")
+    command("clean", help="remove what the pipeline wrote under outputs/")
+    p = command("base", help="pre-train the base ensemble that train fine-tunes (slow: make base)",
+                description="Build the base corpus from music21's corpus (none of the default set's "
+                "works), train the ensemble on it from scratch with the \"base\" profile, and write the "
+                "members' weights and a manifest of how they were built to the base folder.")
     p.add_argument("--to", metavar="DIR", help="where to write the base (default: train.base, i.e. the shipped one)")
-    _common(p)
-    p = sub.add_parser("base-drums", help="pre-train the base drum model on the Groove MIDI Dataset (make base-drums)",
-                       description="Read the Groove MIDI Dataset (dataset/groove/groove_midi.zip, CC BY 4.0), train "
-                       "the drum members on its train split (beats and fills, 4/4, 60-130 BPM; early stopping on its "
-                       "validation split), score them on its test split against a drum n-gram and unigram, and write "
-                       "their weights and a manifest to the base drum folder (drums.base).")
+    p = command("base-drums", help="pre-train the base drum model on the Groove MIDI Dataset (make base-drums)",
+                description="Read the Groove MIDI Dataset (dataset/groove/groove_midi.zip, CC BY 4.0), train "
+                "the drum members on its train split (beats and fills, 4/4, 60-130 BPM; early stopping on its "
+                "validation split), score them on its test split against a drum n-gram and unigram, and write "
+                "their weights and a manifest to the base drum folder (drums.base).")
     p.add_argument("--to", metavar="DIR", help="where to write it (default: drums.base, i.e. the shipped one)")
     p.add_argument("--corpus", metavar="ZIP", help="the Groove MIDI Dataset's zip (default: the vendored one)")
-    _common(p)
-    p = sub.add_parser("serve", help="a local web app: start a run, watch it, listen, tweak, download",
-                       description="Serve the web app on http://HOST:PORT/ (127.0.0.1 unless --host says "
-                       "otherwise). Every run it starts is `lofi all` with these options and the page's choices.")
+    p = command("serve", help="a local web app: start a run, watch it, listen, tweak, download",
+                description="Serve the web app on http://HOST:PORT/ (127.0.0.1 unless --host says "
+                "otherwise). Every run it starts is `lofi all` with these options and the page's choices.")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only; anything else lets the network in)")
-    _common(p)
-    p = sub.add_parser("dataset", help="build dataset/default.zip from music21's corpus (offline)")
-    p.add_argument("--out", default="dataset/default.zip", help="where to write the zip")
+    p = command("dataset", run_options=False,
+                help="build the default set (run.archive's default) from music21's corpus, offline")
+    p.add_argument("--out", default=default_of("run.archive"), help="where to write the zip (default: %(default)s)")
     p.add_argument("--limit", type=int, default=0, help="only the first N corpus pieces")
-    p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--workers", type=int, default=default_of("extract.workers"),
+                   help="parallel processes (default: extract.workers, %(default)s)")
     return parser
 
 
@@ -212,7 +213,8 @@ def cmd_evaluate(args) -> int:
     from .commands.evaluate import scratch_figures, slug, summarise, write_evaluation
     base = _config(args)
     folder = project_root(args) / base.run.outputs / "evaluate"
-    archives = args.archives or [str(project_root(args) / (base.run.archive or "dataset/default.zip"))]
+    from .stages.intake import archive_path
+    archives = args.archives or [str(archive_path(base, project_root(args)))]
     missing = [a for a in archives if not Path(a).exists()]
     if missing:
         raise StageError(f"archive {missing[0]}: not found (give zips or folders of MIDI files)")
@@ -273,7 +275,7 @@ def cmd_base(args) -> int:
     if args.profile != "base" and not args.to:
         raise StageError(f"lofi base --profile {args.profile}: give --to DIR; only the \"base\" profile "
                          "writes the shipped base (train.base)")
-    outputs = project_root(args) / (args.outputs or "outputs") / "base"
+    outputs = project_root(args) / _config(args).run.outputs / "base"
     corpus = outputs / "corpus.zip"
     args.archive, args.outputs = str(corpus), str(outputs)
     args.overrides = [*args.overrides, 'train.init="scratch"']  # a base starts from nothing

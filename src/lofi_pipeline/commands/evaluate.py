@@ -54,7 +54,7 @@ def distinct_segments(takes: list[catalog.Take], vocab) -> int:
 
 def rates_of(encoded, takes: list[catalog.Take], quantile: float) -> dict:
     """Every rate of music/rates.py for each track beside the training pieces' range."""
-    vocab, bins = encoded.vocab, int(encoded.vocab.config.get("velocity_bins", 4))
+    vocab, bins = encoded.vocab, encoded.vocab.velocity_bins
     train = [vocab.decode_events(ids)[0] for ids in encoded.sequences("train")]
     ranges = rate_ranges(train, bins, quantile)
     tracks = [rates(vocab.decode_events(t.ids)[0], bins) for t in takes]

@@ -25,7 +25,7 @@ def pretrain_base(runner: Runner, corpus_zip: Path, folder: Path, default_set: P
     from ..corpora.dataset import tunes
     if not corpus_zip.exists():
         log(f"building the base corpus: {corpus_zip}, without the tunes of {default_set}")
-        made = build_base_corpus(corpus_zip, tunes(default_set))
+        made = build_base_corpus(corpus_zip, tunes(default_set), runner.cfg.extract.workers)
         log(f"base corpus: {made['pieces']} pieces ({made['failed']} corpus items could not be converted, "
             f"{made['dropped_as_held_out_tunes']} carry a tune of the default set) in {made['seconds']} s")
     runner.run(["train"])

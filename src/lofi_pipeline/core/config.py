@@ -5,7 +5,9 @@ Every key is declared once, in settings.toml beside this module: its default, it
 or choices, its role for the cache and what it does. The sections' dataclasses are built from
 that table, so a bad value is reported as one line naming the key and the range before any
 long work starts; `lofi config` writes lofi.toml from it, so a run without the file behaves as
-one with it.
+one with it. It is long because every step from that table to a checked config is here (the
+sections, the read-only views stages get, profiles and presets, precedence, the checks, the
+file `lofi config` writes), in the one module that reads settings.toml.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import dataclasses
 import importlib.util
 import json
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,13 @@ class ConfigError(ValueError):
 # fast work runs (worker counts, threads, folders); it never changes an artifact's bytes.
 PARAM, INPUT, RUNTIME = "param", "input", "runtime"
 SPEC = tomllib.loads((Path(__file__).with_name("settings.toml")).read_text())
+
+
+def default_of(key: str) -> Any:
+    """The default of `section.key` as settings.toml gives it (for code that runs before a
+    config is loaded: argparse's defaults, a path's fallback)."""
+    section, _, name = key.partition(".")
+    return copy.deepcopy(SPEC[section][name]["default"])
 
 
 def _section_class(name: str):
@@ -48,25 +57,14 @@ def _section_class(name: str):
     return cls
 
 
+SECTION_CLASSES = {name: _section_class(name) for name in SPEC}
 RunConfig, IntakeConfig, ExtractConfig, EncodeConfig, TrainConfig, GenerateConfig, DrumsConfig, ArrangeConfig, \
-    RenderConfig, MasterConfig, ExportConfig, ServeConfig = (_section_class(name) for name in SPEC)
+    RenderConfig, MasterConfig, ExportConfig, ServeConfig = SECTION_CLASSES.values()
 
 
-@dataclass
-class Config:
-    run: RunConfig = field(default_factory=RunConfig)
-    intake: IntakeConfig = field(default_factory=IntakeConfig)
-    extract: ExtractConfig = field(default_factory=ExtractConfig)
-    encode: EncodeConfig = field(default_factory=EncodeConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    generate: GenerateConfig = field(default_factory=GenerateConfig)
-    drums: DrumsConfig = field(default_factory=DrumsConfig)
-    arrange: ArrangeConfig = field(default_factory=ArrangeConfig)
-    render: RenderConfig = field(default_factory=RenderConfig)
-    master: MasterConfig = field(default_factory=MasterConfig)
-    export: ExportConfig = field(default_factory=ExportConfig)
-    serve: ServeConfig = field(default_factory=ServeConfig)
-    profile: str = "default"
+class _Sections:
+    """What a Config does: its sections (settings.toml's, in order, each a dataclass of its keys)
+    are made into fields below, with the profile's name last."""
 
     def section(self, name: str) -> dict:
         return dataclasses.asdict(getattr(self, name))
@@ -84,6 +82,12 @@ class Config:
             for k in ([key] if key else entries):
                 values.setdefault(section, {})[k] = _frozen(entries[k])
         return ParamView({name: SectionView(keys, owner, name) for name, keys in values.items()}, owner)
+
+
+Config = dataclasses.make_dataclass(
+    "Config", [*((name, cls, field(default_factory=cls)) for name, cls in SECTION_CLASSES.items()),
+               ("profile", str, field(default="default"))], bases=(_Sections,))
+Config.__module__ = __name__  # so that it pickles by reference, like the sections
 
 
 def _frozen(value):

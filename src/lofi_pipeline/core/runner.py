@@ -36,6 +36,7 @@ from .lock import OutputsLock
 from .parallel import NO_SHARED, Executor
 
 RUNNER_PATHS = (".cache", ".tmp")
+STAGE_MANIFEST = "manifest.json"  # written last, when a stage commits: a stage folder with one is built
 # Fault-injection tests set this to a stage's name: the runner then holds that stage, its
 # outputs written, just before it commits them, and waits there to be killed.
 PAUSE_ENV = "LOFI_PAUSE_BEFORE_COMMIT"
@@ -221,7 +222,7 @@ class Runner:
         return self.outputs / name
 
     def manifest(self, name: str) -> dict | None:
-        path = self.artifact_dir(name) / "manifest.json"
+        path = self.artifact_dir(name) / STAGE_MANIFEST
         try:
             return json.loads(path.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
@@ -357,7 +358,7 @@ class Runner:
                 while True:
                     signal.pause()
             own = self.own_parts(name)
-            atomic.write_json(tmp / "manifest.json", {
+            atomic.write_json(tmp / STAGE_MANIFEST, {
                 "stage": name, "class": type(stage).__name__, "key": ctx.key,
                 "parts": {**own, "upstream": self.upstream_outputs(name)},
                 "outputs": outputs, "outputs_digest": hash_json(outputs)[:16],

@@ -79,7 +79,7 @@ def source_to_midi_entries(source: str) -> tuple[str, list[tuple[str, bytes]], l
     return source, entries, errors
 
 
-def build_base_corpus(out_zip: Path, held_out: dict[str, bytes], workers: int = 2, per_collection: int = 800,
+def build_base_corpus(out_zip: Path, held_out: dict[str, bytes], workers: int, per_collection: int = 800,
                       sources: list[str] | None = None) -> dict:
     """Write the base corpus to `out_zip` (entries in a fixed order with fixed times: the same
     corpus gives the same bytes) and a manifest beside it, leaving out every piece that carries

@@ -14,10 +14,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..core import atomic
+from ..core.config import default_of
 from ..core.parallel import process_map
 from .midi_zip import score_midi_bytes, write_midi_zip
 
-DEFAULT_SET = "dataset/default.zip"  # under the project root
+DEFAULT_SET = default_of("run.archive")  # under the project root
 ANALYSIS = "__analysis.mid"  # how an analysis's entry ends: block chords, no tune of its own
 
 
@@ -62,7 +63,7 @@ def entry_name(source: str) -> str:
     return stem.replace("/", "__") + ".mid"
 
 
-def build_default_dataset(out_zip: Path, workers: int = 2, limit: int = 0) -> dict:
+def build_default_dataset(out_zip: Path, workers: int, limit: int = 0) -> dict:
     start = time.perf_counter()
     sources = corpus_sources()
     if limit:

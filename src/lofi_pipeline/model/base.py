@@ -18,11 +18,11 @@ from ..core import atomic
 from ..core.errors import StageError
 from ..core.hashing import hash_json, path_digest
 from ..music.token_format import FIELDS, GIVEN, VOCAB_VERSION, Vocabulary
+from .training import ARCHITECTURE, build_from_spec
 
 SHIPPED = Path(__file__).parent / "base_ensemble"
 MANIFEST = "manifest.json"
 # A member's weights fit another member only with these equal.
-ARCHITECTURE = ("embed_dim", "conv_filters", "attention_heads", "kernel_size", "lstm_units")
 # What the weights are and what they fit; the rest of the manifest is a record of the build.
 FIT = ("vocab_version", "vocabulary", "window", "members")
 # The code that builds a member from its spec: a change to it may keep every shape and still
@@ -65,10 +65,9 @@ def base_digest(folder: Path) -> str:
 
 
 def build_like(spec: dict, field_sizes: dict[str, int], window: int, name: str | None = None):
-    """A member with `spec`'s architecture (a base manifest's member entry or a run's spec)."""
-    from .members import build_member
-    return build_member(field_sizes, window, given_fields=GIVEN, name=name or spec["name"],
-                        **{k: spec[k] for k in (*ARCHITECTURE, "dropout")})
+    """A member of the melody format with `spec`'s architecture (a base manifest's member entry or
+    a run's spec)."""
+    return build_from_spec(spec, field_sizes, window, GIVEN, name)
 
 
 def misfits(manifest: dict, vocab: Vocabulary, window: int, specs: list[dict]) -> list[str]:
@@ -78,7 +77,7 @@ def misfits(manifest: dict, vocab: Vocabulary, window: int, specs: list[dict]) -
         problems.append(f"token format version {manifest.get('vocab_version')} (this code writes {VOCAB_VERSION})")
     if manifest.get("vocabulary") != vocab.fields:
         problems.append(f"vocabulary {hash_json(manifest.get('vocabulary'))[:16]} (this code and encode's settings "
-                        f"give {vocab.fingerprint()}; encode.velocity_bins is {vocab.config.get('velocity_bins')})")
+                        f"give {vocab.fingerprint()}; encode.velocity_bins is {vocab.velocity_bins})")
     if manifest.get("window") != window:
         problems.append(f"window {manifest.get('window')} (encode.window is {window})")
     if manifest.get("builder") != builder_digest():

@@ -1,8 +1,8 @@
 """Baselines the ensemble must beat: unigram frequencies and an interpolated n-gram, per field.
 
 Each gives a full distribution over a field's values for every test window (the n-gram from
-the same field's recent values), so they are scored with exactly the metrics of the neural
-models: NLL per field, summed over the fields for the NLL of the event.
+the same field's recent values), so scoring.py scores them with exactly the metrics of the
+neural models: NLL per field, summed over the fields for the NLL of the event.
 """
 from __future__ import annotations
 
@@ -11,20 +11,6 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from ..music.token_format import PAD
-
-
-def field_metrics(probs: np.ndarray, targets: np.ndarray) -> dict:
-    """Mean NLL (nats) and top-1 accuracy of one field's distributions."""
-    p = np.clip(probs[np.arange(len(targets)), targets], 1e-12, None)
-    return {"nll": round(float(-np.mean(np.log(p))), 4),
-            "top1": round(float(np.mean(np.argmax(probs, axis=1) == targets)), 4)}
-
-
-def event_metrics(probs: dict[str, np.ndarray], targets: np.ndarray, fields) -> dict:
-    """Per-field metrics and the NLL of whole events (the fields' sum) with its perplexity."""
-    per_field = {f: field_metrics(probs[f], targets[:, j]) for j, f in enumerate(fields)}
-    nll = sum(m["nll"] for m in per_field.values())
-    return {"nll": round(nll, 4), "perplexity": round(float(np.exp(nll)), 2), "fields": per_field}
 
 
 class UnigramModel:

@@ -148,33 +148,36 @@ def calibrate(models: list, vocab: Vocabulary, x_dev: np.ndarray, y_dev: np.ndar
             "teacher_forced": teacher_forced_rates(combined, temperatures, vocab, y_dev)}
 
 
-def sampling_settings(generate: dict, calibration: dict | None) -> dict:
-    """The sampler's settings per field: a field's own `generate.fields` entry first, then a
-    number given for `generate.temperature`, `top_k` or `top_p`, then the calibration ("auto");
-    without one (models from before calibration), 1.0 and no truncation. The step experts as
-    calibrated, or each at the weight `generate.step_experts` gives (0: off)."""
-    defaults = {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
+def sampling_settings(generate, calibration: dict | None, overrides: bool = True) -> dict:
+    """The sampler's settings per field from the [generate] section: a field's own
+    `generate.fields` entry first, then a number given for `generate.temperature`, `top_k` or
+    `top_p`, then the calibration ("auto"); without one (models from before calibration), 1.0
+    and no truncation. The step experts as calibrated, or each at the weight
+    `generate.step_experts` gives (0: off). `overrides` False: the calibration alone (the
+    base's melody sampler), only the repetition penalty taken from `generate`."""
+    plain = {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
     fields = {}
     for f in TARGETS:
-        calibrated = (calibration or {}).get("sampling", {}).get(f, defaults)
-        chosen = {k: calibrated.get(k, defaults[k]) if generate[k] == "auto" else generate[k] for k in defaults}
-        chosen.update(generate.get("fields", {}).get(f, {}))
+        calibrated = (calibration or {}).get("sampling", {}).get(f, plain)
+        given = {k: getattr(generate, k) for k in plain} if overrides else {}
+        chosen = {k: calibrated.get(k, plain[k]) if given.get(k, "auto") == "auto" else given[k] for k in plain}
+        chosen.update(generate.fields.get(f, {}) if overrides else {})
         chosen["top_k"] = int(chosen["top_k"])
         fields[f] = chosen
     experts = (calibration or {}).get("step_experts") or {}
-    if generate["step_experts"] != "auto":
-        experts = {f: {**e, "weight": float(generate["step_experts"])} for f, e in experts.items()}
-    return {**defaults, "repetition_penalty": generate["repetition_penalty"],
-            "repetition_window": generate["repetition_window"], "fields": fields,
+    if overrides and generate.step_experts != "auto":
+        experts = {f: {**e, "weight": float(generate.step_experts)} for f, e in experts.items()}
+    return {**plain, "repetition_penalty": generate.repetition_penalty,
+            "repetition_window": generate.repetition_window, "fields": fields,
             "step_experts": step_experts.drawn(experts)}
 
 
-def combination_settings(generate: dict, calibration: dict | None) -> tuple[str, list[float] | None]:
+def combination_settings(generate, calibration: dict | None) -> tuple[str, list[float] | None]:
     """(combine, weights) for the sampler: the calibration's with combine = "auto", else the key's."""
-    if generate["combine"] == "auto":
+    if generate.combine == "auto":
         if not calibration:
             return "mean", None
         return calibration["combine"], list(calibration["weights"])
-    if generate["combine"] == "weighted":
-        return "mean", list(generate["weights"])
-    return generate["combine"], None
+    if generate.combine == "weighted":
+        return "mean", list(generate.weights)
+    return generate.combine, None

@@ -18,14 +18,13 @@ from ..core import atomic
 from ..core.errors import StageError
 from ..core.hashing import hash_json, path_digest
 from ..music.drum_format import DRUM_FIELDS, DRUM_GIVEN, DRUM_TARGETS, END, NONE, UNK, DrumBar, DrumHit, DrumVocabulary
-from .baselines import NGramModel, UnigramModel, event_metrics
+from .baselines import NGramModel, UnigramModel
 from .ensemble import combine
-from .members import build_member, model_inputs
-from .scoring import apply_pairing, dev_weight
-from .training import make_windows, train_member
+from .members import model_inputs
+from .scoring import apply_pairing, dev_weight, event_metrics
+from .training import ARCHITECTURE, build_from_spec, make_windows, train_member
 
 WINDOW = 64  # events: two to four bars of drums
-ARCHITECTURE = ("embed_dim", "conv_filters", "kernel_size", "lstm_units", "attention_heads", "dropout")
 MEMBERS = ({"name": "drums_0", "seed": 7, "kernel_size": 3, "lstm_units": 64},
            {"name": "drums_1", "seed": 8, "kernel_size": 5, "lstm_units": 48})
 SHARED = {"embed_dim": 32, "conv_filters": 48, "attention_heads": 2, "dropout": 0.15}
@@ -44,7 +43,7 @@ def windows(sequences: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     seqs = [np.asarray(s, np.int32).reshape(-1, len(DRUM_FIELDS)) for s in sequences if len(s)]
     if not seqs:
         return np.zeros((0, WINDOW, len(DRUM_FIELDS)), np.int32), np.zeros((0, len(DRUM_FIELDS)), np.int32)
-    return make_windows(seqs, WINDOW)
+    return make_windows(seqs, WINDOW, 1)
 
 
 def split_data(splits: dict[str, list[np.ndarray]]) -> dict:
@@ -72,8 +71,7 @@ def pairing_masks(vocab: DrumVocabulary, y: np.ndarray) -> dict[str, np.ndarray]
 
 
 def build(spec: dict):
-    return build_member(DrumVocabulary().sizes, WINDOW, given_fields=DRUM_GIVEN, name=spec["name"],
-                        **{k: spec[k] for k in (*ARCHITECTURE, "learning_rate") if k in spec})
+    return build_from_spec(spec, DrumVocabulary().sizes, WINDOW, DRUM_GIVEN)
 
 
 def train(data: dict, work: Path, budget: dict, learning_rate: float, log=print) -> list:
@@ -81,8 +79,9 @@ def train(data: dict, work: Path, budget: dict, learning_rate: float, log=print)
     models = []
     inits = budget.get("inits") or [None] * len(MEMBERS)
     for spec, init in zip(member_specs(learning_rate), inits):
-        train_member(spec, DrumVocabulary().sizes, WINDOW, data, work / spec["name"], {**budget, "init": init},
-                     log, given=DRUM_GIVEN)
+        # fine-tuning on an archive's drums adapts every layer: a few bars move the whole kit
+        train_member(spec, DrumVocabulary().sizes, WINDOW, data, work / spec["name"],
+                     {**budget, "init": init, "adapt": "all"}, log, given=DRUM_GIVEN)
         model = build(spec)
         model.load_weights(work / spec["name"] / "best.weights.h5")
         models.append(model)
@@ -148,7 +147,7 @@ def write_base(folder: Path, models: list, built: dict, primers: list) -> None:
         model.save_weights(partial)
         partial.replace(folder / f"{spec['name']}.weights.h5")
     fit = {"vocabulary": DrumVocabulary().config(), "window": WINDOW,
-           "members": [{k: s[k] for k in ("name", "seed", *ARCHITECTURE)} for s in member_specs(0.0)]}
+           "members": [{k: s[k] for k in ("name", "seed", *ARCHITECTURE, "dropout")} for s in member_specs(0.0)]}
     atomic.write_json(folder / MANIFEST, {**fit, **built})
 
 
@@ -157,7 +156,7 @@ def _fits(manifest: dict) -> str | None:
         return "its drum vocabulary is another version"
     if manifest.get("window") != WINDOW:
         return f"its window is {manifest.get('window')}, not {WINDOW}"
-    want = [{k: s[k] for k in ("name", "seed", *ARCHITECTURE)} for s in member_specs(0.0)]
+    want = [{k: s[k] for k in ("name", "seed", *ARCHITECTURE, "dropout")} for s in member_specs(0.0)]
     if manifest.get("members") != want:
         return "its members' architecture is not this code's"
     return None

@@ -85,7 +85,7 @@ class BarPlayer:
             last = hits[-1] if hits else None
             for j, field in enumerate(DRUM_TARGETS):
                 probs = self.sampler.field_probs(contexts, row)[field][0]
-                row[0, len(given) + j] = sample_value(probs, self.rng, self.temperature,
+                row[0, len(given) + j] = sample_value(probs, self.rng, self.temperature, 0, 1.0,
                                                       allowed=self._mask(field, row[0], last, len(hits)))
             self.context.append(row[0].tolist())
             hit = self.vocab.hit_of(row[0])

@@ -41,9 +41,9 @@ def configure_tensorflow(threads: int = 0, gpus: bool = False) -> None:
                          "install): install a GPU build of TensorFlow where the members train, or set it to 0")
 
 
-def build_member(field_sizes: dict[str, int], window: int, *, given_fields: tuple[str, ...] = (),
-                 embed_dim: int = 64, conv_filters: int = 96, kernel_size: int = 5, lstm_units: int = 96,
-                 attention_heads: int = 2, dropout: float = 0.2, learning_rate: float = 3e-3, name: str = "member"):
+def build_member(field_sizes: dict[str, int], window: int, *, given_fields: tuple[str, ...], embed_dim: int,
+                 conv_filters: int, kernel_size: int, lstm_units: int, attention_heads: int, dropout: float,
+                 name: str):
     """Past events in (window x field ids), the next event's distribution out: one head per field
     but the `given_fields`, which every head reads and none predicts; each head also reads the
     fields of the next event drawn before it."""
@@ -92,8 +92,7 @@ def build_member(field_sizes: dict[str, int], window: int, *, given_fields: tupl
     outputs = head_model([trunk(events), target])
     model = keras.Model({"events": events, "target": target},
                         {field: layers.Identity(name=field)(outputs[field]) for field in heads}, name=name)
-    compile_member(model, learning_rate)
-    return model
+    return model  # to train it, compile_member: a member read to play needs no optimiser
 
 
 # What stays fixed when a member fine-tunes from the base (train.adapt): "all" adapts every
@@ -103,7 +102,7 @@ FROZEN = {"all": (), "upper": ("embed_", "conv", "bilstm"),
           "heads": ("embed_", "conv", "bilstm", "attention", "dense")}
 
 
-def compile_member(model, learning_rate: float, adapt: str = "all") -> None:
+def compile_member(model, learning_rate: float, adapt: str) -> None:
     """Adam with clipped gradients, a cross-entropy per head; layers `adapt` leaves out are frozen."""
     import keras
     frozen = FROZEN[adapt]

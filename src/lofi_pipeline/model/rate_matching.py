@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.config import default_of
 from ..music.realism import FEATURES, features, segments
 from ..music.token_format import NONE, TARGETS, Event
 from .calibration import TEMPERATURE_RANGE
@@ -33,7 +34,7 @@ STEP_SCALES = (1.5, 2.5)  # each step expert's weight times these, against as fi
 STEP_FIGURES = {"pitch": [i for i, f in enumerate(FEATURES) if f.startswith(("melody steps", "melody range"))],
                 "root": [i for i, f in enumerate(FEATURES) if f.startswith("root motion")]}
 BARS = 8  # bars each
-PRIMER_EVENTS = 8
+PRIMER_EVENTS = default_of("generate.primer_events")  # start as a run does by default
 SPREAD_FLOOR = 0.05  # a figure that never varies in the data still has a scale for its distance
 assert {f for fields in GROUPS.values() for f in fields} == set(TARGETS)
 
@@ -84,7 +85,7 @@ def match_rates(sampler, vocab, profile, dev_pieces: list[np.ndarray], temperatu
     """The per-field temperatures after one pass over the groups of fields, each group scaled by
     whichever of SCALES (or none) brings the played figures nearest the dev pieces', with every
     trial's distance; None where the dev pieces give no segment to compare with."""
-    bins = int(vocab.config.get("velocity_bins", 4))
+    bins = vocab.velocity_bins
     data = figures([vocab.decode_events(ids)[0] for ids in dev_pieces], bins)
     if not len(data):
         return None

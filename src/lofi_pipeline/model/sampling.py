@@ -8,17 +8,17 @@ from ..music.token_format import FIELDS, NONE, PAD, TARGETS, UNK, Vocabulary
 from . import step_experts
 
 
-def sample_value(probs: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
-                 top_k: int = 0, top_p: float = 1.0, allowed: np.ndarray | None = None,
-                 recent: np.ndarray | None = None, repetition_penalty: float = 1.0) -> int:
+def sample_value(probs: np.ndarray, rng: np.random.Generator, temperature: float, top_k: int, top_p: float,
+                 allowed: np.ndarray | None = None, recent: tuple[np.ndarray, float] | None = None) -> int:
     """Draw one value id from a field's distribution; padding and <unk> are never drawn, nor
-    anything `allowed` (a boolean mask) rules out."""
+    anything `allowed` (a boolean mask) rules out. `top_k` 0 and `top_p` 1 keep every value;
+    `recent`: the ids played recently and the penalty that divides their probability."""
     p = np.asarray(probs, np.float64).copy()
     p[[PAD, UNK]] = 0.0
     if allowed is not None:
         p[~allowed] = 0.0
-    if recent is not None and len(recent) and repetition_penalty != 1.0:
-        p[np.unique(recent)] /= repetition_penalty
+    if recent is not None and len(recent[0]):
+        p[np.unique(recent[0])] /= recent[1]
     p = np.power(np.clip(p, 0, None), 1.0 / temperature)
     if p.sum() <= 0:
         p = np.ones_like(p) if allowed is None else allowed.astype(np.float64)
@@ -65,8 +65,7 @@ class FieldSampler:
             probs = step_experts.reweigh(np.asarray(probs)[None], previous, expert["steps"], expert["weight"], table,
                                          field)[0]
         recent = None
-        if field == "pitch" and self.window and len(history):
-            recent = history[-self.window:, FIELDS.index("pitch")]
-            recent = recent[recent != self.no_pitch]
-        return sample_value(probs, rng, allowed=allowed, recent=recent,
-                            repetition_penalty=self.penalty if field == "pitch" else 1.0, **self.settings[field])
+        if field == "pitch" and self.window and len(history) and self.penalty != 1.0:
+            played = history[-self.window:, FIELDS.index("pitch")]
+            recent = (played[played != self.no_pitch], self.penalty)
+        return sample_value(probs, rng, allowed=allowed, recent=recent, **self.settings[field])

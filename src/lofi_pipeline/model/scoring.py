@@ -14,9 +14,23 @@ import numpy as np
 
 from ..music.token_format import FIELDS, NONE, PAIRED, TARGETS, UNK, Vocabulary
 from . import step_experts
-from .baselines import NGramModel, UnigramModel, event_metrics
+from .baselines import NGramModel, UnigramModel
 from .ensemble import combine
 from .members import model_inputs
+
+
+def field_metrics(probs: np.ndarray, targets: np.ndarray) -> dict:
+    """Mean NLL (nats) and top-1 accuracy of one field's distributions."""
+    p = np.clip(probs[np.arange(len(targets)), targets], 1e-12, None)
+    return {"nll": round(float(-np.mean(np.log(p))), 4),
+            "top1": round(float(np.mean(np.argmax(probs, axis=1) == targets)), 4)}
+
+
+def event_metrics(probs: dict[str, np.ndarray], targets: np.ndarray, fields) -> dict:
+    """Per-field metrics and the NLL of whole events (the fields' sum) with its perplexity."""
+    per_field = {f: field_metrics(probs[f], targets[:, j]) for j, f in enumerate(fields)}
+    nll = sum(m["nll"] for m in per_field.values())
+    return {"nll": round(nll, 4), "perplexity": round(float(np.exp(nll)), 2), "fields": per_field}
 
 
 def format_table(metrics: dict) -> str:

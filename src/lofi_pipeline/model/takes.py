@@ -35,7 +35,7 @@ def primer_from_midi(path: Path, vocab: Vocabulary, window: int) -> np.ndarray:
         piece = analyse(read_midi(data), path.name, "primer", key_profiles())
     except UnusableMidi as exc:
         raise StageError(f"primer {path}: {exc}") from None
-    ids = vocab.encode_events(piece_to_events(piece, int(vocab.config.get("velocity_bins", 4))))
+    ids = vocab.encode_events(piece_to_events(piece, vocab.velocity_bins))
     if len(ids) > window:
         raise StageError(f"primer {path}: {len(ids)} events, longer than the models' window of "
                          f"{window}; use a shorter primer")

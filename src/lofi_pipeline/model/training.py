@@ -16,7 +16,7 @@ from ..music.token_format import FIELDS, GIVEN, PAD
 from .members import build_member, compile_member, model_inputs
 
 
-def make_windows(sequences: list[np.ndarray], window: int, stride: int = 1):
+def make_windows(sequences: list[np.ndarray], window: int, stride: int):
     """Every `stride`-th event is a target; its context is the `window` events before it,
     left-padded, so a piece's first events are targets too (and generation can start cold).
     x: (n, window, fields), y: (n, fields)."""
@@ -95,6 +95,16 @@ def dev_sample(x: np.ndarray, y: np.ndarray, at_most: int) -> tuple[np.ndarray, 
     return x[idx], y[idx]
 
 
+# The keys of a member's spec that shape its weights: a base fits a run's members when these agree.
+ARCHITECTURE = ("embed_dim", "conv_filters", "attention_heads", "kernel_size", "lstm_units")
+
+
+def build_from_spec(spec: dict, field_sizes: dict[str, int], window: int, given: tuple, name: str | None = None):
+    """A member as `spec` (a run's member spec or a base manifest's entry) says, not compiled."""
+    return build_member(field_sizes, window, given_fields=given, name=name or spec["name"],
+                        **{k: spec[k] for k in (*ARCHITECTURE, "dropout")})
+
+
 def train_member(spec: dict, field_sizes: dict[str, int], window: int, data: dict, work: Path,
                  budget: dict, log=print, given: tuple = GIVEN) -> None:
     """Train one member in `work`, resuming from its last check if a run was interrupted; the
@@ -116,12 +126,11 @@ def train_member(spec: dict, field_sizes: dict[str, int], window: int, data: dic
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec["seed"])
     fields = tuple(field_sizes)
-    model = build_member(field_sizes, window, given_fields=given, name=spec["name"],
-                         **{k: spec[k] for k in ("embed_dim", "conv_filters", "kernel_size", "lstm_units",
-                                                 "attention_heads", "dropout", "learning_rate")})
+    model = build_from_spec(spec, field_sizes, window, given)
     if budget.get("init"):
         model.load_weights(budget["init"])
-        compile_member(model, spec["learning_rate"], budget.get("adapt", "all"))
+    # train.adapt is about a start from the base; from scratch every layer learns
+    compile_member(model, spec["learning_rate"], budget["adapt"] if budget.get("init") else "all")
     done = read_history(work / "history.csv")
     if done:
         log(f"{spec['name']}: resuming after check {len(done)}")

@@ -12,7 +12,7 @@ from .chords import chord_symbol
 from .drum_format import DrumBar, bar_notes
 from .drums import drum_bar
 from .harmonise import Segment, chords_from_events, voice_chord
-from .harmony import MAX_HOLD_BARS
+from .harmony import hold_limit_ticks
 from .humanise import humanise
 from .parts import Part, write_parts
 from .piece import PITCH_NAMES
@@ -153,7 +153,7 @@ def arrange_events(events: list[Event], grid: int, band: Band, rng: np.random.Ge
     lead = Part("Lead", 1, cfg.lead_program)
     bass = Part("Bass", 2, cfg.bass_program)
     drums = Part("Drums", 9, cfg.drum_kit, performed=drum_bars is not None)
-    hold = data.hold_limit_ticks if data and data.hold_limit_ticks else int(MAX_HOLD_BARS * bar_len)
+    hold = data.hold_limit_ticks if data and data.hold_limit_ticks else hold_limit_ticks(None, bar_len)
     chords, filled_ticks = chords_from_events(events, length, hold, bar_len)
     for chord in chords:
         start, end = chord.start / grid, chord.end / grid

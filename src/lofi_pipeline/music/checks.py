@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .harmony import MAX_HOLD_BARS, bar_harmonies, harmony_changes, hold_limit_ticks, same_bar_harmony
+from .harmony import bar_harmonies, harmony_changes, hold_limit_bars, hold_limit_ticks, same_bar_harmony
 from .piece import GRID
 from .token_format import DEFAULT_METRE, Event, bar_ticks, timeline_end
 
@@ -110,12 +110,13 @@ class Failure:
 
 
 def failures(track_figures: dict[str, float | None], ranges: dict[str, list[float]]) -> list[Failure]:
-    """The checks whose figure lies outside the data's range (and a harmony held past MAX_HOLD_BARS);
+    """The checks whose figure lies outside the data's range (a harmony may always stand as long
+    as the generator lets one: harmony.hold_limit_bars);
     a figure the track cannot have (no bar a loop after another) is not checked."""
     out = []
     for name, (low, high) in ranges.items():
         if name == "longest_harmony_bars":
-            high = min(high, MAX_HOLD_BARS)
+            high = hold_limit_bars(high)
         if name == "loop_repeat_share":  # coming back to the loop more than the data does is the lo-fi form
             high = 1.0
         value = track_figures.get(name)

@@ -35,11 +35,15 @@ def harmony_changes(events) -> list:
     return changes
 
 
+def hold_limit_bars(usual_longest_bars: float | None) -> float:
+    """How long a generated harmony may stand, in bars: the data's longest usual hold, at least
+    a bar and at most MAX_HOLD_BARS (MAX_HOLD_BARS when the data says nothing)."""
+    return MAX_HOLD_BARS if usual_longest_bars is None else min(max(usual_longest_bars, 1.0), MAX_HOLD_BARS)
+
+
 def hold_limit_ticks(usual_longest_bars: float | None, bar_ticks: int) -> int:
-    """How long a generated harmony may stand, in grid ticks: the data's longest usual hold,
-    at least a bar and at most MAX_HOLD_BARS (MAX_HOLD_BARS when the data says nothing)."""
-    bars = MAX_HOLD_BARS if usual_longest_bars is None else min(max(usual_longest_bars, 1.0), MAX_HOLD_BARS)
-    return int(np.floor(bars * bar_ticks))
+    """hold_limit_bars in grid ticks of a bar of `bar_ticks`."""
+    return int(np.floor(hold_limit_bars(usual_longest_bars) * bar_ticks))
 
 
 def bar_harmonies(events: list) -> list[tuple | None]:

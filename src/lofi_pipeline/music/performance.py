@@ -19,6 +19,7 @@ import numpy as np
 from .bars import beat_offset, metre_segments
 from .chords import QUALITY_NAMES, recognise
 from .drum_format import is_drum_track
+from .harmony import same_harmony
 from .midi_io import DEFAULT_BPM, RawScore, RawTrack, UnusableMidi
 from .piece import GRID, MAJOR, MINOR, PITCH_NAMES, ChordChange, NoteEvent, Piece, transposition_to_reference
 from .token_format import bar_ticks
@@ -243,7 +244,7 @@ def chord_changes(notes: np.ndarray, end: int) -> list[ChordChange]:
     out: list[ChordChange] = []
     for k in range(len(onsets)):
         label = (int(roots[k]), QUALITY_NAMES[qualities[k]])
-        if not out or (out[-1].root, out[-1].quality) != label:
+        if not out or not same_harmony((out[-1].root, out[-1].quality), label):
             out.append(ChordChange(int(onsets[k]), label[0], label[1], int(round(velocity[k])), bool(exact[k])))
     return out
 

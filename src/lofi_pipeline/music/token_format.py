@@ -214,6 +214,16 @@ class Vocabulary:
         return cls(field_values(velocity_bins), {"velocity_bins": velocity_bins, "grid": GRID, **(config or {})})
 
     @property
+    def velocity_bins(self) -> int:
+        """The velocity levels this vocabulary was closed with (encode.velocity_bins)."""
+        return int(self.config["velocity_bins"])
+
+    @property
+    def grid(self) -> int:
+        """Ticks per beat of the position field."""
+        return int(self.config["grid"])
+
+    @property
     def sizes(self) -> list[int]:
         return [len(self.fields[f]) for f in FIELDS]
 
@@ -301,7 +311,7 @@ def piece_bars(piece: Piece, first: int) -> list[tuple[int, str]]:
     return bars
 
 
-def piece_to_events(piece: Piece, velocity_bins: int = 4) -> list[Event]:
+def piece_to_events(piece: Piece, velocity_bins: int) -> list[Event]:
     """One event wherever a melody note starts or the chord changes, placed in the piece's bars
     (bar 0 holds the first event); a gap of more than MAX_ADVANCE bar lines, or one over a
     change of metre, gets rest events on the first beat of the bars between. A short bar (a

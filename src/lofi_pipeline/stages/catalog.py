@@ -20,7 +20,7 @@ from ..audio.playlist import slug
 from ..core import atomic
 from ..core.errors import StageError
 from ..core.hashing import sha256_bytes
-from ..core.runner import Artifact
+from ..core.runner import STAGE_MANIFEST, Artifact
 from ..model.form import Section, form_string
 from ..music.checks import DataProfile
 from ..music.piece import Piece
@@ -49,6 +49,11 @@ STEMS, STEM_FILES = _artifacts("stems", "stems.json", "*bpm*")  # sample-library
 (EXPORTS,) = _artifacts("export", "exports.json")
 
 
+def built(outputs: Path, stage: str) -> bool:
+    """Whether the outputs folder holds a built `stage` (its manifest is there)."""
+    return (Path(outputs) / stage / STAGE_MANIFEST).is_file()
+
+
 def link_stages(source: Path, target: Path, stages) -> None:
     """The artifacts of `stages` in the outputs folder `source`, into the outputs folder `target`,
     so that a runner there finds them fresh (the same bytes give the same keys): hard links
@@ -58,8 +63,10 @@ def link_stages(source: Path, target: Path, stages) -> None:
     the radio, a one-track preview, `lofi evaluate`'s scratch training and extra takes."""
     for stage in stages:
         made, there = Path(source) / stage, Path(target) / stage
-        manifest = "manifest.json"
-        if (there / manifest).is_file() and (there / manifest).read_bytes() == (made / manifest).read_bytes():
+        if not built(source, stage):
+            raise StageError(f"{made}: not built, so there is nothing to take from it; run `lofi {stage}` there first")
+        manifest = STAGE_MANIFEST
+        if built(target, stage) and (there / manifest).read_bytes() == (made / manifest).read_bytes():
             continue
         Path(target).mkdir(parents=True, exist_ok=True)
         tmp = Path(target) / f".{stage}.linking"

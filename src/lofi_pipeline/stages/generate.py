@@ -26,9 +26,6 @@ from ..music.token_format import FIELDS, NONE, TARGETS
 from . import catalog
 
 MELODY_BY = {"ensemble": "melody by the ensemble", "base": "melody by the base ensemble, over the harmony"}
-SETTINGS = ("temperature", "top_k", "top_p", "repetition_penalty", "repetition_window", "fields", "combine",
-            "weights", "primer", "primer_events", "redraws", "bars", "events", "form", "loop_bars", "variation",
-            "melody_variation", "melody", "retakes", "step_experts")
 SESSION_SETTINGS = ("temperature", "top_k", "top_p", "repetition_penalty", "repetition_window", "fields", "combine",
                     "weights", "step_experts")  # what a sampling session is built with (model/calibration.py)
 
@@ -56,9 +53,7 @@ class _Session:
                     (Path(tmp) / name).write_bytes(data)
                 melody_models = base.load_base(Path(tmp), self.vocab)
             self.melody_sampler = compiled_sampler(melody_models, "mean", None, kit["batch"], log)
-            self.melody_field_sampler = FieldSampler(self.vocab, sampling_settings(
-                {**cfg, "temperature": "auto", "top_k": "auto", "top_p": "auto", "fields": {}, "step_experts": "auto"},
-                None))
+            self.melody_field_sampler = FieldSampler(self.vocab, sampling_settings(cfg, None, overrides=False))
 
 
 # The sessions a process keeps, the most recent last: two, so that a run's and a one-track
@@ -79,19 +74,19 @@ def _batch_job(kit: dict, indices: list[int]) -> dict:
     both_streams = profile.has_chords and profile.has_melody
     want = (vocab.index["root"][NONE], vocab.index["pitch"][NONE]) if both_streams else None
     loop_bars = kit["loop_bars"]
-    variation = variation_share(cfg["variation"], profile.loop_repeat_target)
-    plan = plan_form(cfg["form"], cfg["bars"], loop_bars)
-    seen = max(cfg["primer_events"], profile.context_events or 0) or None
+    variation = variation_share(cfg.variation, profile.loop_repeat_target)
+    plan = plan_form(cfg.form, cfg.bars, loop_bars)
+    seen = max(cfg.primer_events, profile.context_events or 0) or None
 
     def primer(rng):
-        if cfg["primer"] == "none":
+        if cfg.primer == "none":
             return np.zeros((0, len(FIELDS)), np.int32)
         if kit["midi_primer"] is not None:
             return kit["midi_primer"]
-        return dev_primer(kit["dev_pieces"], rng, cfg["primer_events"], want)
+        return dev_primer(kit["dev_pieces"], rng, cfg.primer_events, want)
 
     def sample(tracks: list[int], draw: int) -> list[dict]:
-        seeds = [track_seed(kit["run_seed"], i, draw, kit["seed_stream"], cfg["retakes"].count(i + 1))
+        seeds = [track_seed(kit["run_seed"], i, draw, kit["seed_stream"], cfg.retakes.count(i + 1))
                  for i in tracks]
         composers = []
         for seed in seeds:
@@ -99,14 +94,14 @@ def _batch_job(kit: dict, indices: list[int]) -> dict:
             context = primer(rng)
             metre = vocab.fields["metre"][context[-1, 0]] if len(context) else profile.metre
             composers.append(Composer(plan, loop_bars, metre, vocab, context, rng, variation,
-                                      cfg["melody_variation"], set(profile.grid_ticks), profile.hold_limit_ticks,
-                                      cfg["events"] or None, seen, profile.advances))
+                                      cfg.melody_variation, set(profile.grid_ticks), profile.hold_limit_ticks,
+                                      cfg.events or None, seen, profile.advances))
         compose(session.sampler, session.field_sampler, composers)
         takes = [{"seq": c.take(), "seed": seed, "primer_events": len(c.primer), "metre": c.metre,
                   "melody_by": "ensemble"} for c, seed in zip(composers, seeds)]
-        if session.melody_sampler is not None and not cfg["events"]:
+        if session.melody_sampler is not None and not cfg.events:
             over = [k for k, t in enumerate(takes)
-                    if wants_melody(cfg["melody"], profile.has_melody, t["seq"], vocab, plan[-1].end)]
+                    if wants_melody(cfg.melody, profile.has_melody, t["seq"], vocab, plan[-1].end)]
             writers = [MelodyOver(takes[k]["seq"], plan[-1].end, metre=composers[k].metre, vocab=vocab,
                                   primer=composers[k].primer, rng=composers[k].rng,
                                   grid_ticks=set(profile.grid_ticks), hold_limit=None, advances=profile.advances)
@@ -115,11 +110,11 @@ def _batch_job(kit: dict, indices: list[int]) -> dict:
             for k, writer in zip(over, writers):
                 takes[k].update(seq=writer.take(), melody_by="base")
         return takes
-    sections = None if cfg["events"] else [(s.start, s.end) for s in plan]
+    sections = None if cfg.events else [(s.start, s.end) for s in plan]
     check = functools.partial(take_report, vocab=vocab, profile=profile, sections=sections)
-    takes = draw_takes(sample, indices, cfg["redraws"], check, log.append)
+    takes = draw_takes(sample, indices, cfg.redraws, check, log.append)
     for take in takes:
-        take["sections"] = [] if cfg["events"] else [[s.label, s.start, s.bars] for s in plan]
+        take["sections"] = [] if cfg.events else [[s.label, s.start, s.bars] for s in plan]
     return {"takes": takes, "log": log}
 
 
@@ -173,7 +168,7 @@ class GenerateStage(Stage):
         midi_primer = None
         if cfg.primer not in ("dev", "none"):
             midi_primer = primer_from_midi(ctx.path(cfg.primer), vocab, models_window)
-        grid = int(vocab.config.get("grid", 12))
+        grid = vocab.grid
         loop_bars = cfg.loop_bars or loop_length(profile.loop_bars, profile.loop_repeat_target)
         if loop_bars > profile.longest_bars:
             ctx.log(f"a loop of {loop_bars} bars (generate.loop_bars) is longer than any training piece "
@@ -182,7 +177,7 @@ class GenerateStage(Stage):
         kit = {"train": catalog.ensemble_files(train_dir), "vocab": vocab, "profile": profile,
                "base": self._melody_base(ctx, vocab),
                "midi_primer": midi_primer, "grid": grid, "dev_pieces": encoded.sequences("dev"),
-               "settings": {k: getattr(cfg, k) for k in SETTINGS},
+               "settings": cfg,
                "batch": min(cfg.batch_tracks, cfg.tracks), "run_seed": ctx.params.run.seed, "loop_bars": loop_bars,
                "seed_stream": cfg.seed_stream,
                "threads": ctx.params.train.threads}
@@ -190,7 +185,7 @@ class GenerateStage(Stage):
         # apart by what a session is built from (the base's bytes too: a rebuilt base is another
         # kit), not by the form, length or seeds of what it samples.
         models = b"".join(files[k] for files in (kit["train"], kit["base"]) for k in sorted(files))
-        session = {k: kit["settings"][k] for k in SESSION_SETTINGS}
+        session = {k: getattr(cfg, k) for k in SESSION_SETTINGS}
         settings = repr((session, vocab.fingerprint(), kit["batch"], kit["threads"])).encode()
         kit["digest"] = hashlib.sha256(models + settings).hexdigest()
         del encoded

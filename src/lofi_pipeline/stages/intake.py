@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..core.config import default_of
 from ..core.errors import StageError
 from ..core.hashing import path_digest
 from ..core.runner import Stage, StageContext
@@ -11,7 +12,7 @@ from . import catalog
 
 
 def archive_path(params, root: Path) -> Path:
-    return root / (params.run.archive or "dataset/default.zip")
+    return root / (params.run.archive or default_of("run.archive"))  # "": an older lofi.toml's default
 
 
 class IntakeStage(Stage):

@@ -22,6 +22,12 @@ _EPOCH = re.compile(r"^Epoch (\d+)/(\d+)")
 _VAL_LOSS = re.compile(r"val_loss: ([\d.]+)")
 _MEMBERS = re.compile(r"^\[train\] (member_\d+): kernel")
 _PREVIEW = re.compile(r"^preview: (\S+) \(track (\d+), (.+) in ([\d.]+) s\)")
+LOG_LINES_KEPT = 200  # of a run's output (the page shows the last 40): a long run's memory stays flat
+
+
+def _keep_log(log: list, lines: list[str]) -> None:
+    log.extend(lines)
+    del log[:-LOG_LINES_KEPT]
 
 
 @dataclass
@@ -135,7 +141,7 @@ class PipelineJob:
         lines: list[str] = []
         code = self.process.run(args, lines.append)
         with self.lock:
-            state.log += lines
+            _keep_log(state.log, lines)
             if m := next(filter(None, map(_PREVIEW.match, lines)), None):
                 state.previews[int(m.group(2))] = {"file": m.group(1), "how": m.group(3),
                                                     "seconds": float(m.group(4))}
@@ -146,8 +152,7 @@ class PipelineJob:
 
     def _line(self, line: str, s: RunState) -> None:
         with self.lock:
-            s.log.append(line)
-            del s.log[:-200]
+            _keep_log(s.log, [line])
             if (m := _STAGE.match(line)) and m.group(1) in s.stages:
                 name, what = m.group(1), m.group(2)
                 if what == "running":

@@ -43,7 +43,7 @@ class Radio:
         """Copy the trained run in and start making tracks (idempotent)."""
         if self.thread is not None and self.thread.is_alive():
             return
-        if not (self.outputs / "train" / "manifest.json").exists():
+        if not catalog.built(self.outputs, "train"):
             raise RuntimeError("no trained models yet: start a run first, the radio plays what it learned")
         catalog.link_stages(self.outputs, self.folder, stages_through("train"))
         self.stopping = False

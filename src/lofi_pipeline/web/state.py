@@ -15,7 +15,8 @@ from .jobs import PipelineJob, RunState
 from .radio import Radio
 from .takes import Takes
 
-PROFILES = ("default", "quick")  # the profiles the page offers
+# The profiles the page offers (core/config.py defines them), each with the words its menu shows.
+PROFILES = {"default": "default (about 5 minutes)", "quick": "quick (a tiny smoke run)"}
 
 
 class ServerState:

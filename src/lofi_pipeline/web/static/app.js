@@ -73,6 +73,14 @@ function shown(c, value) {
 async function buildControls() {
   const data = await (await fetch("/api/controls")).json();
   controls = data.controls;
+  if (!$("#profile").options.length) {  // once: a rebuild of the controls keeps the listener's choice
+    $("#profile").replaceChildren(...Object.entries(data.profiles).map(([name, words]) => {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = words;
+      return option;
+    }));
+  }
   const box = $("#controls");
   box.replaceChildren();
   for (const c of controls) {
