@@ -114,3 +114,24 @@ def test_the_sampler_draws_steps_with_the_expert_and_the_key_overrides_its_weigh
     off = sampling_settings(replace(generate, step_experts=0.0), calibration)
     assert off["step_experts"] == {}
     assert near_share(auto) > 0.5 > 4 * near_share(off)
+
+
+def test_a_note_redrawn_between_kept_ones_leans_into_the_note_that_follows():
+    """The previous note 64, the kept note after it 72: the new note is drawn near both (a step
+    from 64 and a step into 72), not near 64 alone; with no note after it, near 64 alone."""
+    rng = np.random.default_rng(4)
+    steps = step_experts.fit_steps([rows(walk(rng, 3000))], VOCAB, "pitch")
+    settings = sampling_settings(GenerateConfig(repetition_window=0, step_experts=1.0),
+                                 {"step_experts": {"pitch": {"steps": steps, "weight": 1.0, "fitted_weight": 1.0}}})
+    flat = np.where(NUMBERS >= 48, 1.0, 0.0)
+    flat /= flat.sum()
+    moved = step_experts.reweigh_towards(flat, 72, steps, 1.0, NUMBERS, "pitch")
+    assert np.isclose(moved.sum(), 1.0) and moved[pitch_id(70)] > 10 * moved[pitch_id(60)]
+
+    def drawn(following) -> np.ndarray:
+        sampler, draws = FieldSampler(VOCAB, settings), np.random.default_rng(5)
+        return np.array([NUMBERS[sampler.draw_field("pitch", flat, draws, np.zeros(len(FIELDS), np.int64),
+                                                    rows([64]), following=following)] for _ in range(400)])
+    between, after_64 = drawn(pitch_id(72)), drawn(None)
+    assert np.median(np.abs(between - 72)) < np.median(np.abs(after_64 - 72)) - 2
+    assert np.mean(between <= 63) < np.mean(after_64 <= 63) / 2

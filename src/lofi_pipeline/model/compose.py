@@ -7,12 +7,14 @@ track still has to draw.
 A letter's first section draws its loop (N bars) freely and then plays it again, varied; a
 later section of that letter plays its loop again, varied. Varied means: each bar is drawn
 afresh with probability `variation`, else copied with each melody note drawn afresh with
-probability `melody_variation`. The first letter's loop is drawn first, before the intro that
+probability `melody_variation`; a note drawn afresh before a kept one is drawn to lead into it
+too (the pitch step expert read backwards: sampling.py). The first letter's loop is drawn first, before the intro that
 quotes it, from the primer; the primer is context only and no part of the track.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Callable, Generator
 
 import numpy as np
@@ -33,6 +35,7 @@ class Request:
     `mask(column, row)` (None: no constraint) restricting the values."""
     fixed: dict[int, int]
     mask: Callable[[int, np.ndarray], np.ndarray | None]
+    following: dict[int, int] = dataclass_field(default_factory=dict)  # column -> the id the drawn value leads to
 
     def draws(self, column: int) -> bool:
         return column not in self.fixed
@@ -192,14 +195,20 @@ class Composer:
             yield from self._free(bar, bar + 1)
             return
         yield from self._rests_before(bar)
-        for event in source:
+        redrawn = [vary and self.rng.random() < self.melody_variation for _ in source]
+        pitch = COL["pitch"]
+        for k, event in enumerate(source):
             row = event.row.copy()
             row[COL["bar"]] = self.vocab.index["bar"][str(bar - self.last_bar)]
-            fixed = dict(enumerate(row))
-            if vary and self.rng.random() < self.melody_variation:
+            fixed, following = dict(enumerate(row)), {}
+            if redrawn[k]:
                 for f in MELODY:
                     fixed.pop(COL[f])
-            row = yield Request(fixed, lambda c, r: self.vocab.pair_mask(FIELDS[c], r))
+                # the bar's next melody note, when it is kept: the new note leads to it
+                later = [j for j in range(k + 1, len(source)) if source[j].row[pitch] != self.none["pitch"]]
+                if later and not redrawn[later[0]]:
+                    following[pitch] = int(source[later[0]].row[pitch])
+            row = yield Request(fixed, lambda c, r: self.vocab.pair_mask(FIELDS[c], r), following)
             self._place(bar, row)
 
     def _bars(self, start_bar: int, end_bar: int) -> list[list[Placed]]:
@@ -268,7 +277,7 @@ def compose(sampler, field_sampler: FieldSampler, composers: list[Composer], pro
                 if i in takers:
                     rows[i, j] = field_sampler.draw_field(field, probs[i], composers[i].rng, rows[i],
                                                           np.array(composers[i].context[-64:]).reshape(-1, len(FIELDS)),
-                                                          requests[i].mask(j, rows[i]))
+                                                          requests[i].mask(j, rows[i]), requests[i].following.get(j))
                 else:
                     rows[i, j] = requests[i].fixed[j]
         for i in live:

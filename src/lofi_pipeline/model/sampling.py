@@ -51,8 +51,9 @@ class FieldSampler:
         self.numbers = {f: step_experts.numbers(vocab, f) for f in self.experts}
 
     def draw_field(self, field: str, probs: np.ndarray, rng: np.random.Generator, row: np.ndarray,
-                   history: np.ndarray, allowed: np.ndarray | None = None) -> int:
-        """One value of `field` for an event whose earlier fields are in `row`."""
+                   history: np.ndarray, allowed: np.ndarray | None = None, following: int | None = None) -> int:
+        """One value of `field` for an event whose earlier fields are in `row`; `following`: the id
+        of the value the drawn one leads to, where it is known (a kept note after a redrawn one)."""
         pair = self.vocab.pair_mask(field, row)
         if pair is not None:
             allowed = pair if allowed is None else allowed & pair
@@ -64,6 +65,9 @@ class FieldSampler:
             previous = step_experts.previous_values(np.asarray(history)[None], table, field)
             probs = step_experts.reweigh(np.asarray(probs)[None], previous, expert["steps"], expert["weight"], table,
                                          field)[0]
+        if expert and following is not None:
+            probs = step_experts.reweigh_towards(probs, int(self.numbers[field][following]), expert["steps"],
+                                                 expert["weight"], self.numbers[field], field)
         recent = None
         if field == "pitch" and self.window and len(history) and self.penalty != 1.0:
             played = history[-self.window:, FIELDS.index("pitch")]

@@ -61,6 +61,22 @@ def previous_values(windows: np.ndarray, table: np.ndarray, field: str) -> np.nd
     return np.where(has.any(axis=-1), np.take_along_axis(values, last[..., None], -1)[..., 0], -1)
 
 
+def reweigh_towards(probs: np.ndarray, following: int, steps: list[float], weight: float, table: np.ndarray,
+                    field: str) -> np.ndarray:
+    """One distribution after the expert read backwards: each value's probability times
+    exp(weight * log p(step from it to `following`)), the value the drawn one leads to (a note
+    drawn afresh between two kept ones), renormalised within the values' mass."""
+    probs = np.asarray(probs, np.float64)
+    is_value = table >= 0
+    if weight == 0 or following < 0:
+        return probs
+    log_steps = np.asarray(steps, np.float64)
+    factor = np.where(is_value, np.exp(weight * (log_steps[step_bins(field, following, table)] - log_steps.max())), 1.0)
+    shaped = probs * factor
+    after = (shaped * is_value).sum()
+    return np.where(is_value, shaped * ((probs * is_value).sum() / after), probs) if after > 0 else probs
+
+
 def reweigh(probs: np.ndarray, previous: np.ndarray, steps: list[float], weight: float, table: np.ndarray,
             field: str) -> np.ndarray:
     """Distributions (rows) after the expert: each value's probability times
