@@ -8,8 +8,9 @@ A letter's first section draws its loop (N bars) freely and then plays it again,
 later section of that letter plays its loop again, varied. Varied means: each bar is drawn
 afresh with probability `variation`, else copied with each melody note drawn afresh with
 probability `melody_variation`; a note drawn afresh before a kept one is drawn to lead into it
-too (the pitch step expert read backwards: sampling.py). The first letter's loop is drawn first, before the intro that
-quotes it, from the primer; the primer is context only and no part of the track.
+too (the pitch step expert read backwards: sampling.py). The first letter's loop is drawn
+first, before the intro that quotes it, from the primer; the primer is context only and no
+part of the track.
 """
 from __future__ import annotations
 

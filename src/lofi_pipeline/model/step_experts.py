@@ -67,14 +67,10 @@ def reweigh_towards(probs: np.ndarray, following: int, steps: list[float], weigh
     exp(weight * log p(step from it to `following`)), the value the drawn one leads to (a note
     drawn afresh between two kept ones), renormalised within the values' mass."""
     probs = np.asarray(probs, np.float64)
-    is_value = table >= 0
     if weight == 0 or following < 0:
         return probs
-    log_steps = np.asarray(steps, np.float64)
-    factor = np.where(is_value, np.exp(weight * (log_steps[step_bins(field, following, table)] - log_steps.max())), 1.0)
-    shaped = probs * factor
-    after = (shaped * is_value).sum()
-    return np.where(is_value, shaped * ((probs * is_value).sum() / after), probs) if after > 0 else probs
+    bins = step_bins(field, np.int64(following), table)
+    return _renormalised(probs[None], bins[None], np.ones((1, 1), bool), steps, weight, table)[0]
 
 
 def reweigh(probs: np.ndarray, previous: np.ndarray, steps: list[float], weight: float, table: np.ndarray,
@@ -86,11 +82,17 @@ def reweigh(probs: np.ndarray, previous: np.ndarray, steps: list[float], weight:
     previous = np.asarray(previous).reshape(-1)
     if weight == 0 or not (previous >= 0).any():
         return probs
+    bins = step_bins(field, table[None, :], previous[:, None])
+    return _renormalised(probs, bins, previous[:, None] >= 0, steps, weight, table)
+
+
+def _renormalised(probs: np.ndarray, bins: np.ndarray, rows: np.ndarray, steps: list[float], weight: float,
+                  table: np.ndarray) -> np.ndarray:
+    """Each row's values (in `rows` where they apply) times exp(weight * log p(their step bin)),
+    scaled back to the mass the values had; "-" and the special ids are left as they are."""
     is_value = table >= 0
     log_steps = np.asarray(steps, np.float64)
-    bins = step_bins(field, table[None, :], previous[:, None])
-    factor = np.where(is_value[None, :] & (previous[:, None] >= 0),
-                      np.exp(weight * (log_steps[bins] - log_steps.max())), 1.0)
+    factor = np.where(is_value[None, :] & rows, np.exp(weight * (log_steps[bins] - log_steps.max())), 1.0)
     before = (probs * is_value).sum(axis=1, keepdims=True)
     shaped = probs * factor
     after = (shaped * is_value).sum(axis=1, keepdims=True)
