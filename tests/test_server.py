@@ -110,6 +110,20 @@ def css(driver, selector):
     return driver.find_element(By.CSS_SELECTOR, selector)
 
 
+def click(driver, selector, timeout_s: float = 30) -> None:
+    """Click what `selector` finds, once it holds still: a list the page draws again from the
+    server's events (the takes) may replace the element between finding it and clicking it."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def clicked(d) -> bool:
+        try:
+            css(d, selector).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+    until(driver, clicked, timeout_s)
+
+
 def run_number(driver) -> int:
     return driver.execute_script("return current.run ? current.run.number : 0")
 
@@ -281,7 +295,8 @@ def test_takes_have_names_of_their_own_and_one_downloads_as_a_zip_that_stands_al
     css(browser, "#archive").send_keys(str(quick_archive(tmp_path)))
     assert start_and_wait(browser) == "done"
     until(browser, lambda d: len(d.find_elements("css selector", "#takes li")) == 2, 60)
-    names = [li.text.split(":")[0] for li in browser.find_elements("css selector", "#takes li")]
+    names = [text.split(":")[0] for text in browser.execute_script(  # one read: nothing to go stale
+        "return [...document.querySelectorAll('#takes li')].map(e => e.innerText)")]
     assert names == ["songs, take 2", "songs, take 1"]  # the bad archive made no take
     until(browser, lambda d: css(d, ".track h3").text == "songs, take 2 01", 60)
     status, data = get(f"{url}/api/takes/1.zip")
@@ -298,10 +313,9 @@ def test_takes_have_names_of_their_own_and_one_downloads_as_a_zip_that_stands_al
     assert sum(n.endswith("_bass.mid") for n in names) == 2
     assert all("take 1" in t["title"] for t in json.loads(
         (outputs / "takes" / "1" / "take.json").read_text())["tracks"])
-    keep = css(browser, "#takes li[data-take='1'] input.keep")
-    keep.click()
+    click(browser, "#takes li[data-take='1'] input.keep")
     until(browser, lambda d: next(t for t in state(url)["takes"] if t["id"] == 1)["kept"], 30)
-    css(browser, "#takes li[data-take='2'] button.delete").click()
+    click(browser, "#takes li[data-take='2'] button.delete")
     until(browser, lambda d: [t["id"] for t in state(url)["takes"]] == [1], 30)
     assert not (outputs / "takes" / "2").exists()
 
