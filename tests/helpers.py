@@ -379,3 +379,19 @@ def groove_file(bars: int = 2, bpm: float = 92.0, channel: int = 9, name: str = 
     buf = io.BytesIO()
     mf.save(file=buf)
     return buf.getvalue()
+
+
+def groove_zip(path: Path, files: list[tuple[str, str, str, bytes]]) -> Path:
+    """A zip laid out as the Groove MIDI Dataset's: groove/info.csv and its MIDI files, from
+    (style, beat_type, split, MIDI bytes) each (split as GMD names it: train, validation, test)."""
+    rows = ["drummer,session,id,style,bpm,beat_type,time_signature,midi_filename,audio_filename,duration,split"]
+    with zipfile.ZipFile(path, "w") as z:
+        for k, (style, beat_type, split, data) in enumerate(files):
+            name = f"drummer1/session1/{k}_{style.replace('/', '-')}_92_{beat_type}_4-4.mid"
+            bpm = mido.tempo2bpm(next(m.tempo for t in mido.MidiFile(file=io.BytesIO(data)).tracks for m in t
+                                      if m.type == "set_tempo"))
+            rows.append(f"drummer1,drummer1/session1,drummer1/session1/{k},{style},{round(bpm)},{beat_type},4-4,"
+                        f"{name},,4.0,{split}")
+            z.writestr(f"groove/{name}", data)
+        z.writestr("groove/info.csv", "\n".join(rows) + "\n")
+    return path

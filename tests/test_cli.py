@@ -223,7 +223,8 @@ def test_evaluate_runs_each_archive_in_its_own_folder_and_prints_one_table(quick
                 "longest unchanged harmony (bars)", "harmony changes per bar", "onsets per beat",
                 "distinct melody pitches per 4 bars", "train (s)", "all stages (s)", "models start from",
                 "test NLL/event: scratch ensemble", "test NLL/event: base alone", "fine-tuned < scratch",
-                "melody notes under the top / pitches clipped", "optimiser steps per member"):
+                "melody notes under the top / pitches clipped", "optimiser steps per member",
+                "drum realism vs GMD test beats: GMD's train beats (human)"):
         assert re.search(rf"^ *{re.escape(row)} ", table, re.M), row
     assert re.search(r"^files kept / skipped +12 / 0 +10 / 0$", table, re.M)
     results = json.loads((evaluated / "evaluate" / "evaluation.json").read_text())["archives"]

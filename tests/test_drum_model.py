@@ -3,11 +3,16 @@ plays it back; the form puts fills, the drop and the ending where the sections s
 import numpy as np
 import pytest
 
+from helpers import groove_file, groove_zip
+from lofi_pipeline.commands.pretrain import pretrain_drums
+from lofi_pipeline.core.errors import StageError
+from lofi_pipeline.corpora.groove import LOFI_STYLES, read_groove
 from lofi_pipeline.model import drum_model
 from lofi_pipeline.model.drum_part import BarPlayer, drum_part
 from lofi_pipeline.model.ensemble import compiled_sampler
 from lofi_pipeline.music.drum_format import CLASSES, DRUM_FIELDS, DRUM_TARGETS, DrumBar, DrumHit, DrumVocabulary
 from lofi_pipeline.music.drum_stats import drum_checks
+from lofi_pipeline.stages.drums import base_drummers
 
 KICK, SNARE, HAT = (CLASSES.index(c) for c in ("kick", "snare", "closed_hat"))
 # One bar of boom-bap: kick on 1 and the "and" of 3, snare on 2 and 4, 8th hats.
@@ -76,3 +81,44 @@ def test_the_shipped_base_drum_model_fits_this_code_and_says_what_it_was_built_f
     primers = drum_model.read_primers(drum_model.SHIPPED)
     assert len(primers) == manifest["primers"]["count"] > 10
     assert all(len(bars) == drum_model.PRIMER_BARS and all(b.hits for b in bars) for _, bars in primers)
+
+
+TINY_BUDGET = {"batch_size": 8, "check_every": 2, "checks": 1, "patience": 1, "dev_windows": 32}
+
+
+def test_the_base_drum_model_is_trained_on_every_style_then_specialised_on_lofi_styles(tmp_path):
+    corpus = groove_zip(tmp_path / "groove.zip", [
+        ("hiphop", "beat", "train", groove_file(bars=4)), ("soul/groove", "fill", "train", groove_file(bars=2)),
+        ("rock", "beat", "train", groove_file(bars=6)), ("rock", "beat", "validation", groove_file(bars=3)),
+        ("funk", "beat", "validation", groove_file(bars=4)), ("jazz", "beat", "test", groove_file(bars=3)),
+        ("latin/samba", "beat", "test", groove_file(bars=2))])
+    built = pretrain_drums(corpus, tmp_path / "base", tmp_path / "work", 3, TINY_BUDGET, log=lambda *_: None)
+    pieces, _ = read_groove(corpus, 60, 130)
+    splits = ("train", "dev", "test")
+    assert built["corpus"]["bars"] == {s: sum(len(p.bars) for p in pieces if p.split == s) for s in splits}
+    specialised = built["specialised"]
+    assert specialised["styles"] == list(LOFI_STYLES)
+    assert specialised["bars"] == {s: sum(len(p.bars) for p in pieces if p.split == s and p.style.split("/")[0]
+                                          in ("hiphop", "soul", "funk", "jazz")) for s in splits}
+    assert 0 < specialised["bars"]["train"] < built["corpus"]["bars"]["train"]
+    for scores in (built["test_nll"], specialised["test_nll"], specialised["test_nll_before"]):
+        assert {"ensemble", "3-gram", "unigram"} <= set(scores)
+    # The report compares the drums played with the styles' drummers, not the whole corpus's.
+    drummers = base_drummers(drum_model.read_manifest(tmp_path / "base"))
+    assert drummers["label"].endswith("hiphop, soul, funk, jazz") and drummers["backbeat"]["snare on 2 and 4"] > 0
+    # The shipped members are the second phase's, started from the first's and trained on.
+    first = drum_model.load([tmp_path / "work" / "all styles" / m["name"] / "best.weights.h5"
+                             for m in drum_model.MEMBERS])
+    shipped = drum_model.load(drum_model.base_files(tmp_path / "base"))
+    assert any(not np.array_equal(a, b) for a, b in zip(first[0].get_weights(), shipped[0].get_weights()))
+    # Tracks start from the lo-fi styles' validation beats alone: here the funk beat.
+    funk = next(p for p in pieces if p.style == "funk")
+    assert [bars for _, bars in drum_model.read_primers(tmp_path / "base")] == drum_model.primer_stretches(funk.bars, 4)
+
+
+def test_a_drum_corpus_without_the_lofi_styles_is_refused_before_any_training(tmp_path):
+    corpus = groove_zip(tmp_path / "groove.zip", [("rock", "beat", split, groove_file(bars=2))
+                                                  for split in ("train", "validation", "test")])
+    with pytest.raises(StageError, match="hiphop, soul, funk, jazz"):
+        pretrain_drums(corpus, tmp_path / "base", tmp_path / "work", 3, TINY_BUDGET, log=lambda *_: None)
+    assert not (tmp_path / "work").exists()

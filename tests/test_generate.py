@@ -306,7 +306,7 @@ def moving(seed: int) -> np.ndarray:
 
 def test_a_degenerate_take_is_redrawn_and_one_that_stays_so_is_flagged_by_name():
     vocab = Vocabulary.closed(4)
-    profile = data_profile([vocab.decode_events(moving(s))[0] for s in range(20)], 0.05)
+    profile = data_profile([vocab.decode_events(moving(s))[0] for s in range(20)], 0.05, 4)
 
     def sample(indices, draw):  # track 1 recovers on its second take, track 2 never does
         return [{"seq": moving(100 + draw) if (i == 0 and draw) else degenerate(), "seed": draw} for i in indices]
@@ -320,6 +320,25 @@ def test_a_degenerate_take_is_redrawn_and_one_that_stays_so_is_flagged_by_name()
     assert warning.startswith("warning: track 2 is outside the data's range after 4 takes: ")
     assert "share of gaps under a 16th 1.00 (data 0.00-0.00)" in warning
     assert "kept, flagged" in warning
+
+
+def test_a_take_that_passes_the_checks_but_not_the_data_s_rates_is_redrawn():
+    """Every note at the loudest level, where the data plays level 2: nothing the checks see,
+    but a listener hears it, and a rate outside the data's range says so."""
+    vocab = Vocabulary.closed(4)
+    profile = data_profile([vocab.decode_events(moving(s))[0] for s in range(20)], 0.05, 4)
+    passing = [s for s in range(20) if not take_report(moving(s), vocab, profile)["failed"]]
+    loud = moving(passing[0])
+    loud[:, FIELDS.index("velocity")] = vocab.index["velocity"]["3"]
+    report = take_report(loud, vocab, profile)
+    assert set(report["outside"]) == {"top_velocity_share", "mean_velocity_level"}
+    assert "events at the loudest velocity level 1.00 (data 0.00-0.00)" in report["failed"]
+    assert report["rates"]["top_velocity_share"] == 1.0
+
+    def sample(indices, draw):
+        return [{"seq": loud if draw == 0 else moving(passing[1]), "seed": draw} for i in indices]
+    (take,) = draw_takes(sample, [0], 3, lambda seq: take_report(seq, vocab, profile), lambda *_: None)
+    assert take["draws"] == 2 and take["checks"]["failed"] == []
 
 
 def test_the_models_see_no_more_past_events_than_the_context(trained):

@@ -3,6 +3,7 @@ import pytest
 from helpers import timed_events
 from lofi_pipeline.music.checks import CHECKS, data_profile, data_ranges, failures, figures, loop_repeat_share
 from lofi_pipeline.music.harmony import MAX_HOLD_BARS, bar_harmonies, harmony_changes, hold_limit_ticks
+from lofi_pipeline.music.rates import RATES
 
 GRID = 12
 BAR = 4 * GRID
@@ -52,10 +53,11 @@ def test_the_profile_finds_the_grid_the_loop_and_the_ranges_of_the_pieces():
     swung = [(8, 0, "maj", 72, 8), (4, None, None, 74, 4), (8, None, None, 76, 8), (4, None, None, 74, 4)]
     loop = [(BAR, 0, "maj", None, 0), (BAR, 5, "maj", None, 0), (BAR, 7, "maj", None, 0)]
     pieces = [timed_events((swung * 2 + loop) * 4) for _ in range(6)]  # a 4-bar loop, four times
-    profile = data_profile(pieces, 0.025)
+    profile = data_profile(pieces, 0.025, 4)
     assert profile.main_ticks == (0, 8) and profile.grid_ticks == (0, 8)  # swung 8ths
     assert profile.metre == "4/4" and profile.loop_bars == 4 and profile.loop_repeat_target == 1.0
     assert set(profile.ranges) == set(CHECKS) and profile.pieces_inside == 1.0
+    assert set(profile.rate_ranges) == set(RATES) and profile.rate_ranges["mean_velocity_level"] == [2.0, 2.0]
     on_its_grid = timed_events([(8, 0, "maj", 72, 8), (4, None, None, 74, 4)] * 32)
     assert profile.figures(on_its_grid)["on_grid_share"] == 1.0
     straight = timed_events([(6, 0, "maj", 72, 6), (6, None, None, 74, 6)] * 32)  # straight 8ths: off a swung grid

@@ -2,7 +2,7 @@
 import pytest
 
 from helpers import timed_events
-from lofi_pipeline.music.rates import RATES, outside, rate_ranges, rates
+from lofi_pipeline.music.rates import RATES, outside, rate_ranges, rates, rest_share
 
 
 def melody_over_chords():
@@ -31,3 +31,14 @@ def test_a_rate_the_music_lacks_is_none_and_not_judged():
     assert ranges["melody_notes_per_bar"] == [3.0, 3.0]
     # the chords alone change and extend as the data does; only the melody's absence is outside
     assert outside(r, ranges) == ["melody_notes_per_bar", "melody_pitches_per_bar"]
+
+
+
+def test_rests_are_the_beats_of_a_stretch_where_no_note_sounds():
+    """A note struck before the stretch counts for the beats it sounds in it; a part of a beat, for the beat."""
+    notes = [e for e in timed_events([(24, None, None, 60, 6), (36, None, None, 62, 36), (12, None, None, 64, 30)])
+             if e.pitch is not None]  # beat 0 (half of it), beats 2-4, beats 5-7 (two and a half)
+    assert [(e.onset, e.duration) for e in notes] == [(0, 6), (24, 36), (60, 30)]
+    assert rest_share(notes, 0, 48) == pytest.approx(1 / 4)  # beat 1
+    assert rest_share(notes, 48, 96) == pytest.approx(0.0)  # beat 4 from the note before, 5-7 its own
+    assert rest_share(notes, 96, 144) == 1.0

@@ -302,10 +302,13 @@ def cmd_base_drums(args) -> int:
         raise StageError(f"{corpus}: the Groove MIDI Dataset's zip is not there; give --corpus ZIP")
     work = root / (args.outputs or cfg.run.outputs) / "base-drums"
     built = pretrain_drums(corpus, folder, work, cfg.train.ngram_order)
-    nll, ngram = built["test_nll"], f"{cfg.train.ngram_order}-gram"
-    print(f"wrote the base drum model to {folder}: {built['corpus']['events']['train']} training events, test NLL "
-          f"{nll['ensemble']:.3f} per event ({ngram} {nll[ngram]:.3f}, unigram {nll['unigram']:.3f}), "
-          f"trained in {built['train_seconds']} s")
+    ngram = f"{cfg.train.ngram_order}-gram"
+    nll, styled = built["test_nll"], built["specialised"]["test_nll"]
+    print(f"wrote the base drum model to {folder}: {built['corpus']['events']['train']} training events, then "
+          f"{built['specialised']['events']['train']} in {', '.join(built['specialised']['styles'])}; test NLL per "
+          f"event {nll['ensemble']:.3f} ({ngram} {nll[ngram]:.3f}, unigram {nll['unigram']:.3f}), in those styles "
+          f"{styled['ensemble']:.3f} (before specialising {built['specialised']['test_nll_before']['ensemble']:.3f}, "
+          f"{ngram} {styled[ngram]:.3f}); trained in {built['train_seconds']} s")
     return 0
 
 

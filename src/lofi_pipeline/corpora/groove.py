@@ -21,6 +21,9 @@ from ..music.drum_format import DrumBar, DrumVocabulary, drums_from_raw
 from ..music.midi_io import UnusableMidi, read_midi
 
 VENDORED = Path("dataset/groove/groove_midi.zip")
+# The styles lo-fi drumming draws on (GMD's style labels, before any "/"): the base drum model
+# specialises on them, tracks start from their grooves, and its realism is judged against them.
+LOFI_STYLES = ("hiphop", "soul", "funk", "jazz")
 SPLITS = {"train": "train", "validation": "dev", "test": "test"}
 
 
@@ -33,6 +36,10 @@ class GroovePiece:
     bpm: float
     metre: str
     bars: list[DrumBar]
+
+    @property
+    def lofi_style(self) -> bool:
+        return self.style.split("/")[0] in LOFI_STYLES
 
     def ids(self, vocab: DrumVocabulary) -> np.ndarray:
         return vocab.encode(self.bars, self.metre, self.bpm)

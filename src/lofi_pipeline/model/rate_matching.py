@@ -7,17 +7,21 @@ the models play short continuations of dev primers (the same seeds for every can
 candidates differ by their settings alone), and each group of fields (timing, harmony, melody,
 velocity) has its temperatures scaled where that brings the played segments' figures closer to
 the dev pieces': where onsets fall, chords a bar and their families, root motion, melody steps,
-density and range (the realism figure's features) and the velocity levels. Then each step
-expert (step_experts.py) is played heavier where that brings the figures it shapes (melody
-steps and range, root motion) closer; "distance" is over every figure, after the temperatures.
+density and range (the realism figure's features), the velocity levels and the rests (beats
+with no melody note sounding). Then each step expert (step_experts.py) is played heavier where
+that brings the figures it shapes (melody steps and range, root motion) closer; "distance" is
+over every figure, after the temperatures.
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
 from ..core.config import default_of
-from ..music.realism import FEATURES, features, segments
-from ..music.token_format import NONE, TARGETS, Event
+from ..music.rates import rest_share
+from ..music.realism import FEATURES, SEGMENT_BARS, features, segments
+from ..music.token_format import NONE, TARGETS, Event, bar_ticks
 from .calibration import TEMPERATURE_RANGE
 from .compose import Composer, compose
 from .form import Section
@@ -40,23 +44,32 @@ assert {f for fields in GROUPS.values() for f in fields} == set(TARGETS)
 
 
 def figures(sequences: list[list[Event]], velocity_bins: int) -> np.ndarray:
-    """One row per two-bar segment: the realism figure's features, the mean velocity level (0 to 1)
-    and the share of onsets at the loudest level."""
+    """One row per two-bar segment: the realism figure's features, the mean velocity level (0 to 1),
+    the share of onsets at the loudest level and the share of beats with no melody note sounding
+    (a note held over from before the segment sounds in it; not a number where the sequence has
+    no melody at all, as a rate of music/rates.py is None)."""
     rows = []
     for events in sequences:
+        melody = [e for e in events if e.pitch is not None]
         for segment in segments(events):
             levels = np.array([e.velocity for e in segment]) / max(1, velocity_bins - 1)
-            rows.append(np.concatenate([features(segment), [levels.mean(), np.mean(levels >= 1.0)]]))
+            first = segment[0]
+            start = first.onset - first.position - (first.bar % SEGMENT_BARS) * bar_ticks(first.metre)
+            rests = rest_share(melody, start, start + SEGMENT_BARS * bar_ticks(first.metre)) if melody else np.nan
+            rows.append(np.concatenate([features(segment), [levels.mean(), np.mean(levels >= 1.0), rests]]))
     return np.array(rows).reshape(len(rows), -1)
 
 
 def distance(played: np.ndarray, data: np.ndarray, columns: list[int] | None = None) -> float:
     """How far the played segments' mean figures (those in `columns`, else all) lie from the
-    data's, in the data's spreads."""
+    data's, in the data's spreads; a figure that either side lacks everywhere is not judged."""
     if not len(played) or not len(data):
         return float("inf")
-    gaps = np.abs(played.mean(0) - data.mean(0)) / (data.std(0) + SPREAD_FLOOR)
-    return float(np.mean(gaps if columns is None else gaps[columns]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the mean of a figure one side lacks: not a number
+        gaps = np.abs(np.nanmean(played, 0) - np.nanmean(data, 0)) / (np.nanstd(data, 0) + SPREAD_FLOOR)
+    gaps = gaps if columns is None else gaps[columns]
+    return float(np.mean(gaps[~np.isnan(gaps)])) if (~np.isnan(gaps)).any() else 0.0
 
 
 def play(sampler, vocab, profile, dev_pieces: list[np.ndarray], temperatures: dict[str, float],

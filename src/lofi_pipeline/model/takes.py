@@ -9,6 +9,7 @@ from ..core.errors import StageError
 from ..music import checks
 from ..music.midi_io import UnusableMidi, key_profiles, midi_header_reason, read_midi
 from ..music.performance import analyse
+from ..music.rates import rates
 from ..music.token_format import FIELDS, Vocabulary, piece_to_events
 
 SEED_STREAMS = ("run", "radio")
@@ -44,10 +45,12 @@ def primer_from_midi(path: Path, vocab: Vocabulary, window: int) -> np.ndarray:
 
 def take_report(seq: np.ndarray, vocab: Vocabulary, profile: checks.DataProfile,
                 sections: list[tuple[int, int]] | None = None) -> dict:
-    """The music checks of one take: its figures, and which fall outside the data's range."""
-    figs = profile.figures(vocab.decode_events(seq)[0], sections)
-    failed = checks.failures(figs, profile.ranges)
+    """The music checks of one take: its figures and rates, and which fall outside the data's range."""
+    events = vocab.decode_events(seq)[0]
+    figs, track_rates = profile.figures(events, sections), rates(events, vocab.velocity_bins)
+    failed = checks.failures(figs, profile.ranges) + checks.rate_failures(track_rates, profile.rate_ranges)
     return {"figures": {k: None if v is None else round(v, 4) for k, v in figs.items()},
+            "rates": {k: None if v is None else round(v, 4) for k, v in track_rates.items()},
             "failed": [str(f) for f in failed], "outside": [f.check for f in failed]}
 
 

@@ -1,7 +1,8 @@
 """Music checks: figures that catch a bad take (a chord held for two minutes, a stuck note, a
 flurry of tiny gaps, events off the beat, a track that never comes back to anything), measured
 the same way on a generated track and on every training piece, and the range the training
-pieces span for each; and the profile of the training pieces the sampler steers by.
+pieces span for each (and for each rate of music/rates.py, checked alike); and the profile of
+the training pieces the sampler steers by.
 
 The figures are rates or per-window values, so a 2-minute track and an 8-second loop can be
 compared; only the longest unchanged harmony grows with length, and the sampler caps it.
@@ -9,12 +10,13 @@ compared; only the longest unchanged harmony grows with length, and the sampler 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from .harmony import bar_harmonies, harmony_changes, hold_limit_bars, hold_limit_ticks, same_bar_harmony
 from .piece import GRID
+from .rates import RATES, outside, rate_ranges, rates
 from .token_format import DEFAULT_METRE, Event, bar_ticks, timeline_end
 
 SHORT_GAP_BEATS = 0.25  # a gap between onsets shorter than a 16th note is "very short"
@@ -106,7 +108,7 @@ class Failure:
     high: float
 
     def __str__(self) -> str:
-        return f"{CHECKS[self.check]} {self.value:.2f} (data {self.low:.2f}-{self.high:.2f})"
+        return f"{({**CHECKS, **RATES})[self.check]} {self.value:.2f} (data {self.low:.2f}-{self.high:.2f})"
 
 
 def failures(track_figures: dict[str, float | None], ranges: dict[str, list[float]]) -> list[Failure]:
@@ -125,12 +127,17 @@ def failures(track_figures: dict[str, float | None], ranges: dict[str, list[floa
     return out
 
 
+def rate_failures(track_rates: dict[str, float | None], ranges: dict[str, list[float]]) -> list[Failure]:
+    """The rates (music/rates.py) outside the data's range, as check failures."""
+    return [Failure(name, round(track_rates[name], 4), *ranges[name]) for name in outside(track_rates, ranges)]
+
+
 @dataclass(frozen=True)
 class DataProfile:
     """What the training pieces look like to the checks and to the sampler: their metre, the
     places in the beat they use, how long their loops are and how often bars repeat a loop
-    later, each check's range and how strict that is, how long a harmony may stand, and whether
-    there is a melody and chords."""
+    later, each check's and each rate's range and how strict they are, how long a harmony may
+    stand, and whether there is a melody and chords."""
     pieces: int
     quantile: float
     ranges: dict
@@ -146,6 +153,7 @@ class DataProfile:
     loop_repeat_target: float = 0.5
     longest_bars: int = 0
     advances: tuple = (0, 1)  # bar lines one event steps over in the data (rarer steps are masked)
+    rate_ranges: dict = field(default_factory=dict)  # music/rates.py's, at the checks' quantile
 
     @property
     def has_melody(self) -> bool:
@@ -179,8 +187,8 @@ def loop_length(pieces: list[list[Event]]) -> tuple[int, list[float]]:
     return n, shares[n]
 
 
-def data_profile(pieces: list[list[Event]], quantile: float) -> DataProfile:
-    """The profile of the training pieces (as events)."""
+def data_profile(pieces: list[list[Event]], quantile: float, velocity_bins: int) -> DataProfile:
+    """The profile of the training pieces (as events, with `velocity_bins` levels)."""
     pieces = [p for p in pieces if p]
     events = [e for p in pieces for e in p]
     struck = [e for e in events if e.is_chord or e.pitch is not None]
@@ -195,8 +203,10 @@ def data_profile(pieces: list[list[Event]], quantile: float) -> DataProfile:
     loop_bars, shares = loop_length(pieces)
     piece_figures = [figures(p, frozenset(main_ticks), loop_bars) for p in pieces]
     ranges = data_ranges(piece_figures, quantile)
+    rated = rate_ranges(pieces, velocity_bins, quantile)
     # How strict the ranges are: the share of the training pieces themselves that pass every check.
-    inside = float(np.mean([not failures(f, ranges) for f in piece_figures])) if pieces else 0.0
+    inside = float(np.mean([not failures(f, ranges) and not outside(rates(p, velocity_bins), rated)
+                            for f, p in zip(piece_figures, pieces)])) if pieces else 0.0
     has_chords = any(e.is_chord for e in events)
     # A model trained on short pieces (8-second loops) never saw a long context; past the
     # pieces' usual length it drifts (measured on the lo-fi loops: 5-7 chord changes a bar
@@ -209,4 +219,5 @@ def data_profile(pieces: list[list[Event]], quantile: float) -> DataProfile:
                        has_chords=has_chords, hold_limit_ticks=hold, metre=metre, main_ticks=main_ticks,
                        grid_ticks=grid_ticks, loop_bars=loop_bars, advances=advances,
                        longest_bars=max((p[-1].bar + 1 for p in pieces), default=0),
-                       loop_repeat_target=round(float(np.quantile(shares, 0.75)), 4) if shares else 0.5)
+                       loop_repeat_target=round(float(np.quantile(shares, 0.75)), 4) if shares else 0.5,
+                       rate_ranges=rated)

@@ -2,8 +2,8 @@
 the data: how loud (velocity levels), how busy (melody notes and distinct pitches a bar, chord
 changes a bar), what chords (the share of seventh and extended qualities), how the melody moves
 (its intervals, how often it repeats a note or leans on one pitch class) and how much it rests.
-The calibrated sampler is steered by these; `lofi evaluate` puts each track's beside the
-data's range.
+The calibrated sampler is steered by these, a take outside the data's range on any of them is
+drawn again (music/checks.py), and `lofi evaluate` puts each track's beside the data's range.
 """
 from __future__ import annotations
 
@@ -46,10 +46,6 @@ def rates(events: list[Event], velocity_bins: int) -> dict[str, float | None]:
     per_bar: dict[int, set] = {}
     for e in melody:
         per_bar.setdefault(e.bar, set()).add(e.pitch)
-    beats = int(np.ceil(end / GRID))
-    sounding = np.zeros(beats, bool)
-    for e in melody:
-        sounding[e.onset // GRID:min(beats, -(-(e.onset + max(e.duration, 1)) // GRID))] = True
     classes = np.bincount(np.asarray(pitches, np.int64) % 12, minlength=12) if pitches else None
     velocities = np.array([e.velocity for e in struck])
     return {
@@ -62,8 +58,18 @@ def rates(events: list[Event], velocity_bins: int) -> dict[str, float | None]:
         "melody_mean_interval": float(steps.mean()) if len(steps) else None,
         "melody_repeat_share": float(np.mean(steps == 0)) if len(steps) else None,
         "melody_top_pitch_class_share": float(classes.max() / classes.sum()) if pitches else None,
-        "melody_rest_share": float(1.0 - sounding.mean()) if melody else None,
+        "melody_rest_share": rest_share(melody, 0, end) if melody else None,
     }
+
+
+def rest_share(melody: list[Event], start: int, end: int) -> float:
+    """The share of the beats from tick `start` to `end` in which no note of `melody` sounds."""
+    beats = max(1, -(-(end - start) // GRID))
+    sounding = np.zeros(beats, bool)
+    for e in melody:
+        first, last = (e.onset - start) // GRID, -(-(e.onset + max(e.duration, 1) - start) // GRID)
+        sounding[max(0, first):max(0, min(beats, last))] = True
+    return float(1.0 - sounding.mean())
 
 
 def rate_ranges(pieces: list[list[Event]], velocity_bins: int, quantile: float) -> dict[str, list[float]]:

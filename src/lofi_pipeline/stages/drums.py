@@ -91,6 +91,18 @@ def _base_sampler(base: Path, log):
     return _SAMPLERS[digest][0]
 
 
+def base_drummers(manifest: dict) -> dict:
+    """Where the drummers the base drum model learned from last put each class in the bar: the
+    styles it specialised on, else (a base from before) the whole corpus."""
+    styles = manifest.get("specialised", {})
+    if styles.get("onset_shares"):
+        return {"label": f"Groove MIDI Dataset, train beats in {', '.join(styles['styles'])}",
+                "shares": styles["onset_shares"], "backbeat": styles["backbeat"]}
+    corpus = manifest.get("corpus", {})
+    return {"label": "Groove MIDI Dataset, train beats", "shares": corpus.get("onset_shares", {}),
+            "backbeat": corpus.get("backbeat", {})}
+
+
 class DrumsStage(Stage):
     name = "drums"
     takes = (catalog.TAKES, catalog.PIECES)
@@ -120,9 +132,7 @@ class DrumsStage(Stage):
         sequences, found, primers = archive_drums_in(ctx.source(catalog.PIECES))
         if found["bars"] < cfg.finetune_min_bars:
             why = "no drums" if not found["bars"] else f"{found['bars']} drum bars, fewer than {cfg.finetune_min_bars}"
-            corpus = drum_model.read_manifest(base).get("corpus", {})
-            found["data"] = {"label": "Groove MIDI Dataset, train beats", "shares": corpus.get("onset_shares", {}),
-                             "backbeat": corpus.get("backbeat", {})}
+            found["data"] = base_drummers(drum_model.read_manifest(base))
             return (_base_sampler(base, ctx.log), f"base drum model (Groove MIDI Dataset); the archive has {why}",
                     found, drum_model.read_primers(base))
         test = sequences.pop("test")

@@ -134,7 +134,7 @@ class EncodeStage(Stage):
                  "events": len(s)} for p, side, g, s in zip(pieces, split, groups, seqs)]
         catalog.write_encoded(ctx.out_dir, vocab, arrays, meta)
         train_pieces = [vocab.decode_events(s)[0] for s, side in zip(seqs, split) if side == "train"]
-        profile = data_profile(train_pieces, cfg.checks_quantile)
+        profile = data_profile(train_pieces, cfg.checks_quantile, cfg.velocity_bins)
         catalog.write_profile(ctx.out_dir, profile)
         every = arrays["ids"]
         unknown = {f"unknown_share_{f}": round(float(np.mean(every[:, j] == UNK)), 4) for j, f in enumerate(FIELDS)}
