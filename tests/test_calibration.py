@@ -5,6 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from helpers import timed_events
 from lofi_pipeline.core.config import GenerateConfig
 from lofi_pipeline.model.calibration import (
     calibrate,
@@ -15,7 +16,7 @@ from lofi_pipeline.model.calibration import (
 )
 from lofi_pipeline.model.ensemble import EnsembleSampler, combine
 from lofi_pipeline.model.members import model_inputs
-from lofi_pipeline.model.rate_matching import GROUPS, match_rates
+from lofi_pipeline.model.rate_matching import GROUPS, figures, match_rates
 from lofi_pipeline.music.token_format import FIELDS, PAD, TARGETS, UNK, Vocabulary
 from lofi_pipeline.stages.catalog import read_encoded, read_ensemble, read_profile
 
@@ -150,3 +151,17 @@ def test_matching_rates_plays_the_same_continuations_for_the_same_seed(trained):
             for _ in range(2)]
     assert runs[0] == runs[1]
     assert len(runs[0]["trials"]) == 1 + 2 * len(GROUPS)
+
+
+def test_rate_matching_hears_rests_where_the_melody_stops_not_where_the_piece_does():
+    """A 3-bar loop played legato rests nowhere, its last segment (one bar) included; the same
+    loop with the melody silent in its third bar rests there, and a piece with no melody has no
+    rest figure at all."""
+    legato = timed_events([(12, None, None, 60 + k % 5, 12) for k in range(12)])
+    assert legato[-1].bar == 2
+    assert figures([legato], 4)[:, -1].tolist() == [0.0, 0.0]
+    gap = timed_events([(12, None, None, 60 + k % 5, 12) for k in range(8)]
+                       + [(24, 0, "maj", None, 0), (24, 5, "maj", None, 0)])
+    assert figures([gap], 4)[:, -1].tolist() == [0.0, 1.0]
+    chords = timed_events([(48, 0, "maj", None, 0), (48, 5, "maj", None, 0), (48, 7, "maj", None, 0)])
+    assert np.isnan(figures([chords], 4)[:, -1]).all()

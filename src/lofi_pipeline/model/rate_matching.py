@@ -21,7 +21,7 @@ import numpy as np
 from ..core.config import default_of
 from ..music.rates import rest_share
 from ..music.realism import FEATURES, SEGMENT_BARS, features, segments
-from ..music.token_format import NONE, TARGETS, Event, bar_ticks
+from ..music.token_format import NONE, TARGETS, Event, bar_ticks, timeline_end
 from .calibration import TEMPERATURE_RANGE
 from .compose import Composer, compose
 from .form import Section
@@ -46,16 +46,19 @@ assert {f for fields in GROUPS.values() for f in fields} == set(TARGETS)
 def figures(sequences: list[list[Event]], velocity_bins: int) -> np.ndarray:
     """One row per two-bar segment: the realism figure's features, the mean velocity level (0 to 1),
     the share of onsets at the loudest level and the share of beats with no melody note sounding
-    (a note held over from before the segment sounds in it; not a number where the sequence has
-    no melody at all, as a rate of music/rates.py is None)."""
+    (a note held over from before the segment sounds in it; the last segment of a piece ends
+    where the piece does, so a 3-bar loop's missing fourth bar is no rest; not a number where
+    the sequence has no melody at all, as a rate of music/rates.py is None)."""
     rows = []
     for events in sequences:
         melody = [e for e in events if e.pitch is not None]
+        end = timeline_end(events) if events else 0
         for segment in segments(events):
             levels = np.array([e.velocity for e in segment]) / max(1, velocity_bins - 1)
             first = segment[0]
             start = first.onset - first.position - (first.bar % SEGMENT_BARS) * bar_ticks(first.metre)
-            rests = rest_share(melody, start, start + SEGMENT_BARS * bar_ticks(first.metre)) if melody else np.nan
+            stop = min(start + SEGMENT_BARS * bar_ticks(first.metre), end)
+            rests = rest_share(melody, start, stop) if melody else np.nan
             rows.append(np.concatenate([features(segment), [levels.mean(), np.mean(levels >= 1.0), rests]]))
     return np.array(rows).reshape(len(rows), -1)
 
