@@ -2,7 +2,8 @@
 import pytest
 
 from helpers import timed_events
-from lofi_pipeline.music.rates import RATES, outside, rate_ranges, rates, rest_share
+from lofi_pipeline.music.checks import data_ranges
+from lofi_pipeline.music.rates import RATES, outside, rates, rest_share
 
 
 def melody_over_chords():
@@ -27,7 +28,7 @@ def test_a_rate_the_music_lacks_is_none_and_not_judged():
     chords = timed_events([(48, 0, "maj", None, 0), (48, 7, "7", None, 0)])
     r = rates(chords, 4)
     assert r["melody_notes_per_bar"] == 0.0 and r["melody_mean_interval"] is None and r["melody_rest_share"] is None
-    ranges = rate_ranges([melody_over_chords()] * 3, 4, 0.0)
+    ranges = data_ranges([rates(p, 4) for p in [melody_over_chords()] * 3], 0.0)
     assert ranges["melody_notes_per_bar"] == [3.0, 3.0]
     # the chords alone change and extend as the data does; only the melody's absence is outside
     assert outside(r, ranges) == ["melody_notes_per_bar", "melody_pitches_per_bar"]

@@ -16,7 +16,7 @@ import numpy as np
 
 from .harmony import bar_harmonies, harmony_changes, hold_limit_bars, hold_limit_ticks, same_bar_harmony
 from .piece import GRID
-from .rates import RATES, outside, rate_ranges, rates
+from .rates import RATES, outside, rates
 from .token_format import DEFAULT_METRE, Event, bar_ticks, timeline_end
 
 SHORT_GAP_BEATS = 0.25  # a gap between onsets shorter than a 16th note is "very short"
@@ -91,9 +91,10 @@ def figures(events: list[Event], main_ticks: frozenset = frozenset({0, STRAIGHT_
 
 
 def data_ranges(piece_figures: list[dict[str, float | None]], quantile: float) -> dict[str, list[float]]:
-    """Per check, the [quantile, 1 - quantile] range of the pieces' figures (pieces that have one)."""
+    """Per figure (a check's, or a rate of music/rates.py), the [quantile, 1 - quantile] range of
+    the pieces' figures (pieces that have one)."""
     ranges = {}
-    for name in CHECKS:
+    for name in dict.fromkeys(name for f in piece_figures for name in f):
         values = [f[name] for f in piece_figures if f.get(name) is not None]
         if values:
             ranges[name] = [round(float(np.quantile(values, q)), 4) for q in (quantile, 1 - quantile)]
@@ -203,10 +204,11 @@ def data_profile(pieces: list[list[Event]], quantile: float, velocity_bins: int)
     loop_bars, shares = loop_length(pieces)
     piece_figures = [figures(p, frozenset(main_ticks), loop_bars) for p in pieces]
     ranges = data_ranges(piece_figures, quantile)
-    rated = rate_ranges(pieces, velocity_bins, quantile)
+    piece_rates = [rates(p, velocity_bins) for p in pieces]
+    rated = data_ranges(piece_rates, quantile)
     # How strict the ranges are: the share of the training pieces themselves that pass every check.
-    inside = float(np.mean([not failures(f, ranges) and not outside(rates(p, velocity_bins), rated)
-                            for f, p in zip(piece_figures, pieces)])) if pieces else 0.0
+    inside = float(np.mean([not failures(f, ranges) and not outside(r, rated)
+                            for f, r in zip(piece_figures, piece_rates)])) if pieces else 0.0
     has_chords = any(e.is_chord for e in events)
     # A model trained on short pieces (8-second loops) never saw a long context; past the
     # pieces' usual length it drifts (measured on the lo-fi loops: 5-7 chord changes a bar

@@ -72,17 +72,6 @@ def rest_share(melody: list[Event], start: int, end: int) -> float:
     return float(1.0 - sounding.mean())
 
 
-def rate_ranges(pieces: list[list[Event]], velocity_bins: int, quantile: float) -> dict[str, list[float]]:
-    """Per rate, the [quantile, 1 - quantile] range of the pieces that have one."""
-    per_piece = [rates(p, velocity_bins) for p in pieces if p]
-    out = {}
-    for name in RATES:
-        values = [r[name] for r in per_piece if r[name] is not None]
-        if values:
-            out[name] = [round(float(np.quantile(values, q)), 4) for q in (quantile, 1 - quantile)]
-    return out
-
-
 def outside(track_rates: dict[str, float | None], ranges: dict[str, list[float]]) -> list[str]:
     """The rates of a track outside the data's range (a rate the track or the data lacks is not judged)."""
     return [name for name, (low, high) in ranges.items()
