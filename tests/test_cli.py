@@ -244,6 +244,16 @@ def test_evaluate_runs_each_archive_in_its_own_folder_and_prints_one_table(quick
     assert "[train] cached" in run.stdout and "[train] running" in run.stdout  # the first came from its cache
 
 
+def test_the_drum_realism_row_says_why_it_has_no_figure():
+    from lofi_pipeline.commands.evaluate import _drum_realism_cell
+    all_in_three = {"learned": {"tracks": 0, "left_out_for_metre": 4}}
+    assert _drum_realism_cell(all_in_three, "learned") == "- (all 4 tracks in a metre GMD lacks)"
+    assert _drum_realism_cell({"learned": {"tracks": 0, "left_out_for_metre": 0}}, "learned") == "-"
+    judged = {"learned": {"accuracy": 0.75, "spread": 0.1, "per_class": 40, "tracks": 3, "left_out_for_metre": 1}}
+    assert _drum_realism_cell(judged, "learned") == ("75.0% +- 10.0% (40 segments a class from 3 tracks; "
+                                                     "1 in a metre GMD lacks left out)")
+
+
 def status_rows(stdout: str) -> dict[str, tuple[str, str]]:
     """{stage: (state, key)} from `lofi status`."""
     rows = [line.split() for line in stdout.splitlines()[1:] if line.strip()]

@@ -105,8 +105,8 @@ def drum_realism_of(runner: Runner, takes: list[catalog.Take], parts: list[catal
             played[kind].append(bars_from_hits([n[0] for n in notes], [n[2] for n in notes], [n[3] for n in notes],
                                                info["metre"]))
     other = len(takes) - len(judged)
-    figures = {kind: {**drum_realism(bars, real), "tracks": len(bars), "left_out_for_metre": other}
-               for kind, bars in played.items() if bars}
+    figures = {kind: {**(drum_realism(bars, real) if bars else {}), "tracks": len(bars), "left_out_for_metre": other}
+               for kind, bars in played.items()}
     human = [p.bars for p in pieces if p.split == "train" and p.beat_type == "beat" and p.lofi_style]
     return {**figures, "human": {**drum_realism(human, real), "tracks": len(human), "left_out_for_metre": 0}}
 
@@ -114,6 +114,8 @@ def drum_realism_of(runner: Runner, takes: list[catalog.Take], parts: list[catal
 def _drum_realism_cell(figures: dict, kind: str) -> str:
     figure = figures.get(kind, {})
     if not figure.get("accuracy"):
+        if not figure.get("tracks") and figure.get("left_out_for_metre"):
+            return f"- (all {figure['left_out_for_metre']} tracks in a metre GMD lacks)"
         return "-"
     return (f"{figure['accuracy']:.1%} +- {figure['spread']:.1%} ({figure['per_class']} segments a class from "
             f"{figure['tracks']} {'pieces' if kind == 'human' else 'tracks'}"
