@@ -82,6 +82,8 @@ def test_report_loads_in_a_real_browser(quick_run, tmp_path):
     assert total and loaded and int(total.group(1)) == len(parser.images) == int(loaded.group(1))
     checks = dom[dom.index("<h2>Music checks</h2>"):]
     assert "training pieces" in checks and "<td>track 1" in checks and "<td>track 2" in checks
+    rates = checks[checks.index("The rates a listener hears"):]
+    assert "<th>beats with no melody note sounding</th>" in rates and rates.count("<td>track ") == 2
     assert dom.count("lead: ") == 2
     shot = tmp_path / "report.png"
     subprocess.run([chromium, *flags, "--window-size=1200,2400", f"--screenshot={shot}", page.as_uri()],

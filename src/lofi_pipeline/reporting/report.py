@@ -14,6 +14,7 @@ from ..core.hashing import hash_json, sha256_bytes
 from ..core.runner import Runner
 from ..music.checks import CHECKS
 from ..music.piece import GRID
+from ..music.rates import RATES
 from ..music.statistics import compare
 from ..music.token_format import TARGETS, bar_ticks
 from ..stages import catalog
@@ -108,7 +109,24 @@ def music_checks_section(takes: catalog.Takes, profile) -> str:
             f"{profile.loop_bars} bars, and bars repeat inside a track's sections. A take outside the range "
             "is drawn again (up to <code>generate.redraws</code> times); one still outside is kept and flagged "
             f"here. {profile.pieces_inside:.0%} of the training pieces themselves are inside every range.</p>"
-            + "".join(warnings) + _table(header, rows) + "</section>")
+            + "".join(warnings) + _table(header, rows) + _rates_table(takes, profile) + "</section>")
+
+
+def _rates_table(takes: catalog.Takes, profile) -> str:
+    """Each track's rates (music/rates.py) beside the training pieces' range; a take outside one
+    is drawn again like one outside a check's."""
+    ranges = profile.rate_ranges
+    rated = [k for k in RATES if k in ranges]
+    if not rated:
+        return ""
+    header = ["", *(RATES[k] for k in rated)]
+    rows = [[f"training pieces ({profile.pieces})", *("{:.2f} - {:.2f}".format(*ranges[k]) for k in rated)]]
+    for t in takes.tracks:
+        figures, outside = t.checks.get("rates", {}), t.checks["outside"]
+        rows.append([f"track {t.index}", *(figure_text(figures.get(k)) + (" outside" if k in outside else "")
+                                           for k in rated)])
+    return ("<p>The rates a listener hears, measured the same way (velocity, density, harmony, the "
+            "melody's moves and rests):</p>" + _table(header, rows))
 
 
 # What the report writes under the outputs root (`lofi clean` removes these too).
