@@ -182,7 +182,7 @@ PROFILES = {
         "train": {"init": "scratch", "members": 2, "max_steps": 20, "check_every": 10, "batch_size": 64,
                   "embed_dim": 16, "conv_filters": 16, "kernel_sizes": [3, 5], "lstm_units": [16, 24],
                   "rate_matching_tracks": 4},
-        "generate": {"tracks": 2, "bars": 4, "redraws": 3}, "drums": {"finetune_steps": 10}},
+        "generate": {"tracks": 2, "bars": 4}, "drums": {"finetune_steps": 10}},
     "base": {  # pre-training the base ensemble (`lofi base`): from scratch, with a budget to match the corpus
         "train": {"init": "scratch", "max_steps": 2000, "check_every": 400, "patience": 2, "batch_size": 256,
                   "dev_check_windows": 0}},
