@@ -1,5 +1,7 @@
 """outputs/report.html: one static page to see and hear a run (no network, relative links).
-Figures are drawn here (plots.py), once per content: a file named by a digest of what it shows."""
+Figures are drawn here (plots.py), once per content: a file named by a digest of what it shows.
+It is long because the page has one section per thing a run makes (tracks, checks and rates,
+statistics, drums, models), each a few lines of HTML around the artifact it reads."""
 from __future__ import annotations
 
 import html
