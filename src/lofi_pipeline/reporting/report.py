@@ -89,19 +89,27 @@ def figure_text(value) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _range_cells(keys: list[str], ranges: dict) -> list[str]:
+    return ["{:.2f} - {:.2f}".format(*ranges[k]) for k in keys]
+
+
+def _figure_cells(keys: list[str], figures: dict, outside: list[str]) -> list[str]:
+    """A track's figures for `keys`, each marked where it falls outside the data's range."""
+    return [figure_text(figures.get(k)) + (" outside" if k in outside else "") for k in keys]
+
+
 def music_checks_section(takes: catalog.Takes, profile) -> str:
     """Each track's figures beside the training pieces' range; a warning for each one outside."""
     ranges, q = profile.ranges, profile.quantile
     checked = [k for k in CHECKS if k in ranges]
     header = ["", *(CHECKS[k] for k in checked), "takes"]
     rows = [[f"training pieces ({profile.pieces}), {q:.1%}-{1 - q:.1%} range",
-             *("{:.2f} - {:.2f}".format(*ranges[k]) for k in checked), ""]]
+             *_range_cells(checked, ranges), ""]]
     warnings = []
     for t in takes.tracks:
         failed, outside = t.checks["failed"], t.checks["outside"]
         rows.append([f"track {t.index}" + (" (flagged)" if failed else ""),
-                     *(figure_text(t.checks["figures"][k]) + (" outside" if k in outside else "") for k in checked),
-                     t.draws])
+                     *_figure_cells(checked, t.checks["figures"], outside), t.draws])
         if failed:
             warnings.append(f"<p class=warn>Warning: track {t.index} is outside the data's range after "
                             f"{t.draws} takes: {html.escape('; '.join(failed))}.</p>")
@@ -122,11 +130,9 @@ def _rates_table(takes: catalog.Takes, profile) -> str:
     if not rated:
         return ""
     header = ["", *(RATES[k] for k in rated)]
-    rows = [[f"training pieces ({profile.pieces})", *("{:.2f} - {:.2f}".format(*ranges[k]) for k in rated)]]
-    for t in takes.tracks:
-        figures, outside = t.checks.get("rates", {}), t.checks["outside"]
-        rows.append([f"track {t.index}", *(figure_text(figures.get(k)) + (" outside" if k in outside else "")
-                                           for k in rated)])
+    rows = [[f"training pieces ({profile.pieces})", *_range_cells(rated, ranges)]]
+    rows += [[f"track {t.index}", *_figure_cells(rated, t.checks.get("rates", {}), t.checks["outside"])]
+             for t in takes.tracks]
     return ("<p>The rates a listener hears, measured the same way (velocity, density, harmony, the "
             "melody's moves and rests):</p>" + _table(header, rows))
 
