@@ -16,7 +16,8 @@ from lofi_pipeline.model.calibration import (
 )
 from lofi_pipeline.model.ensemble import EnsembleSampler, combine
 from lofi_pipeline.model.members import model_inputs
-from lofi_pipeline.model.rate_matching import GROUPS, figures, match_rates
+from lofi_pipeline.model.rate_matching import GROUPS, TARGET_SEGMENTS, figures, match_rates, target_figures
+from lofi_pipeline.music.checks import DataProfile
 from lofi_pipeline.music.token_format import FIELDS, PAD, TARGETS, UNK, Vocabulary
 from lofi_pipeline.stages.catalog import read_encoded, read_ensemble, read_profile
 
@@ -165,3 +166,27 @@ def test_rate_matching_hears_rests_where_the_melody_stops_not_where_the_piece_do
     assert figures([gap], 4)[:, -1].tolist() == [0.0, 1.0]
     chords = timed_events([(48, 0, "maj", None, 0), (48, 5, "maj", None, 0), (48, 7, "maj", None, 0)])
     assert np.isnan(figures([chords], 4)[:, -1]).all()
+
+
+def test_rates_are_matched_to_pieces_holding_both_streams_and_to_training_pieces_where_dev_is_small():
+    """A pack of chord loops, a few with a top line: the target is the pieces with a melody (the
+    primers' pieces), and the training pieces join it where the dev pieces give too few segments."""
+    profile = DataProfile(pieces=3, quantile=0.025, ranges={}, pieces_inside=1.0, context_events=None,
+                          melody_share=0.5, has_chords=True, hold_limit_ticks=None)
+
+    def loop(bars: int, melody: bool):
+        rows = []
+        for bar in range(bars):  # a chord on each bar line, with the top line's first note if any
+            rows.append((12 if melody else 48, bar % 3 * 5, "maj", 64 if melody else None, 12))
+            rows += [(12, None, None, 60 + k, 12) for k in range(3)] if melody else []
+        return VOCAB.encode_events(timed_events(rows))
+
+    chords, top_line, long_top_line = loop(8, False), loop(4, True), loop(2 * TARGET_SEGMENTS, True)
+    data, target = target_figures(VOCAB, profile, [chords, top_line], [top_line, chords])
+    assert len(data) == 2 * len(figures([VOCAB.decode_events(top_line)[0]], 4))  # the chords-only loops left out
+    assert "training pieces" in target
+    data, target = target_figures(VOCAB, profile, [chords, long_top_line], [top_line])
+    assert len(data) == TARGET_SEGMENTS and target == "dev pieces holding chords and a melody"
+    no_melody = replace(profile, melody_share=0.0)
+    data, target = target_figures(VOCAB, no_melody, [chords, long_top_line], [])
+    assert len(data) == TARGET_SEGMENTS + 4 and target == "dev pieces"

@@ -9,7 +9,7 @@ from lofi_pipeline.model.ensemble import EnsembleSampler
 from lofi_pipeline.model.form import Section, auto_form, form_string, parse_form
 from lofi_pipeline.model.members import model_inputs
 from lofi_pipeline.model.sampling import FieldSampler, sample_value
-from lofi_pipeline.model.takes import draw_takes, primer_from_midi, take_report, track_seed
+from lofi_pipeline.model.takes import dev_primer, draw_takes, primer_from_midi, take_report, track_seed
 from lofi_pipeline.music.checks import data_profile, loop_repeat_share
 from lofi_pipeline.music.statistics import self_repetition
 from lofi_pipeline.music.token_format import FIELDS, PAD, TARGETS, UNK, Vocabulary
@@ -261,6 +261,28 @@ def test_forms_are_planned_from_the_length_and_checked(trained):
                          ("A verse", "is not intro, outro or a letter")):
         with pytest.raises(StageError, match=message):
             parse_form(bad, 4)
+
+
+def test_a_dev_primer_holds_both_streams_where_the_data_has_both():
+    """A pack of chord loops, some with a top line: a primer from a loop without one gave takes
+    whose melody rested in most beats, so the primer comes from a piece holding both streams."""
+    root, pitch = FIELDS.index("root"), FIELDS.index("pitch")
+    none = (1, 1)
+
+    def piece(length, chords_at, notes_at):
+        ids = np.ones((length, len(FIELDS)), np.int32)
+        ids[chords_at, root], ids[notes_at, pitch] = 5, 7
+        return ids
+
+    chords_only = [piece(12, [0, 4, 8], []) for _ in range(3)]
+    top_line = piece(20, [0, 10], [12, 13, 14, 15])  # both streams only from event 5 on
+    rng = np.random.default_rng(0)
+    primers = [dev_primer([*chords_only, top_line], rng, 8, none) for _ in range(40)]
+    assert all((p[:, root] != 1).any() and (p[:, pitch] != 1).any() for p in primers)
+    assert len({p.tobytes() for p in primers}) > 1  # a random stretch, not always the same one
+    alone = dev_primer(chords_only, rng, 8, none)  # no piece has both: a piece's opening
+    assert alone.shape == (8, len(FIELDS)) and (alone[:, root] != 1).any()
+    assert len(dev_primer(chords_only, rng, 8)) == 8
 
 
 def test_a_missing_primer_stops_before_any_work(trained, tmp_path):

@@ -11,6 +11,14 @@ density and range (the realism figure's features), the velocity levels and the r
 with no melody note sounding). Then each step expert (step_experts.py) is played heavier where
 that brings the figures it shapes (melody steps and range, root motion) closer; "distance" is
 over every figure, after the temperatures.
+
+The figures are matched to the pieces the primers are drawn from: where the data has both
+chords and a melody, only pieces holding both (a take goes on as its primer goes, so averaging
+in the pieces without a melody would ask a melodic take to rest as they do). Where the dev
+pieces give fewer than TARGET_SEGMENTS two-bar segments (a 40-loop pack has 4 dev pieces, one
+with a top line), the training pieces are added to the target: its figures were one piece's,
+and matching them chose a melody temperature that leapt past the data's range in most takes.
+The test pieces never are.
 """
 from __future__ import annotations
 
@@ -27,7 +35,7 @@ from .compose import Composer, compose
 from .form import Section
 from .sampling import FieldSampler
 from .step_experts import WEIGHT_RANGE, drawn
-from .takes import dev_primer
+from .takes import both_streams_starts, dev_primer
 
 GROUPS = {"timing": ("bar", "position"), "harmony": ("root", "quality"), "melody": ("pitch", "duration"),
           "velocity": ("velocity",)}
@@ -39,6 +47,7 @@ STEP_FIGURES = {"pitch": [i for i, f in enumerate(FEATURES) if f.startswith(("me
                 "root": [i for i, f in enumerate(FEATURES) if f.startswith("root motion")]}
 BARS = 8  # bars each
 PRIMER_EVENTS = default_of("generate.primer_events")  # start as a run does by default
+TARGET_SEGMENTS = 40  # two-bar segments the target figures want at least (as the realism figure does)
 SPREAD_FLOOR = 0.05  # a figure that never varies in the data still has a scale for its distance
 assert {f for fields in GROUPS.values() for f in fields} == set(TARGETS)
 
@@ -96,15 +105,34 @@ def play(sampler, vocab, profile, dev_pieces: list[np.ndarray], temperatures: di
     return [vocab.decode_events(c.take())[0] for c in composers]
 
 
+def target_figures(vocab, profile, dev_pieces: list[np.ndarray],
+                   train_pieces: list[np.ndarray]) -> tuple[np.ndarray, str]:
+    """The figures the played segments are matched to, and which pieces gave them (see above)."""
+    both = profile.has_chords and profile.has_melody
+    want = (vocab.index["root"][NONE], vocab.index["pitch"][NONE]) if both else None
+
+    def usable(pieces):
+        return [ids for ids in pieces if want is None or len(both_streams_starts(ids, PRIMER_EVENTS, want))]
+    kind = "dev pieces holding chords and a melody" if want else "dev pieces"
+    data = figures([vocab.decode_events(ids)[0] for ids in usable(dev_pieces)], vocab.velocity_bins)
+    if len(data) < TARGET_SEGMENTS and train_pieces:
+        more = figures([vocab.decode_events(ids)[0] for ids in usable(train_pieces)], vocab.velocity_bins)
+        data = np.concatenate([data, more]) if len(data) else more
+        kind = f"{kind}, and training pieces (the dev pieces gave under {TARGET_SEGMENTS} segments)"
+    return data, kind
+
+
 def match_rates(sampler, vocab, profile, dev_pieces: list[np.ndarray], temperatures: dict[str, float],
-                seed: int, tracks: int, log=print, experts: dict | None = None) -> dict | None:
+                seed: int, tracks: int, log=print, experts: dict | None = None,
+                train_pieces: list[np.ndarray] | None = None) -> dict | None:
     """The per-field temperatures after one pass over the groups of fields, each group scaled by
-    whichever of SCALES (or none) brings the played figures nearest the dev pieces', with every
-    trial's distance; None where the dev pieces give no segment to compare with."""
+    whichever of SCALES (or none) brings the played figures nearest the target's
+    (target_figures), with every trial's distance; None where there is no segment to compare with."""
     bins = vocab.velocity_bins
-    data = figures([vocab.decode_events(ids)[0] for ids in dev_pieces], bins)
+    data, target = target_figures(vocab, profile, dev_pieces, train_pieces or [])
     if not len(data):
         return None
+    log(f"matching the sampler to {len(data)} two-bar segments of the {target}")
 
     def trial(temps: dict[str, float], weights: dict[str, dict], columns: list[int] | None = None) -> float:
         played = figures(play(sampler, vocab, profile, dev_pieces, temps, seed, tracks, weights), bins)
@@ -122,7 +150,7 @@ def match_rates(sampler, vocab, profile, dev_pieces: list[np.ndarray], temperatu
                 best, chosen, chosen_scale = d, temps, scale
         temperatures = chosen
         log(f"played {tracks} x {BARS} bars from dev primers: {group} temperatures x{chosen_scale:g} "
-            f"(distance to the dev pieces {best:.3f})")
+            f"(distance to the target {best:.3f})")
     # An expert's weight fitted for one event given the true past is too light for music given
     # its own: the model's spread over the harmony's tones adds up event after event.
     for field, expert in list(experts.items()):
@@ -137,7 +165,8 @@ def match_rates(sampler, vocab, profile, dev_pieces: list[np.ndarray], temperatu
                 nearest, chosen, chosen_scale = d, trying, scale
         experts[field] = chosen
         log(f"played {tracks} x {BARS} bars from dev primers: the {field} step expert x{chosen_scale:g} "
-            f"(distance to the dev pieces on its figures {nearest:.3f})")
+            f"(distance to the target on its figures {nearest:.3f})")
     return {"temperatures": {f: round(t, 3) for f, t in temperatures.items()},
             "step_weights": {f: e["weight"] for f, e in experts.items()}, "trials": trials,
-            "distance": round(best, 4), "distance_as_fitted": round(start, 4), "dev_segments": int(len(data))}
+            "distance": round(best, 4), "distance_as_fitted": round(start, 4), "target": target,
+            "target_segments": int(len(data))}

@@ -82,13 +82,27 @@ def draw_takes(sample, tracks: list[int], redraws: int, check, log=print) -> lis
 
 def dev_primer(dev_pieces: list[np.ndarray], rng: np.random.Generator, n: int,
                want: tuple[int, int] | None = None) -> np.ndarray:
-    """The opening of one of the dev pieces (never a test piece: those are only for scoring). With
-    `want` = (root "-" id, pitch "-" id), it starts at the piece's first stretch of `n` events
-    holding both a chord and a melody note, so the take starts with both streams going."""
-    ids = dev_pieces[rng.integers(len(dev_pieces))]
-    start = 0
-    if want is not None and len(ids) > n:
-        chord = ids[:, FIELDS.index("root")] != want[0]
-        note = ids[:, FIELDS.index("pitch")] != want[1]
-        start = next((i for i in range(len(ids) - n + 1) if chord[i:i + n].any() and note[i:i + n].any()), 0)
-    return ids[start:start + n]
+    """`n` events of one of the dev pieces (never a test piece: those are only for scoring). Without
+    `want`, a random piece's opening. With `want` = (root "-" id, pitch "-" id), a random stretch
+    of `n` events holding both a chord and a melody note, from a random piece that has one: the
+    models go on as their primer goes, and where the data mixes pieces with a melody and pieces
+    without (a pack of chord loops, some with a top line), a primer from one without gives a take
+    whose melody rests in most of its beats. A piece's opening where no piece has such a stretch."""
+    if want is None:
+        return dev_pieces[rng.integers(len(dev_pieces))][:n]
+    starts = [both_streams_starts(ids, n, want) for ids in dev_pieces]
+    having = [k for k, s in enumerate(starts) if len(s)]
+    if not having:
+        return dev_pieces[rng.integers(len(dev_pieces))][:n]
+    k = having[rng.integers(len(having))]
+    start = int(starts[k][rng.integers(len(starts[k]))])
+    return dev_pieces[k][start:start + n]
+
+
+def both_streams_starts(ids: np.ndarray, n: int, want: tuple[int, int]) -> np.ndarray:
+    """The starts of the stretches of `n` events of `ids` holding both a chord and a melody note."""
+    if len(ids) < n or n == 0:
+        return np.zeros(0, np.int64)
+    chord = np.convolve(ids[:, FIELDS.index("root")] != want[0], np.ones(n, int), "valid")
+    note = np.convolve(ids[:, FIELDS.index("pitch")] != want[1], np.ones(n, int), "valid")
+    return np.flatnonzero((chord > 0) & (note > 0))

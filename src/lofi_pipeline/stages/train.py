@@ -112,7 +112,7 @@ class TrainStage(Stage):
             sampler = compiled_sampler(list(models.values()), combination["combine"], combination["weights"],
                                        cfg.rate_matching_tracks, ctx.log)
             return rate_matching.match_rates(sampler, vocab, profile, dev_pieces, temperatures, ctx.params.run.seed,
-                                             cfg.rate_matching_tracks, ctx.log, experts)
+                                             cfg.rate_matching_tracks, ctx.log, experts, encoded.sequences("train"))
         calibration = calibrate(list(models.values()), vocab, x_dev, y_dev, play if cfg.rate_matching_tracks else None,
                                 encoded.sequences("train"))
         ctx.log(f"calibrated on {calibration['dev_events']} dev events: {calibration['chosen']} "
