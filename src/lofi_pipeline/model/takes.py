@@ -82,21 +82,18 @@ def draw_takes(sample, tracks: list[int], redraws: int, check, log=print) -> lis
 
 def dev_primer(dev_pieces: list[np.ndarray], rng: np.random.Generator, n: int,
                want: tuple[int, int] | None = None) -> np.ndarray:
-    """`n` events of one of the dev pieces (never a test piece: those are only for scoring). Without
-    `want`, a random piece's opening. With `want` = (root "-" id, pitch "-" id), a random stretch
-    of `n` events holding both a chord and a melody note, from a random piece that has one: the
+    """The opening of one of the dev pieces (never a test piece: those are only for scoring). With
+    `want` = (root "-" id, pitch "-" id), the piece is drawn from those holding a stretch of `n`
+    events with both a chord and a melody note, and the primer is its first such stretch: the
     models go on as their primer goes, and where the data mixes pieces with a melody and pieces
-    without (a pack of chord loops, some with a top line), a primer from one without gives a take
-    whose melody rests in most of its beats. A piece's opening where no piece has such a stretch."""
-    if want is None:
-        return dev_pieces[rng.integers(len(dev_pieces))][:n]
-    starts = [both_streams_starts(ids, n, want) for ids in dev_pieces]
+    without (a pack of chord loops, some with a top line), a primer from one without gave a take
+    whose melody rests in most of its beats. Any piece's opening where none holds both."""
+    starts = [both_streams_starts(ids, n, want) for ids in dev_pieces] if want is not None else []
     having = [k for k, s in enumerate(starts) if len(s)]
     if not having:
         return dev_pieces[rng.integers(len(dev_pieces))][:n]
     k = having[rng.integers(len(having))]
-    start = int(starts[k][rng.integers(len(starts[k]))])
-    return dev_pieces[k][start:start + n]
+    return dev_pieces[k][starts[k][0]:starts[k][0] + n]
 
 
 def both_streams_starts(ids: np.ndarray, n: int, want: tuple[int, int]) -> np.ndarray:
