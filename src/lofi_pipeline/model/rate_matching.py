@@ -29,13 +29,13 @@ import numpy as np
 from ..core.config import default_of
 from ..music.rates import rest_share
 from ..music.realism import FEATURES, SEGMENT_BARS, features, segments
-from ..music.token_format import NONE, TARGETS, Event, bar_ticks, timeline_end
+from ..music.token_format import TARGETS, Event, bar_ticks, timeline_end
 from .calibration import TEMPERATURE_RANGE
 from .compose import Composer, compose
 from .form import Section
 from .sampling import FieldSampler
 from .step_experts import WEIGHT_RANGE, drawn
-from .takes import both_streams_starts, dev_primer
+from .takes import both_streams_starts, dev_primer, primer_wants
 
 GROUPS = {"timing": ("bar", "position"), "harmony": ("root", "quality"), "melody": ("pitch", "duration"),
           "velocity": ("velocity",)}
@@ -91,8 +91,7 @@ def play(sampler, vocab, profile, dev_pieces: list[np.ndarray], temperatures: di
     settings = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0, "repetition_window": 0,
                 "fields": {f: {"temperature": t} for f, t in temperatures.items()},
                 "step_experts": drawn(experts)}
-    both = profile.has_chords and profile.has_melody
-    want = (vocab.index["root"][NONE], vocab.index["pitch"][NONE]) if both else None
+    want = primer_wants(vocab, profile)
     seen = max(PRIMER_EVENTS, profile.context_events or 0)
     composers = []
     for i in range(tracks):
@@ -108,8 +107,7 @@ def play(sampler, vocab, profile, dev_pieces: list[np.ndarray], temperatures: di
 def target_figures(vocab, profile, dev_pieces: list[np.ndarray],
                    train_pieces: list[np.ndarray]) -> tuple[np.ndarray, str]:
     """The figures the played segments are matched to, and which pieces gave them (see above)."""
-    both = profile.has_chords and profile.has_melody
-    want = (vocab.index["root"][NONE], vocab.index["pitch"][NONE]) if both else None
+    want = primer_wants(vocab, profile)
 
     def usable(pieces):
         return [ids for ids in pieces if want is None or len(both_streams_starts(ids, PRIMER_EVENTS, want))]

@@ -10,7 +10,7 @@ from ..music import checks
 from ..music.midi_io import UnusableMidi, key_profiles, midi_header_reason, read_midi
 from ..music.performance import analyse
 from ..music.rates import rates
-from ..music.token_format import FIELDS, Vocabulary, piece_to_events
+from ..music.token_format import FIELDS, NONE, Vocabulary, piece_to_events
 
 SEED_STREAMS = ("run", "radio")
 
@@ -78,6 +78,14 @@ def draw_takes(sample, tracks: list[int], redraws: int, check, log=print) -> lis
             log(f"warning: track {i + 1} is outside the data's range after {len(options)} takes: "
                 f"{'; '.join(best['checks']['failed'])} (kept, flagged in the report)")
     return chosen
+
+
+def primer_wants(vocab: Vocabulary, profile: checks.DataProfile) -> tuple[int, int] | None:
+    """dev_primer's `want` for this data: (root "-" id, pitch "-" id) where it has both chords
+    and a melody, so that a primer holds both; None where it lacks either."""
+    if not (profile.has_chords and profile.has_melody):
+        return None
+    return vocab.index["root"][NONE], vocab.index["pitch"][NONE]
 
 
 def dev_primer(dev_pieces: list[np.ndarray], rng: np.random.Generator, n: int,

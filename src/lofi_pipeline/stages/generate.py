@@ -20,9 +20,9 @@ from ..model.form import loop_length, parse_form, plan_form, variation_share
 from ..model.melody import MelodyOver, wants_melody
 from ..model.members import configure_tensorflow
 from ..model.sampling import FieldSampler
-from ..model.takes import dev_primer, draw_takes, primer_from_midi, take_report, track_seed
+from ..model.takes import dev_primer, draw_takes, primer_from_midi, primer_wants, take_report, track_seed
 from ..music.statistics import self_repetition
-from ..music.token_format import FIELDS, NONE, TARGETS
+from ..music.token_format import FIELDS, TARGETS
 from . import catalog
 
 MELODY_BY = {"ensemble": "melody by the ensemble", "base": "melody by the base ensemble, over the harmony"}
@@ -71,8 +71,7 @@ def _batch_job(kit: dict, indices: list[int]) -> dict:
     for stale in list(_SESSIONS)[:-_SESSIONS_KEPT]:
         del _SESSIONS[stale]
     cfg, profile, vocab = kit["settings"], kit["profile"], kit["vocab"]
-    both_streams = profile.has_chords and profile.has_melody
-    want = (vocab.index["root"][NONE], vocab.index["pitch"][NONE]) if both_streams else None
+    want = primer_wants(vocab, profile)
     loop_bars = kit["loop_bars"]
     variation = variation_share(cfg.variation, profile.loop_repeat_target)
     plan = plan_form(cfg.form, cfg.bars, loop_bars)

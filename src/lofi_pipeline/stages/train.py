@@ -106,15 +106,15 @@ class TrainStage(Stage):
             histories[result["name"]] = result["history"]
         x_dev, y_dev = dev_sample(data["x_dev"], data["y_dev"], CALIBRATION_WINDOWS)
         profile = catalog.read_profile(ctx.source(catalog.PROFILE))
-        dev_pieces = encoded.sequences("dev")
+        dev_pieces, train_pieces = encoded.sequences("dev"), encoded.sequences("train")
 
         def play(combination: dict, temperatures: dict, experts: dict) -> dict:
             sampler = compiled_sampler(list(models.values()), combination["combine"], combination["weights"],
                                        cfg.rate_matching_tracks, ctx.log)
             return rate_matching.match_rates(sampler, vocab, profile, dev_pieces, temperatures, ctx.params.run.seed,
-                                             cfg.rate_matching_tracks, ctx.log, experts, encoded.sequences("train"))
+                                             cfg.rate_matching_tracks, ctx.log, experts, train_pieces)
         calibration = calibrate(list(models.values()), vocab, x_dev, y_dev, play if cfg.rate_matching_tracks else None,
-                                encoded.sequences("train"))
+                                train_pieces)
         ctx.log(f"calibrated on {calibration['dev_events']} dev events: {calibration['chosen']} "
                 f"({calibration['combine']}, weights {', '.join(f'{w:g}' for w in calibration['weights'])}; "
                 "step experts " + ", ".join(f"{f} {e['fitted_weight']:g} (drawn at {e['weight']:g})"
