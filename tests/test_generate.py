@@ -264,8 +264,8 @@ def test_forms_are_planned_from_the_length_and_checked(trained):
 
 
 def test_a_dev_primer_holds_both_streams_where_the_data_has_both():
-    """A pack of chord loops, some with a top line: a primer from a loop without one gave takes
-    whose melody rested in most beats, so the primer comes from a piece holding both streams."""
+    """A pack of chord loops, some with a top line: the primer comes from a piece holding both
+    streams, its first stretch with both, so a take begins with a melody as well as chords."""
     root, pitch = FIELDS.index("root"), FIELDS.index("pitch")
     none = (1, 1)
 

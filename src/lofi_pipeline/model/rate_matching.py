@@ -13,8 +13,8 @@ that brings the figures it shapes (melody steps and range, root motion) closer; 
 over every figure, after the temperatures.
 
 The figures are matched to the pieces the primers are drawn from: where the data has both
-chords and a melody, only pieces holding both (a take goes on as its primer goes, so averaging
-in the pieces without a melody would ask a melodic take to rest as they do). Where the dev
+chords and a melody, only pieces holding both (averaging in the pieces without a melody would
+ask a take that begins with one to rest as they do). Where the dev
 pieces give fewer than TARGET_SEGMENTS two-bar segments (a 40-loop pack has 4 dev pieces, one
 with a top line), the training pieces are added to the target: its figures were one piece's,
 and matching them chose a melody temperature that leapt past the data's range in most takes.

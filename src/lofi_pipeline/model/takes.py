@@ -92,10 +92,11 @@ def dev_primer(dev_pieces: list[np.ndarray], rng: np.random.Generator, n: int,
                want: tuple[int, int] | None = None) -> np.ndarray:
     """The opening of one of the dev pieces (never a test piece: those are only for scoring). With
     `want` = (root "-" id, pitch "-" id), the piece is drawn from those holding a stretch of `n`
-    events with both a chord and a melody note, and the primer is its first such stretch: the
-    models go on as their primer goes, and where the data mixes pieces with a melody and pieces
-    without (a pack of chord loops, some with a top line), a primer from one without gave a take
-    whose melody rests in most of its beats. Any piece's opening where none holds both."""
+    events with both a chord and a melody note, and the primer is its first such stretch: where
+    the data mixes pieces with a melody and pieces without (a pack of chord loops, some with a top
+    line), primers from any piece left 10 of 16 takes' melodies resting more than the data's
+    range allows; these primers, measured together with rate matching's new target, 6
+    (docs/model.md). Any piece's opening where none holds both."""
     starts = [both_streams_starts(ids, n, want) for ids in dev_pieces] if want is not None else []
     having = [k for k, s in enumerate(starts) if len(s)]
     if not having:
