@@ -8,8 +8,9 @@ from lofi_pipeline.model.compose import Composer, compose
 from lofi_pipeline.model.ensemble import EnsembleSampler
 from lofi_pipeline.model.form import Section, auto_form, form_string, parse_form
 from lofi_pipeline.model.members import model_inputs
+from lofi_pipeline.model.redraws import draw_takes, round_draws, take_report
 from lofi_pipeline.model.sampling import FieldSampler, sample_value
-from lofi_pipeline.model.takes import dev_primer, draw_takes, primer_from_midi, take_report, track_seed
+from lofi_pipeline.model.takes import dev_primer, primer_from_midi, track_seed
 from lofi_pipeline.music.checks import data_profile, loop_repeat_share
 from lofi_pipeline.music.statistics import self_repetition
 from lofi_pipeline.music.token_format import FIELDS, PAD, TARGETS, UNK, Vocabulary
@@ -330,14 +331,15 @@ def test_a_degenerate_take_is_redrawn_and_one_that_stays_so_is_flagged_by_name()
     vocab = Vocabulary.closed(4)
     profile = data_profile([vocab.decode_events(moving(s))[0] for s in range(20)], 0.05, 4)
 
-    def sample(indices, draw):  # track 1 recovers on its second take, track 2 never does
-        return [{"seq": moving(100 + draw) if (i == 0 and draw) else degenerate(), "seed": draw} for i in indices]
+    def sample(indices, draws):  # track 1 recovers on its second take, track 2 never does
+        return [{"seq": moving(100 + draw) if (i == 0 and draw) else degenerate(), "seed": draw}
+                for i, draw in zip(indices, draws)]
     logs = []
     takes = draw_takes(sample, [0, 1], 3, lambda seq: take_report(seq, vocab, profile), logs.append)
     assert [t["draws"] for t in takes] == [2, 4]
     assert takes[0]["checks"]["failed"] == [] and takes[0]["seed"] == 1
     assert takes[1]["checks"]["failed"] and "short_gap_share" in takes[1]["checks"]["outside"]
-    assert logs[0].startswith("track 1: take 1 fails ") and "re-drawing" in logs[0]
+    assert logs[0].startswith("track 1: take 1 fails ") and logs[0].endswith("; drawing 1 more")
     (warning,) = [line for line in logs if line.startswith("warning")]
     assert warning.startswith("warning: track 2 is outside the data's range after 4 takes: ")
     assert "share of gaps under a 16th 1.00 (data 0.00-0.00)" in warning
@@ -357,10 +359,62 @@ def test_a_take_that_passes_the_checks_but_not_the_data_s_rates_is_redrawn():
     assert "events at the loudest velocity level 1.00 (data 0.00-0.00)" in report["failed"]
     assert report["rates"]["top_velocity_share"] == 1.0
 
-    def sample(indices, draw):
-        return [{"seq": loud if draw == 0 else moving(passing[1]), "seed": draw} for i in indices]
+    def sample(indices, draws):
+        return [{"seq": loud if draw == 0 else moving(passing[1]), "seed": draw} for draw in draws]
     (take,) = draw_takes(sample, [0], 3, lambda seq: take_report(seq, vocab, profile), lambda *_: None)
     assert take["draws"] == 2 and take["checks"]["failed"] == []
+
+
+def test_a_failing_track_draws_several_candidates_a_round_and_keeps_the_first_inside():
+    """A re-draw round draws `candidates` takes for each failing track; a track stops at its first
+    round with a take inside every range, and what it keeps does not depend on other tracks."""
+    vocab = Vocabulary.closed(4)
+    profile = data_profile([vocab.decode_events(moving(s))[0] for s in range(20)], 0.05, 4)
+    passing = {0: {0}, 1: {3, 4}, 2: set()}  # track -> its draws inside: at once, in round 1, never
+    asked = []
+
+    def sample(indices, draws):
+        asked.append(list(zip(indices, draws)))
+        return [{"seq": moving(100) if draw in passing[i] else degenerate(), "seed": (i, draw)}
+                for i, draw in zip(indices, draws)]
+    logs = []
+    takes = draw_takes(sample, [0, 1, 2], 3, lambda seq: take_report(seq, vocab, profile), logs.append, candidates=4)
+    assert [t["draws"] for t in takes] == [1, 5, 13]
+    assert [t["seed"] for t in takes[:2]] == [(0, 0), (1, 3)] and takes[2]["checks"]["failed"]
+    assert asked[1] == [(i, d) for i in (1, 2) for d in (1, 2, 3, 4)] and asked[2] == [(2, d) for d in (5, 6, 7, 8)]
+    assert "track 3: 5 takes fail, the nearest " in "\n".join(logs)
+    alone = draw_takes(sample, [1], 3, lambda seq: take_report(seq, vocab, profile), lambda *_: None, candidates=4)
+    assert alone[0]["seed"] == takes[1]["seed"] and alone[0]["draws"] == takes[1]["draws"]
+    assert [round_draws(r, 1) for r in range(3)] == [[0], [1], [2]]  # one candidate: draws numbered as rounds
+
+
+def test_of_takes_failing_alike_the_one_nearest_the_data_s_ranges_is_kept():
+    vocab = Vocabulary.closed(4)
+    profile = data_profile([vocab.decode_events(moving(s))[0] for s in range(20)], 0.05, 4)
+    passing = [s for s in range(20) if not take_report(moving(s), vocab, profile)["failed"]]
+
+    def loud(share):  # this share of the events at the loudest level, where the data has none
+        seq = moving(passing[0])
+        seq[: int(len(seq) * share), FIELDS.index("velocity")] = vocab.index["velocity"]["3"]
+        return seq
+    takes = {0: loud(1.0), 1: loud(0.5), 2: loud(0.75)}
+    reports = [take_report(seq, vocab, profile) for seq in takes.values()]
+    assert [len(r["failed"]) for r in reports] == [2, 2, 2]
+    assert reports[1]["miss"] < reports[2]["miss"] < reports[0]["miss"]
+
+    def sample(indices, draws):
+        return [{"seq": takes[draw], "seed": draw} for draw in draws]
+    (take,) = draw_takes(sample, [0], 1, lambda seq: take_report(seq, vocab, profile), lambda *_: None, candidates=2)
+    assert take["seed"] == 1 and take["draws"] == 3
+
+
+def test_a_re_draw_round_wider_than_the_sampler_batch_gives_the_same_takes_however_it_is_cut(trained, tmp_path):
+    """Candidates beyond the sampler's batch are sampled a batch at a time, each with its own numbers."""
+    options = ("generate.tracks=3", "generate.candidates=3", "generate.redraws=1")
+    one, _ = generate(trained, tmp_path / "one", *options, "generate.batch_tracks=1")
+    three, _ = generate(trained, tmp_path / "three", *options, "generate.batch_tracks=3")
+    assert any(t["draws"] > 1 for t in one)  # a round was sampled, wider than a batch of one
+    assert [(t["seed"], t["draws"], t["ids"]) for t in one] == [(t["seed"], t["draws"], t["ids"]) for t in three]
 
 
 def test_the_models_see_no_more_past_events_than_the_context(trained):

@@ -1,4 +1,4 @@
-"""Takes: each track's seed, its primer, and re-drawing a take that fails the music checks."""
+"""Takes: each track's seed and its primer (re-drawing one that fails the checks: redraws.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,6 @@ from ..core.errors import StageError
 from ..music import checks
 from ..music.midi_io import UnusableMidi, key_profiles, midi_header_reason, read_midi
 from ..music.performance import analyse
-from ..music.rates import rates
 from ..music.token_format import FIELDS, NONE, Vocabulary, piece_to_events
 
 SEED_STREAMS = ("run", "radio")
@@ -41,43 +40,6 @@ def primer_from_midi(path: Path, vocab: Vocabulary, window: int) -> np.ndarray:
         raise StageError(f"primer {path}: {len(ids)} events, longer than the models' window of "
                          f"{window}; use a shorter primer")
     return ids
-
-
-def take_report(seq: np.ndarray, vocab: Vocabulary, profile: checks.DataProfile,
-                sections: list[tuple[int, int]] | None = None) -> dict:
-    """The music checks of one take: its figures and rates, and which fall outside the data's range."""
-    events = vocab.decode_events(seq)[0]
-    figs, track_rates = profile.figures(events, sections), rates(events, vocab.velocity_bins)
-    failed = checks.failures(figs, profile.ranges) + checks.rate_failures(track_rates, profile.rate_ranges)
-    return {"figures": {k: None if v is None else round(v, 4) for k, v in figs.items()},
-            "rates": {k: None if v is None else round(v, 4) for k, v in track_rates.items()},
-            "failed": [str(f) for f in failed], "outside": [f.check for f in failed]}
-
-
-def draw_takes(sample, tracks: list[int], redraws: int, check, log=print) -> list[dict]:
-    """The take of each track in `tracks` (indices from 0): `sample(indices, draw)` draws takes
-    for the tracks named, `check(seq)` says what fails; a failing take is drawn again, up to
-    `redraws` times. Each track keeps the first of its takes with the fewest failures, with
-    `draws` (how many it took) and `checks`; one that still fails is kept, and the log warns,
-    naming it and the figures."""
-    takes: dict[int, list[dict]] = {i: [] for i in tracks}
-    pending = list(tracks)
-    for draw in range(redraws + 1):
-        for i, take in zip(pending, sample(pending, draw)):
-            takes[i].append({**take, "checks": check(take["seq"])})
-        pending = [i for i in pending if takes[i][-1]["checks"]["failed"]]
-        if not pending or draw == redraws:
-            break
-        for i in pending:
-            log(f"track {i + 1}: take {draw + 1} fails {'; '.join(takes[i][-1]['checks']['failed'])}; re-drawing")
-    chosen = []
-    for i, options in takes.items():
-        best = min(options, key=lambda t: len(t["checks"]["failed"]))
-        chosen.append({**best, "draws": len(options)})
-        if best["checks"]["failed"]:
-            log(f"warning: track {i + 1} is outside the data's range after {len(options)} takes: "
-                f"{'; '.join(best['checks']['failed'])} (kept, flagged in the report)")
-    return chosen
 
 
 def primer_wants(vocab: Vocabulary, profile: checks.DataProfile) -> tuple[int, int] | None:

@@ -117,7 +117,8 @@ def music_checks_section(takes: catalog.Takes, profile) -> str:
             "track and on every training piece: the main places in the beat are "
             f"{', '.join(str(t) for t in profile.main_ticks)} (grid ticks, 12 to a beat), the loop "
             f"{profile.loop_bars} bars, and bars repeat inside a track's sections. A take outside the range "
-            "is drawn again (up to <code>generate.redraws</code> times); one still outside is kept and flagged "
+            "is drawn again, <code>generate.candidates</code> takes a round for up to <code>generate.redraws</code> "
+            "rounds, and the first inside is kept; one still outside is kept and flagged "
             f"here. {profile.pieces_inside:.0%} of the training pieces themselves are inside every range.</p>"
             + "".join(warnings) + _table(header, rows) + _rates_table(takes, profile) + "</section>")
 

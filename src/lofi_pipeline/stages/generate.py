@@ -19,8 +19,9 @@ from ..model.ensemble import compiled_sampler
 from ..model.form import loop_length, parse_form, plan_form, variation_share
 from ..model.melody import MelodyOver, wants_melody
 from ..model.members import configure_tensorflow
+from ..model.redraws import draw_takes, take_report
 from ..model.sampling import FieldSampler
-from ..model.takes import dev_primer, draw_takes, primer_from_midi, primer_wants, take_report, track_seed
+from ..model.takes import dev_primer, primer_from_midi, primer_wants, track_seed
 from ..music.statistics import self_repetition
 from ..music.token_format import FIELDS, TARGETS
 from . import catalog
@@ -84,9 +85,15 @@ def _batch_job(kit: dict, indices: list[int]) -> dict:
             return kit["midi_primer"]
         return dev_primer(kit["dev_pieces"], rng, cfg.primer_events, want)
 
-    def sample(tracks: list[int], draw: int) -> list[dict]:
+    def sample(tracks: list[int], draws: list[int]) -> list[dict]:
+        # A re-draw round may ask for more takes than the sampler's batch holds: in turn, a batch each.
+        size = kit["batch"]
+        return [take for k in range(0, len(tracks), size)
+                for take in sample_batch(tracks[k:k + size], draws[k:k + size])]
+
+    def sample_batch(tracks: list[int], draws: list[int]) -> list[dict]:
         seeds = [track_seed(kit["run_seed"], i, draw, kit["seed_stream"], cfg.retakes.count(i + 1))
-                 for i in tracks]
+                 for i, draw in zip(tracks, draws)]
         composers = []
         for seed in seeds:
             rng = np.random.default_rng(seed)
@@ -111,7 +118,7 @@ def _batch_job(kit: dict, indices: list[int]) -> dict:
         return takes
     sections = None if cfg.events else [(s.start, s.end) for s in plan]
     check = functools.partial(take_report, vocab=vocab, profile=profile, sections=sections)
-    takes = draw_takes(sample, indices, cfg.redraws, check, log.append)
+    takes = draw_takes(sample, indices, cfg.redraws, check, log.append, cfg.candidates)
     for take in takes:
         take["sections"] = [] if cfg.events else [[s.label, s.start, s.bars] for s in plan]
     return {"takes": takes, "log": log}
@@ -213,7 +220,8 @@ class GenerateStage(Stage):
         catalog.write_takes(ctx.out_dir, takes)
         for t in takes.tracks:
             ctx.log(f"track {t.index}: {t.form or 'free'} ({t.metre}), {len(t.ids)} events ({t.chords} chords, "
-                    f"{t.melody_notes} melody notes, {MELODY_BY[t.melody_by]}), take {t.draws}")
+                    f"{t.melody_notes} melody notes, {MELODY_BY[t.melody_by]}), "
+                    f"{t.draws} take{'s' if t.draws > 1 else ''} drawn")
         tracks = takes.tracks
         return {"tracks": len(tracks), "events": [len(t.ids) for t in tracks],
                 "self_repetition": [t.self_repetition for t in tracks],
