@@ -7,9 +7,10 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from helpers import ROOT, copy_run, lofi, lofi_process, metred_song, song_bytes, wait_for, write_zip
+from helpers import ROOT, copy_run, lofi, lofi_process, metred_song, song_bytes, timed_events, wait_for, write_zip
 from lofi_pipeline.audio.playlist import read_playlist
 from lofi_pipeline.music.rates import RATES
 from lofi_pipeline.pipeline import STAGE_NAMES
@@ -244,6 +245,48 @@ def test_evaluate_runs_each_archive_in_its_own_folder_and_prints_one_table(quick
         assert r["realism"]["tracks"] > 2 and (Path(r["outputs"]) / "realism" / "generate").is_dir()
         assert len(r["realism"]["per_seed"]) == (0 if r["realism"]["accuracy"] is None else 3)
     assert "[train] cached" in run.stdout and "[train] running" in run.stdout  # the first came from its cache
+
+
+def test_the_realism_figure_compares_the_tracks_with_held_out_pieces_of_their_kind():
+    """A pack of chord loops, half with a top line: every track has a melody, so the figure is
+    taken against the held-out loops with one; against every loop (reported beside it) the
+    chord-only loops give themselves away."""
+    from dataclasses import replace
+
+    from lofi_pipeline.commands.evaluate import realism_of
+    from lofi_pipeline.music.checks import DataProfile
+    from lofi_pipeline.music.token_format import Vocabulary
+    vocab = Vocabulary.closed(4)
+    rng = np.random.default_rng(3)
+
+    def loop(melody: bool) -> np.ndarray:
+        rows = []
+        for bar in range(8):
+            root = int(rng.choice([0, 5, 7, 9]))
+            if not melody:
+                first = int(rng.choice([12, 24, 36]))
+                rows += [(first, root, "maj7", None, 0), (48 - first, int(rng.integers(12)), "m7", None, 0)]
+                continue
+            figure = ((12, 12, 12, 12), (24, 12, 12), (12, 12, 24))[rng.integers(3)]
+            for k, step in enumerate(figure):
+                rows.append((int(step), root if k == 0 else None, "maj7" if k == 0 else None,
+                             int(rng.integers(60, 72)), int(step)))
+        return vocab.encode_events(timed_events(rows))
+
+    held_out = [loop(melody=k % 2 == 0) for k in range(24)]
+    ids = np.concatenate(held_out)
+    encoded = catalog.Encoded(vocab, {"ids": ids, "lengths": np.array([len(p) for p in held_out]),
+                                      "split": np.array([1 + k % 2 for k in range(24)])}, [])
+    takes = [catalog.Take(k, 0, 0, 1, {}, False, loop(melody=True).tolist(), [], 0.0, 0, 0, 0) for k in range(12)]
+    profile = DataProfile(pieces=24, quantile=0.025, ranges={}, pieces_inside=1.0, context_events=None,
+                          melody_share=0.5, has_chords=True, hold_limit_ticks=None)
+    figure = realism_of(encoded, profile, takes)
+    assert (figure["real_pieces"], figure["held_out_pieces"]) == (12, 24)
+    assert figure["every_piece"]["real_segments"] > 1.8 * figure["real_segments"]
+    assert figure["every_piece"]["accuracy"] > figure["accuracy"] + 0.1
+    # where the data has no melody, every held-out piece is of the tracks' kind
+    alike = realism_of(encoded, replace(profile, melody_share=0.0), takes)
+    assert alike["real_pieces"] == 24 and alike["accuracy"] == alike["every_piece"]["accuracy"]
 
 
 def test_the_drum_realism_row_says_why_it_has_no_figure():

@@ -10,7 +10,7 @@ from lofi_pipeline.model.form import Section, auto_form, form_string, parse_form
 from lofi_pipeline.model.members import model_inputs
 from lofi_pipeline.model.redraws import draw_takes, round_draws, take_report
 from lofi_pipeline.model.sampling import FieldSampler, sample_value
-from lofi_pipeline.model.takes import dev_primer, primer_from_midi, track_seed
+from lofi_pipeline.model.takes import dev_primer, holding_both, primer_from_midi, track_seed
 from lofi_pipeline.music.checks import data_profile, loop_repeat_share
 from lofi_pipeline.music.statistics import self_repetition
 from lofi_pipeline.music.token_format import FIELDS, PAD, TARGETS, UNK, Vocabulary
@@ -284,6 +284,9 @@ def test_a_dev_primer_holds_both_streams_where_the_data_has_both():
     alone = dev_primer(chords_only, rng, 8, none)  # no piece has both: a piece's opening
     assert alone.shape == (8, len(FIELDS)) and (alone[:, root] != 1).any()
     assert len(dev_primer(chords_only, rng, 8)) == 8
+    # the pieces rate matching's target and the realism figure take: those with a stretch holding both
+    assert [p is top_line for p in holding_both([*chords_only, top_line], 8, none)] == [True]
+    assert len(holding_both([*chords_only, top_line], 8, None)) == 4
 
 
 def test_a_missing_primer_stops_before_any_work(trained, tmp_path):

@@ -35,7 +35,7 @@ from .compose import Composer, compose
 from .form import Section
 from .sampling import FieldSampler
 from .step_experts import WEIGHT_RANGE, drawn
-from .takes import both_streams_starts, dev_primer, primer_wants
+from .takes import dev_primer, holding_both, primer_wants
 
 GROUPS = {"timing": ("bar", "position"), "harmony": ("root", "quality"), "melody": ("pitch", "duration"),
           "velocity": ("velocity",)}
@@ -108,13 +108,12 @@ def target_figures(vocab, profile, dev_pieces: list[np.ndarray],
                    train_pieces: list[np.ndarray]) -> tuple[np.ndarray, str]:
     """The figures the played segments are matched to, and which pieces gave them (see above)."""
     want = primer_wants(vocab, profile)
-
-    def usable(pieces):
-        return [ids for ids in pieces if want is None or len(both_streams_starts(ids, PRIMER_EVENTS, want))]
     kind = "dev pieces holding chords and a melody" if want else "dev pieces"
-    data = figures([vocab.decode_events(ids)[0] for ids in usable(dev_pieces)], vocab.velocity_bins)
+    data = figures([vocab.decode_events(ids)[0] for ids in holding_both(dev_pieces, PRIMER_EVENTS, want)],
+                   vocab.velocity_bins)
     if len(data) < TARGET_SEGMENTS and train_pieces:
-        more = figures([vocab.decode_events(ids)[0] for ids in usable(train_pieces)], vocab.velocity_bins)
+        more = figures([vocab.decode_events(ids)[0] for ids in holding_both(train_pieces, PRIMER_EVENTS, want)],
+                       vocab.velocity_bins)
         data = np.concatenate([data, more]) if len(data) else more
         kind = f"{kind}, and training pieces (the dev pieces gave under {TARGET_SEGMENTS} segments)"
     return data, kind

@@ -67,6 +67,12 @@ def dev_primer(dev_pieces: list[np.ndarray], rng: np.random.Generator, n: int,
     return dev_pieces[k][starts[k][0]:starts[k][0] + n]
 
 
+def holding_both(pieces: list[np.ndarray], n: int, want: tuple[int, int] | None) -> list[np.ndarray]:
+    """The pieces of the kind the tracks are drawn to be: with `want` (primer_wants), those holding
+    a stretch of `n` events with both a chord and a melody note; every piece without it."""
+    return [ids for ids in pieces if want is None or len(both_streams_starts(ids, n, want))]
+
+
 def both_streams_starts(ids: np.ndarray, n: int, want: tuple[int, int]) -> np.ndarray:
     """The starts of the stretches of `n` events of `ids` holding both a chord and a melody note."""
     if len(ids) < n or n == 0:
