@@ -43,14 +43,9 @@ MORE_TAKES_AT_MOST = 16  # takes made for the figure alone, beyond the run's tra
 
 
 def realism_of(encoded, profile, takes: list[catalog.Take]) -> dict:
-    """The classifier two-sample test of the run's takes (and any made for the figure alone)
-    against the held-out pieces (dev and test, never the training pieces) of the kind the tracks
-    are drawn to be: where the data has chords and a melody, those holding both (as rate
-    matching's target does), since every track is given a melody; "every_piece" is the same test
-    against every held-out piece. A pack that mixes chord loops with loops that have a top line
-    (the default set, the lo-fi loops) gives 26-33 % of its segments without a melody note, which
-    no track has: against every piece, that tell alone gave the forest 74 % where it gave 64 %
-    against the pieces with a melody (docs/model.md)."""
+    """The classifier two-sample test of the run's takes (and any made for the figure alone) against
+    the held-out pieces of the tracks' kind (with chords and a melody where the data has both: each
+    track has a melody; docs/model.md); "every_piece", the same against every held-out piece."""
     decode = encoded.vocab.decode_events
     pieces = [ids for split in ("dev", "test") for ids in encoded.sequences(split)]
     like = holding_both(pieces, PRIMER_EVENTS, primer_wants(encoded.vocab, profile)) or pieces
@@ -210,8 +205,8 @@ def summarise(runner: Runner, archive: str, scratch: dict | None = None,
 def _realism_cell(figure: dict) -> str:
     if figure["accuracy"] is None:
         return f"- ({figure['per_class']} segments a class, too few to judge)"
-    return (f"{figure['accuracy']:.1%} +- {figure['spread']:.1%} (seeds: "
-            + " ".join(f"{a:.1%}" for a in figure["per_seed"]) + ")")
+    seeds = " ".join(f"{a:.1%}" for a in figure["per_seed"])
+    return f"{figure['accuracy']:.1%} +- {figure['spread']:.1%} (seeds: {seeds})"
 
 
 def format_table(results: list[dict]) -> str:
@@ -265,8 +260,8 @@ def format_table(results: list[dict]) -> str:
         "-" if t["a_section_repeats"] is None else f"{t['a_section_repeats']:.2f}" for t in r["tracks"]))
     add("loop (bars) / main places in the beat", lambda r: f"{r['loop_bars']} / ticks {r['main_ticks']}")
     add("realism: balanced accuracy, folds of whole tracks (50% = can't tell)", lambda r: _realism_cell(r["realism"]))
-    add("  real side: held-out pieces with chords and a melody", lambda r: f"{r['realism']['real_pieces']} of "
-        f"{r['realism']['held_out_pieces']}")
+    add("  real side: held-out pieces with chords and a melody",
+        lambda r: "{real_pieces} of {held_out_pieces}".format(**r["realism"]))
     add("  segments per class (generated / real)", lambda r: f"{r['realism']['per_class']} "
         f"({r['realism']['generated_segments']} from {r['realism']['tracks']} tracks / "
         f"{r['realism']['real_segments']})")
