@@ -78,4 +78,3 @@ def draw_takes(sample, tracks: list[int], redraws: int, check, log=print, candid
 
 def _best(options: list[dict]) -> dict:
     return min(options, key=lambda t: (len(t["checks"]["failed"]), t["checks"]["miss"]))
-

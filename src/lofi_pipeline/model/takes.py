@@ -59,12 +59,12 @@ def dev_primer(dev_pieces: list[np.ndarray], rng: np.random.Generator, n: int,
     line), primers from any piece left 10 of 16 takes' melodies resting more than the data's
     range allows; these primers, measured together with rate matching's new target, 6
     (docs/model.md). Any piece's opening where none holds both."""
-    starts = [both_streams_starts(ids, n, want) for ids in dev_pieces] if want is not None else []
-    having = [k for k, s in enumerate(starts) if len(s)]
+    having = holding_both(dev_pieces, n, want) if want is not None else []
     if not having:
         return dev_pieces[rng.integers(len(dev_pieces))][:n]
-    k = having[rng.integers(len(having))]
-    return dev_pieces[k][starts[k][0]:starts[k][0] + n]
+    piece = having[rng.integers(len(having))]
+    start = both_streams_starts(piece, n, want)[0]
+    return piece[start:start + n]
 
 
 def holding_both(pieces: list[np.ndarray], n: int, want: tuple[int, int] | None) -> list[np.ndarray]:
